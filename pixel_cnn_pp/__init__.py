@@ -1,0 +1,19 @@
+"""PixelCNN++ in TensorFlow 2: exact log-likelihoods and samples of images.
+
+    import pixel_cnn_pp
+    model = pixel_cnn_pp.load_checkpoint('pxpp/params_cifar.ckpt')   # OpenAI's, or ours
+    nats = model.nll(images)                                          # uint8 (N, 32, 32, 3)
+    bpd = pixel_cnn_pp.bits_per_dim(nats, model.image_shape)
+    samples = model.sample(16, seed=0)
+
+References: Salimans, Karpathy, Chen, Kingma, "PixelCNN++: Improving the PixelCNN
+with Discretized Logistic Mixture Likelihood and Other Modifications", ICLR 2017;
+openai/pixel-cnn.
+"""
+
+from pixel_cnn_pp.checkpoints import load_checkpoint
+from pixel_cnn_pp.losses import bits_per_dim
+from pixel_cnn_pp.model import PixelCNN
+from pixel_cnn_pp.optim import Adam, PolyakAverage
+
+__all__ = ['PixelCNN', 'load_checkpoint', 'bits_per_dim', 'Adam', 'PolyakAverage']

@@ -1,0 +1,153 @@
+"""Checkpoints: ours (tf.train.Checkpoint + the model's options as JSON beside it),
+and OpenAI's TF1 layout, loaded by variable name.
+
+OpenAI's published `params_cifar.ckpt` (and checkpoints of the original code in
+general) hold every weight under its TF1 name, `model/conv2d_0/V` and so on, its
+Polyak average beside it as `model/conv2d_0/V/ExponentialMovingAverage`, and the
+optimizer's slots as unnamed `Variable_N` (ignored here). Our PixelCNN creates
+its layers in the original's order and knows each one's original name
+(`PixelCNN.named_weights`), so loading is a walk over that list that checks every
+name and shape.
+"""
+
+import json
+import os
+import tempfile
+
+import tensorflow as tf
+
+from pixel_cnn_pp.model import DEFAULTS, PixelCNN
+from pixel_cnn_pp.optim import PolyakAverage
+
+CONFIG_FILE = 'pixelcnn_config.json'
+_EMA_SUFFIX = '/ExponentialMovingAverage'
+
+
+def _resolve(path):
+    """A checkpoint prefix from a prefix, an .index file or a folder of checkpoints."""
+    path = os.fspath(path)
+    if path.endswith('.index'):
+        path = path[:-len('.index')]
+    if os.path.isdir(path):
+        latest = tf.train.latest_checkpoint(path)
+        if latest is None:
+            indexes = sorted(f for f in os.listdir(path) if f.endswith('.index'))
+            if len(indexes) != 1:
+                raise FileNotFoundError(
+                    'no checkpoint in folder %s: expected a "checkpoint" file or exactly one '
+                    '*.index file, found %d' % (path, len(indexes)))
+            latest = os.path.join(path, indexes[0][:-len('.index')])
+        path = latest
+    if not os.path.exists(path + '.index'):
+        raise FileNotFoundError('checkpoint not found: %s (expected %s.index and its data '
+                                'files)' % (path, path))
+    return path
+
+
+def training_checkpoint(model, polyak, **extra):
+    """The tf.train.Checkpoint layout of our checkpoints: model, polyak, anything else.
+
+    train.py adds the optimizer, step counters and RNG state as `extra`;
+    `load_checkpoint` reads back only the model and its averages.
+    """
+    return tf.train.Checkpoint(model=model, polyak=polyak, **extra)
+
+
+def save_model_config(directory, model):
+    """Write the model's options as JSON in `directory` (atomically: write, then rename)."""
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.config-', suffix='.tmp')
+    with os.fdopen(fd, 'w') as f:
+        json.dump(model.config, f, indent=1, sort_keys=True)
+    os.replace(tmp, os.path.join(directory, CONFIG_FILE))
+
+
+def read_model_config(prefix):
+    """The options stored beside our checkpoint `prefix`, or None if there are none."""
+    config_path = os.path.join(os.path.dirname(prefix), CONFIG_FILE)
+    if not os.path.exists(config_path):
+        return None
+    with open(config_path) as f:
+        return json.load(f)
+
+
+def is_openai_checkpoint(prefix):
+    """True if the checkpoint at `prefix` is in the original's TF1 layout."""
+    return 'model/conv2d_0/V' in tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+
+
+def load_checkpoint(path, use_ema=True, **model_options):
+    """A PixelCNN with the weights of a checkpoint, ours or OpenAI's TF1 one.
+
+    Args:
+      path: a checkpoint prefix (e.g. 'save/ckpt-12', 'pxpp/params_cifar.ckpt'),
+        its .index file, or a folder (its latest checkpoint).
+      use_ema: load the Polyak-averaged weights (what the original tests and
+        samples with) instead of the raw ones.
+      **model_options: PixelCNN options. For our checkpoints they are read from
+        the JSON beside it and need not be given (any given must agree); for
+        OpenAI's they default to the original's: image_shape (32, 32, 3),
+        nr_resnet 5, nr_filters 160, nr_logistic_mix 10, concat_elu, unconditional.
+    Returns:
+      A PixelCNN whose weights are the checkpoint's (averaged ones if use_ema).
+    Raises:
+      FileNotFoundError: no checkpoint at `path`.
+      ValueError: the checkpoint does not fit the options; names the first
+        variable whose name or shape differs and what was expected.
+
+    Example:
+        model = load_checkpoint('pxpp/params_cifar.ckpt')
+        bpd = bits_per_dim(model.nll(test_images).mean(), (32, 32, 3))
+    """
+    prefix = _resolve(path)
+    if is_openai_checkpoint(prefix):
+        options = dict(DEFAULTS, **model_options)
+        model = PixelCNN(**options, seed=0)
+        _assign_openai_weights(model, prefix, use_ema)
+        return model
+    stored = read_model_config(prefix)
+    if stored is None:
+        raise ValueError('%s is not an OpenAI TF1 checkpoint (no model/conv2d_0/V) and has no %s '
+                         'beside it; expected a checkpoint written by train.py'
+                         % (prefix, CONFIG_FILE))
+    for key, value in model_options.items():
+        want = list(value) if key == 'image_shape' else value
+        if key in stored and stored[key] != want:
+            raise ValueError('checkpoint %s was trained with %s=%r, but %s=%r was asked for'
+                             % (prefix, key, stored[key], key, value))
+    options = dict(stored, **model_options)
+    model = PixelCNN(**options, seed=0)
+    polyak = PolyakAverage(model.weights)
+    try:
+        status = training_checkpoint(model, polyak).read(prefix)
+        status.expect_partial().assert_existing_objects_matched()
+    except (ValueError, AssertionError, tf.errors.OpError) as e:
+        raise ValueError('checkpoint %s does not fit the model (%s): %s' % (prefix, model.describe(), e)) from None
+    if use_ema:
+        polyak.copy_to_weights()
+    return model
+
+
+def _assign_openai_weights(model, prefix, use_ema):
+    reader = tf.train.load_checkpoint(prefix)
+    shapes = reader.get_variable_to_shape_map()
+    expected_names = set()
+    for name, var in model.named_weights():
+        key = name + _EMA_SUFFIX if use_ema else name
+        expected_names.add(name)
+        if key not in shapes:
+            hint = (' (it has the raw weight; load with use_ema=False)'
+                    if use_ema and name in shapes else '')
+            raise ValueError('checkpoint %s has no variable %s, which the model (%s) expects with '
+                             'shape %s%s' % (prefix, key, model.describe(), var.shape.as_list(), hint))
+        if list(shapes[key]) != var.shape.as_list():
+            raise ValueError('checkpoint %s: variable %s has shape %s, but the model (%s) expects %s'
+                             % (prefix, key, list(shapes[key]), model.describe(),
+                                var.shape.as_list()))
+        var.assign(reader.get_tensor(key))
+    extra = sorted(k for k in shapes if k.startswith('model/') and not k.endswith(_EMA_SUFFIX)
+                   and k not in expected_names)
+    if extra:
+        raise ValueError('checkpoint %s has variable %s (shape %s), which the model (%s) does '
+                         'not have: the checkpoint was trained with other options'
+                         % (prefix, extra[0], list(shapes[extra[0]]), model.describe()))

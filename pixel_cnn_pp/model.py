@@ -1,0 +1,369 @@
+"""The PixelCNN++ network (Salimans, Karpathy, Chen, Kingma 2017) as a tf.Module.
+
+The up pass and the down pass below read like Figure 2 of the paper: two
+streams, u (everything above) and ul (above and to the left), through three
+resolutions with nr_resnet gated resnet blocks each, skip connections from the
+up pass into the down pass, and a 1x1 output layer giving the parameters of a
+mixture of discretized logistics at every pixel.
+
+Layers are created in the order in which openai/pixel-cnn creates them, and
+numbered per kind (conv2d_0, ..., dense_0, ..., deconv2d_0, ...), so a checkpoint of the
+original loads by name (see checkpoints.py).
+"""
+
+import json
+import types
+
+import numpy as np
+import tensorflow as tf
+
+from pixel_cnn_pp import losses, nn
+
+# The options a PixelCNN is built from, with the original's defaults. Stored in
+# our checkpoints, so a checkpoint knows which network it belongs to.
+DEFAULTS = dict(image_shape=(32, 32, 3), nr_resnet=5, nr_filters=160, nr_logistic_mix=10,
+                resnet_nonlinearity='concat_elu', num_classes=0, dropout_p=0.5)
+
+
+def _check_options(image_shape, nr_resnet, nr_filters, nr_logistic_mix, resnet_nonlinearity,
+                   num_classes, dropout_p):
+    if len(image_shape) != 3:
+        raise ValueError("'image_shape' must have length 3, representing [height, width, "
+                         "channels]; got %r" % (image_shape,))
+    h, w, c = image_shape
+    if c not in (1, 3):
+        raise ValueError("'image_shape' must have 3 (RGB) or 1 channel; got %r" % (image_shape,))
+    if h % 4 or w % 4 or h < 4 or w < 4:
+        raise ValueError("'image_shape' height and width must be positive multiples of 4 (the "
+                         "network works at 3 resolutions, halving twice); got %r" % (image_shape,))
+    for name, value in (('nr_resnet', nr_resnet), ('nr_filters', nr_filters),
+                        ('nr_logistic_mix', nr_logistic_mix)):
+        if int(value) != value or value < 1:
+            raise ValueError("'%s' must be a positive integer; got %r" % (name, value))
+    if resnet_nonlinearity not in nn.NONLINEARITIES:
+        raise ValueError("'resnet_nonlinearity' must be one of %s; got %r"
+                         % (sorted(nn.NONLINEARITIES), resnet_nonlinearity))
+    if int(num_classes) != num_classes or num_classes < 0:
+        raise ValueError("'num_classes' must be 0 (unconditional) or a positive integer; got %r"
+                         % (num_classes,))
+    if not 0 <= dropout_p < 1:
+        raise ValueError("'dropout_p' must be in [0, 1); got %r" % (dropout_p,))
+
+
+class PixelCNN(tf.Module):
+    """PixelCNN++: an autoregressive model of images with an exact likelihood.
+
+    p(x) = prod over pixels (i, j) in raster order of p(x[i, j, :] | x[<(i, j)]),
+    each pixel's colours a mixture of `nr_logistic_mix` discretized logistics,
+    with green depending linearly on red and blue on red and green (RGB), or a
+    plain mixture for one channel (MNIST). The network's output at a pixel sees
+    only the pixels before it; a one-hot class label may condition every layer.
+
+    Sampling (pseudo-code):
+        x = zeros
+        for i, j in raster order:
+            x[:, i, j, :] = draw from the mixture given network(x)[:, i, j]
+
+    Args:
+      image_shape: (H, W, C), H and W multiples of 4, C 3 or 1.
+      nr_resnet: gated resnet blocks per resolution (original: 5).
+      nr_filters: channels of every hidden layer (original: 160).
+      nr_logistic_mix: mixture components per pixel (original: 10).
+      resnet_nonlinearity: 'concat_elu' (original), 'elu' or 'relu'.
+      num_classes: 0 for an unconditional model, else K classes (labels 0..K-1).
+      dropout_p: dropout in each resnet block while training (original: 0.5).
+      seed: optional integer for the random initial weights.
+
+    Example (unconditional, 8x8 RGB):
+        model = PixelCNN((8, 8, 3), nr_resnet=1, nr_filters=16, nr_logistic_mix=2)
+        model.initialize(images)             # uint8 (N, 8, 8, 3)
+        nats = model.nll(images)             # (N,) nats per image
+        bpd = bits_per_dim(nats, (8, 8, 3))
+        x = model.sample(4, seed=0)          # uint8 (4, 8, 8, 3)
+
+    Example (class-conditional):
+        model = PixelCNN((32, 32, 3), num_classes=10)
+        model.initialize(images, labels)     # labels int (N,) in 0..9
+        x = model.sample(10, labels=np.arange(10), seed=0)
+    """
+
+    def __init__(self, image_shape=DEFAULTS['image_shape'], nr_resnet=5, nr_filters=160,
+                 nr_logistic_mix=10, resnet_nonlinearity='concat_elu', num_classes=0,
+                 dropout_p=0.5, seed=None):
+        super().__init__(name='model')
+        image_shape = tuple(int(d) for d in image_shape)
+        _check_options(image_shape, nr_resnet, nr_filters, nr_logistic_mix,
+                       resnet_nonlinearity, num_classes, dropout_p)
+        # Kept as a JSON string: tf.Module would wrap a dict for tracking.
+        self._config_json = json.dumps(dict(
+            image_shape=list(image_shape), nr_resnet=int(nr_resnet), nr_filters=int(nr_filters),
+            nr_logistic_mix=int(nr_logistic_mix), resnet_nonlinearity=resnet_nonlinearity,
+            num_classes=int(num_classes), dropout_p=float(dropout_p)))
+        self.image_shape = image_shape
+        self.num_classes = int(num_classes)
+        self.nr_logistic_mix = int(nr_logistic_mix)
+        self.dropout_p = float(dropout_p)
+        self.nr_resnet = int(nr_resnet)
+
+        rng = (tf.random.Generator.from_seed(seed) if seed is not None
+               else tf.random.Generator.from_non_deterministic_state())
+        namer = nn.Namer()
+        F, R, K = int(nr_filters), self.nr_resnet, self.num_classes
+        in_channels = image_shape[-1] + 1  # the image and a channel of ones
+
+        def u_block(aux):  # a gated resnet of the u stream (sees above)
+            return nn.GatedResnet(namer, F, nn.DownShiftedConv2d, resnet_nonlinearity, aux, K, rng)
+
+        def ul_block(aux):  # a gated resnet of the ul stream (sees above and left)
+            return nn.GatedResnet(namer, F, nn.DownRightShiftedConv2d, resnet_nonlinearity, aux,
+                                  K, rng)
+
+        # Created in the original's order; see forward() for how they are used.
+        self.u_init = nn.DownShiftedConv2d(namer, in_channels, F, (2, 3), rng=rng)
+        self.ul_init_down = nn.DownShiftedConv2d(namer, in_channels, F, (1, 3), rng=rng)
+        self.ul_init_right = nn.DownRightShiftedConv2d(namer, in_channels, F, (2, 1), rng=rng)
+        self.up_blocks, self.up_strided = [], []
+        for level in range(3):
+            self.up_blocks.append([(u_block(0), ul_block(F)) for _ in range(R)])
+            if level < 2:
+                self.up_strided.append((
+                    nn.DownShiftedConv2d(namer, F, F, stride=(2, 2), rng=rng),
+                    nn.DownRightShiftedConv2d(namer, F, F, stride=(2, 2), rng=rng)))
+        self.down_blocks, self.down_strided = [], []
+        for level in range(3):
+            reps = R if level == 0 else R + 1
+            self.down_blocks.append([(u_block(F), ul_block(2 * F)) for _ in range(reps)])
+            if level < 2:
+                self.down_strided.append((
+                    nn.DownShiftedDeconv2d(namer, F, F, stride=(2, 2), rng=rng),
+                    nn.DownRightShiftedDeconv2d(namer, F, F, stride=(2, 2), rng=rng)))
+        self.out = nn.Dense(namer, F, losses.output_channels(image_shape[-1], nr_logistic_mix),
+                            rng=rng)
+        self._compiled = types.SimpleNamespace(functions={})  # not tracked by tf.Module
+
+    @property
+    def config(self):
+        """The options this model was built with, as a plain dict (stored in checkpoints)."""
+        return json.loads(self._config_json)
+
+    def describe(self):
+        """The options as 'name=value, ...', for messages."""
+        return ', '.join('%s=%r' % kv for kv in self.config.items())
+
+    # ------------------------------------------------------------------ network
+
+    def _resnet_blocks(self):
+        """Every gated resnet block, in creation order."""
+        for level in self.up_blocks:
+            for pair in level:
+                yield from pair
+        for level in self.down_blocks:
+            for pair in level:
+                yield from pair
+
+    def named_weights(self):
+        """[(original variable name, tf.Variable)] in the original's creation order.
+
+        Names are those of openai/pixel-cnn without the ':0', e.g. 'model/conv2d_0/V',
+        'model/conditional_weights_3/hw'.
+        """
+        out = []
+
+        def add_layer(layer):
+            out.extend(('model/%s/%s' % (layer.scope, n), v) for n, v in layer.weights)
+
+        for layer in (self.u_init, self.ul_init_down, self.ul_init_right):
+            add_layer(layer)
+        blocks = iter(self._resnet_blocks())
+        # Walk the creation order: up levels with strided convs between, then down.
+        for level in range(3):
+            for _ in range(2 * self.nr_resnet):
+                self._add_block(next(blocks), add_layer, out)
+            if level < 2:
+                for layer in self.up_strided[level]:
+                    add_layer(layer)
+        for level in range(3):
+            reps = self.nr_resnet if level == 0 else self.nr_resnet + 1
+            for _ in range(2 * reps):
+                self._add_block(next(blocks), add_layer, out)
+            if level < 2:
+                for layer in self.down_strided[level]:
+                    add_layer(layer)
+        add_layer(self.out)
+        return out
+
+    @staticmethod
+    def _add_block(block, add_layer, out):
+        for layer in block.layers:
+            add_layer(layer)
+        if block.hw is not None:
+            out.append(('model/%s/hw' % block.hw_scope, block.hw))
+
+    @property
+    def weights(self):
+        """The trainable variables in the original's creation order."""
+        return [v for _, v in self.named_weights()]
+
+    def forward(self, x, h=None, get=nn.identity, init=False, dropout_p=0.0, seed=None):
+        """The network: mixture parameters at every pixel.
+
+        Args:
+          x: float (B, H, W, C), the image scaled to [-1, 1].
+          h: float (B, num_classes) one-hot labels, or None for an unconditional model.
+          get: variable -> tensor; nn.identity for the raw weights, or a Polyak
+            average's `average` for the averaged ones.
+          init: run the data-dependent initialisation on this batch (eager, once).
+          dropout_p: dropout rate in the resnet blocks (0 for evaluation).
+          seed: int32 (2,) seed for the dropout masks when dropout_p > 0.
+        Returns:
+          float (B, H, W, 10*M) for RGB, (B, H, W, 3*M) for one channel.
+        """
+        block_index = [0]
+
+        def block_seed():
+            block_index[0] += 1
+            if dropout_p <= 0:
+                return None
+            return tf.random.experimental.stateless_fold_in(seed, block_index[0])
+
+        def gr(block, x, a=None):
+            return block(x, a, h, get, init, dropout_p, block_seed())
+
+        # A channel of ones marks the image against the zero padding.
+        x_pad = tf.concat([x, tf.ones_like(x[..., :1])], axis=-1)
+
+        # ---- up pass: keep every u and ul on a stack for the down pass
+        u_list = [nn.down_shift(self.u_init(x_pad, get, init))]
+        ul_list = [nn.down_shift(self.ul_init_down(x_pad, get, init))
+                   + nn.right_shift(self.ul_init_right(x_pad, get, init))]
+        for level in range(3):
+            for u_block, ul_block in self.up_blocks[level]:
+                u_list.append(gr(u_block, u_list[-1]))
+                ul_list.append(gr(ul_block, ul_list[-1], u_list[-1]))
+            if level < 2:  # halve the resolution
+                u_conv, ul_conv = self.up_strided[level]
+                u_list.append(u_conv(u_list[-1], get, init))
+                ul_list.append(ul_conv(ul_list[-1], get, init))
+
+        # ---- down pass: consume the stacks, upsampling between resolutions
+        u, ul = u_list.pop(), ul_list.pop()
+        for level in range(3):
+            for u_block, ul_block in self.down_blocks[level]:
+                u = gr(u_block, u, u_list.pop())
+                ul = gr(ul_block, ul, tf.concat([u, ul_list.pop()], axis=-1))
+            if level < 2:  # double the resolution
+                u_deconv, ul_deconv = self.down_strided[level]
+                u = u_deconv(u, get, init)
+                ul = ul_deconv(ul, get, init)
+        assert not u_list and not ul_list
+        return self.out(tf.nn.elu(ul), get, init)
+
+    # ------------------------------------------------------------- public API
+
+    def scale_images(self, images):
+        """uint8 (N, H, W, C) -> float32 in [-1, 1], as the original: (x - 127.5) / 127.5."""
+        return (tf.cast(images, tf.float32) - 127.5) / 127.5
+
+    def one_hot(self, labels):
+        """int labels (N,) -> float one-hot (N, num_classes), or None if unconditional."""
+        if not self.num_classes:
+            return None
+        return tf.one_hot(labels, self.num_classes)
+
+    def check_inputs(self, images, labels=None, name='images'):
+        """Validate uint8 NHWC images and labels; return them as NumPy arrays.
+
+        Raises ValueError naming what is wrong and what was expected.
+        """
+        images = np.asarray(images)
+        if images.dtype != np.uint8:
+            raise ValueError("'%s' must be uint8 in 0..255, got dtype %s" % (name, images.dtype))
+        if images.ndim != 4 or tuple(images.shape[1:]) != self.image_shape:
+            raise ValueError("'%s' must have shape (N, %d, %d, %d), got %s"
+                             % ((name,) + self.image_shape + (images.shape,)))
+        if images.shape[0] == 0:
+            raise ValueError("'%s' is empty: need at least one image" % name)
+        return images, self.check_labels(labels, images.shape[0])
+
+    def check_labels(self, labels, n):
+        """Validate labels for n images: required (0..K-1) iff the model is conditional."""
+        if not self.num_classes:
+            if labels is not None:
+                raise ValueError("'labels' given, but this model is unconditional "
+                                 "(num_classes=0)")
+            return None
+        if labels is None:
+            raise ValueError("'labels' are required: this model is class-conditional "
+                             "(num_classes=%d)" % self.num_classes)
+        labels = np.asarray(labels)
+        if labels.shape != (n,) or not np.issubdtype(labels.dtype, np.integer):
+            raise ValueError("'labels' must be integers of shape (%d,), got %s %s"
+                             % (n, labels.dtype, labels.shape))
+        if labels.min() < 0 or labels.max() >= self.num_classes:
+            raise ValueError("'labels' must be in 0..%d, got values from %d to %d"
+                             % (self.num_classes - 1, labels.min(), labels.max()))
+        return labels.astype(np.int32)
+
+    def initialize(self, images, labels=None):
+        """Data-dependent initialisation on one batch (uint8 NHWC), as the original.
+
+        Every weight-normalised layer's pre-activation gets mean 0 and standard
+        deviation init_scale (0.1 for the second conv of a resnet block, else 1)
+        on this batch. Dropout is off during this pass.
+        """
+        images, labels = self.check_inputs(images, labels)
+        x = self.scale_images(images)
+        h = self.one_hot(labels) if labels is not None else None
+        self.forward(x, h, init=True)
+
+    def log_prob_per_pixel(self, x, h=None, get=nn.identity, dropout_p=0.0, seed=None):
+        """Graph-level per-pixel log-probabilities, (B, H, W), for scaled images x."""
+        out = self.forward(x, h, get=get, dropout_p=dropout_p, seed=seed)
+        return losses.log_prob_per_pixel(x, out, self.nr_logistic_mix)
+
+    def loss(self, x, h=None, get=nn.identity, dropout_p=0.0, seed=None):
+        """The original's training objective: NLL in nats summed over the batch."""
+        return -tf.reduce_sum(self.log_prob_per_pixel(x, h, get, dropout_p, seed))
+
+    def _compiled_per_pixel(self, get):
+        functions = self._compiled.functions
+        key = ('nll', get)
+        if key not in functions:
+            functions[key] = tf.function(
+                lambda x, h: -self.log_prob_per_pixel(x, h, get=get), reduce_retracing=True)
+        return functions[key]
+
+    def nll(self, images, labels=None, per_pixel=False, batch_size=64, averages=None):
+        """Exact negative log-likelihood in nats, with dropout off.
+
+        Args:
+          images: uint8 (N, H, W, C).
+          labels: int (N,) in 0..num_classes-1, for a class-conditional model only.
+          per_pixel: return (N, H, W) nats per pixel instead of (N,) per image.
+          batch_size: images per forward pass.
+          averages: optional optim.PolyakAverage to evaluate its averaged weights.
+        Returns:
+          NumPy float64 array of nats; `bits_per_dim(nats, image_shape)` converts.
+        """
+        images, labels = self.check_inputs(images, labels)
+        fn = self._compiled_per_pixel(averages.average if averages is not None else nn.identity)
+        out = []
+        for start in range(0, len(images), batch_size):
+            x = self.scale_images(images[start:start + batch_size])
+            h = self.one_hot(labels[start:start + batch_size]) if labels is not None else None
+            out.append(fn(x, h).numpy().astype(np.float64))
+        nats = np.concatenate(out)
+        return nats if per_pixel else nats.sum(axis=(1, 2))
+
+    def sample(self, n, labels=None, seed=None):
+        """Draw n images, one forward pass per pixel (the exact, slow sampler).
+
+        Args:
+          n: number of images.
+          labels: int (n,) classes for a conditional model, else None.
+          seed: integer for reproducible samples (same seed, same images).
+        Returns:
+          uint8 (n, H, W, C).
+        """
+        from pixel_cnn_pp import sampling  # avoids a cycle: sampling builds on the model
+        return sampling.sample_naive(self, n, labels=labels, seed=seed)

@@ -1,0 +1,270 @@
+"""Layers of PixelCNN++ in the original's vocabulary.
+
+Weight-normalised conv, deconv and dense ("nin") layers with data-dependent
+initialisation (Salimans & Kingma 2016), the shifted convolutions and shifts that
+make the network causal without masks, and the gated resnet block. Names and
+computations follow openai/pixel-cnn `pixel_cnn_pp/nn.py`, so that a TF1
+checkpoint of the original maps onto these variables by a rule:
+`model/<kind>_<k>/<V|g|b>`, k counting each kind in creation order.
+
+Every layer's forward takes `get`, a function from a variable to the tensor to
+use for it: the identity for the raw weights, or a Polyak average's lookup (the
+original's `get_var_maybe_avg`). Passing `init=True` runs the data-dependent
+initialisation of that layer on the batch instead (eagerly, once).
+"""
+
+import tensorflow as tf
+
+# Standard deviation of the random normal initialisation of V, as the original.
+_INIT_STDDEV = 0.05
+# Added to the variance in the data-dependent init, as the original.
+_INIT_EPS = 1e-10
+
+
+def identity(var):
+    """The default `get`: use a variable's own (raw) value."""
+    return var
+
+
+class Namer:
+    """Numbers layers per kind in creation order: conv2d_0, conv2d_1, dense_0, ...
+
+    Lives inside the model that is being built (no module-level counter), so two
+    models in one process get the same names.
+    """
+
+    def __init__(self):
+        self._counts = {}
+
+    def __call__(self, kind):
+        k = self._counts.get(kind, 0)
+        self._counts[kind] = k + 1
+        return '%s_%d' % (kind, k)
+
+
+def concat_elu(x):
+    """ELU of x and of -x, concatenated on channels (doubles the channels)."""
+    return tf.nn.elu(tf.concat([x, -x], axis=-1))
+
+
+NONLINEARITIES = {
+    'concat_elu': (concat_elu, 2),  # (function, channel multiplier)
+    'elu': (tf.nn.elu, 1),
+    'relu': (tf.nn.relu, 1),
+}
+
+
+def down_shift(x):
+    """Move a map down by one row, zeros entering at the top. (B,H,W,C) -> same."""
+    return tf.pad(x[:, :-1], [[0, 0], [1, 0], [0, 0], [0, 0]])
+
+
+def right_shift(x):
+    """Move a map right by one column, zeros entering at the left."""
+    return tf.pad(x[:, :, :-1], [[0, 0], [0, 0], [1, 0], [0, 0]])
+
+
+class _WeightNorm(tf.Module):
+    """Shared parts of a weight-normalised layer: V, g, b and the data-dependent init."""
+
+    def __init__(self, scope, v_shape, num_units, init_scale, rng):
+        super().__init__(name=scope)
+        self.scope = scope  # e.g. 'conv2d_7': the original's variable scope
+        self.init_scale = init_scale
+        self.V = tf.Variable(rng.normal(v_shape, 0.0, _INIT_STDDEV), name='V')
+        self.g = tf.Variable(tf.ones([num_units]), name='g')
+        self.b = tf.Variable(tf.zeros([num_units]), name='b')
+
+    @property
+    def weights(self):
+        """(name, variable) pairs in the original's order: V, g, b."""
+        return [('V', self.V), ('g', self.g), ('b', self.b)]
+
+    def _initialize(self, pre_activation, axes):
+        # Normalise the pre-activation on the init batch: mean 0, std init_scale.
+        # g <- g*s and b <- s*(b - m) make the layer compute exactly s*(out - m),
+        # which is what we pass on, so every later layer is initialised on the
+        # values it will really see (see README: the original's last version
+        # passes on l2_normalize(out) instead).
+        m, v = tf.nn.moments(pre_activation, axes)
+        s = self.init_scale / tf.sqrt(v + _INIT_EPS)
+        self.g.assign(self.g * s)
+        self.b.assign(s * (self.b - m))
+        return s * (pre_activation - m)
+
+
+class Conv2d(_WeightNorm):
+    """Weight-normalised conv: W = g * V / ||V|| over (kh, kw, in); VALID padding.
+
+    Padding is the caller's (the shifted convolutions pad so that nothing below
+    or to the right leaks in).
+    """
+
+    def __init__(self, namer, in_channels, num_filters, filter_size, stride=(1, 1),
+                 init_scale=1.0, rng=None):
+        super().__init__(namer('conv2d'), list(filter_size) + [in_channels, num_filters],
+                         num_filters, init_scale, rng)
+        self.stride = [1, stride[0], stride[1], 1]
+
+    def __call__(self, x, get=identity, init=False):
+        V, g, b = get(self.V), get(self.g), get(self.b)
+        W = g * tf.nn.l2_normalize(V, [0, 1, 2])
+        out = tf.nn.bias_add(tf.nn.conv2d(x, W, self.stride, 'VALID'), b)
+        return self._initialize(out, [0, 1, 2]) if init else out
+
+
+class Deconv2d(_WeightNorm):
+    """Weight-normalised transposed conv, VALID: (B,H,W,in) -> (B, H*s+kh-1, W*s+kw-1, F).
+
+    V has shape [kh, kw, F, in] and is normalised over (kh, kw, in), as the original.
+    """
+
+    def __init__(self, namer, in_channels, num_filters, filter_size, stride=(1, 1),
+                 init_scale=1.0, rng=None):
+        super().__init__(namer('deconv2d'), list(filter_size) + [num_filters, in_channels],
+                         num_filters, init_scale, rng)
+        self.filter_size = list(filter_size)
+        self.num_filters = num_filters
+        self.stride = [1, stride[0], stride[1], 1]
+
+    def __call__(self, x, get=identity, init=False):
+        V, g, b = get(self.V), get(self.g), get(self.b)
+        W = g[None, None, :, None] * tf.nn.l2_normalize(V, [0, 1, 3])
+        shape = tf.shape(x)
+        out_shape = [shape[0],
+                     x.shape[1] * self.stride[1] + self.filter_size[0] - 1,
+                     x.shape[2] * self.stride[2] + self.filter_size[1] - 1,
+                     self.num_filters]
+        out = tf.nn.bias_add(
+            tf.nn.conv2d_transpose(x, W, out_shape, self.stride, padding='VALID'), b)
+        return self._initialize(out, [0, 1, 2]) if init else out
+
+
+class Dense(_WeightNorm):
+    """Weight-normalised dense layer applied on the last axis ("nin" on a map).
+
+    out = (x . V) * g / ||V|| (over the input axis) + b.
+    """
+
+    def __init__(self, namer, in_units, num_units, init_scale=1.0, rng=None):
+        super().__init__(namer('dense'), [in_units, num_units], num_units, init_scale, rng)
+        self.num_units = num_units
+
+    def __call__(self, x, get=identity, init=False):
+        V, g, b = get(self.V), get(self.g), get(self.b)
+        shape = tf.shape(x)
+        flat = tf.reshape(x, [-1, x.shape[-1]])  # (B*H*W, in): a 1x1 conv as a matmul
+        out = tf.matmul(flat, V)
+        out = out * (g / tf.sqrt(tf.reduce_sum(tf.square(V), [0]))) + b
+        if init:
+            out = self._initialize(out, [0])
+        return tf.reshape(out, tf.concat([shape[:-1], [self.num_units]], 0))
+
+
+class DownShiftedConv2d(Conv2d):
+    """Conv that sees only rows above and the current row (default kernel [2, 3]).
+
+    Pads kh-1 rows on top and (kw-1)/2 columns each side: an output position sees
+    its own row and the kh-1 rows above, centred horizontally.
+    """
+
+    def __init__(self, namer, in_channels, num_filters, filter_size=(2, 3), stride=(1, 1),
+                 init_scale=1.0, rng=None):
+        super().__init__(namer, in_channels, num_filters, filter_size, stride, init_scale, rng)
+        kh, kw = filter_size
+        self.padding = [[0, 0], [kh - 1, 0], [(kw - 1) // 2, (kw - 1) // 2], [0, 0]]
+
+    def __call__(self, x, get=identity, init=False):
+        return super().__call__(tf.pad(x, self.padding), get, init)
+
+
+class DownRightShiftedConv2d(Conv2d):
+    """Conv that sees only rows above and columns to the left (default kernel [2, 2])."""
+
+    def __init__(self, namer, in_channels, num_filters, filter_size=(2, 2), stride=(1, 1),
+                 init_scale=1.0, rng=None):
+        super().__init__(namer, in_channels, num_filters, filter_size, stride, init_scale, rng)
+        kh, kw = filter_size
+        self.padding = [[0, 0], [kh - 1, 0], [kw - 1, 0], [0, 0]]
+
+    def __call__(self, x, get=identity, init=False):
+        return super().__call__(tf.pad(x, self.padding), get, init)
+
+
+class DownShiftedDeconv2d(Deconv2d):
+    """Upsampling counterpart of DownShiftedConv2d (default kernel [2, 3]).
+
+    Crops the VALID output to H*s rows (the last kh-1 rows would see below) and
+    drops (kw-1)/2 columns on each side.
+    """
+
+    def __init__(self, namer, in_channels, num_filters, filter_size=(2, 3), stride=(1, 1),
+                 init_scale=1.0, rng=None):
+        super().__init__(namer, in_channels, num_filters, filter_size, stride, init_scale, rng)
+
+    def __call__(self, x, get=identity, init=False):
+        out = super().__call__(x, get, init)
+        kh, kw = self.filter_size
+        side = (kw - 1) // 2
+        return out[:, :out.shape[1] - kh + 1, side:out.shape[2] - side]
+
+
+class DownRightShiftedDeconv2d(Deconv2d):
+    """Upsampling counterpart of DownRightShiftedConv2d (default kernel [2, 2]).
+
+    Crops the last kh-1 rows and the last kw-1 columns, which would see below or
+    to the right.
+    """
+
+    def __init__(self, namer, in_channels, num_filters, filter_size=(2, 2), stride=(1, 1),
+                 init_scale=1.0, rng=None):
+        super().__init__(namer, in_channels, num_filters, filter_size, stride, init_scale, rng)
+
+    def __call__(self, x, get=identity, init=False):
+        out = super().__call__(x, get, init)
+        kh, kw = self.filter_size
+        return out[:, :out.shape[1] - kh + 1, :out.shape[2] - kw + 1]
+
+
+class GatedResnet(tf.Module):
+    """The gated resnet block: x + p * sigmoid(q), (p, q) = split(conv(f(conv(f(x)) + nin(f(a))))).
+
+    conv is DownShiftedConv2d for the u stream and DownRightShiftedConv2d for the
+    ul stream. `a` is the auxiliary input (the other stream or the skip
+    connection), `h` the one-hot class (conditional_weights hw, no weight norm).
+    Layers are created in the original's order: conv, nin, conv, hw.
+    """
+
+    def __init__(self, namer, num_filters, conv, nonlinearity='concat_elu', aux_channels=0,
+                 num_classes=0, rng=None):
+        super().__init__()
+        self.nonlinearity, mult = NONLINEARITIES[nonlinearity]
+        self.conv1 = conv(namer, mult * num_filters, num_filters, rng=rng)
+        self.nin_a = (Dense(namer, mult * aux_channels, num_filters, rng=rng)
+                      if aux_channels else None)
+        self.conv2 = conv(namer, mult * num_filters, 2 * num_filters, init_scale=0.1, rng=rng)
+        if num_classes:
+            self.hw_scope = namer('conditional_weights')
+            self.hw = tf.Variable(rng.normal([num_classes, 2 * num_filters], 0.0, _INIT_STDDEV),
+                                  name='hw')
+        else:
+            self.hw = None
+
+    @property
+    def layers(self):
+        return [l for l in (self.conv1, self.nin_a, self.conv2) if l is not None]
+
+    def __call__(self, x, a=None, h=None, get=identity, init=False, dropout_p=0.0,
+                 dropout_seed=None):
+        f = self.nonlinearity
+        c1 = self.conv1(f(x), get, init)
+        if a is not None:
+            c1 += self.nin_a(f(a), get, init)
+        c1 = f(c1)
+        if dropout_p > 0:
+            c1 = tf.nn.experimental.stateless_dropout(c1, rate=dropout_p, seed=dropout_seed)
+        c2 = self.conv2(c1, get, init)
+        if self.hw is not None:
+            c2 += tf.matmul(h, get(self.hw))[:, None, None, :]  # (B, 1, 1, 2F)
+        p, q = tf.split(c2, 2, axis=-1)
+        return x + p * tf.sigmoid(q)

@@ -1,0 +1,146 @@
+"""Loading checkpoints: the original's TF1 golden checkpoints by name, and our own."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import pixel_cnn_pp
+from pixel_cnn_pp import checkpoints
+from tests.conftest import random_images
+
+
+def _golden(golden_dir, name):
+    folder = os.path.join(golden_dir, name)
+    with open(os.path.join(folder, 'config.json')) as f:
+        config = json.load(f)
+    options = {k: config[k] for k in ('image_shape', 'nr_resnet', 'nr_filters', 'nr_logistic_mix',
+                                      'resnet_nonlinearity', 'num_classes')}
+    return os.path.join(folder, 'params_golden.ckpt'), options, np.load(
+        os.path.join(folder, 'expected.npz'))
+
+
+@pytest.mark.parametrize('name', ['cifar_small', 'mnist_small'])
+def test_golden_nll_matches_original(golden_dir, name):
+    path, options, expected = _golden(golden_dir, name)
+    ema = pixel_cnn_pp.load_checkpoint(path, **options)
+    np.testing.assert_allclose(ema.nll(expected['images']), expected['nll_ema_nats'], rtol=1e-4)
+    raw = pixel_cnn_pp.load_checkpoint(path, use_ema=False, **options)
+    np.testing.assert_allclose(raw.nll(expected['images']), expected['nll_raw_nats'], rtol=1e-4)
+    # The averaged and raw weights differ visibly (decay 0.9): the test can tell them apart.
+    assert np.abs(expected['nll_ema_nats'] - expected['nll_raw_nats']).min() > 1.0
+
+
+@pytest.mark.parametrize('name', ['cifar_small', 'mnist_small'])
+def test_golden_network_output_matches_original(golden_dir, name):
+    path, options, expected = _golden(golden_dir, name)
+    model = pixel_cnn_pp.load_checkpoint(path, **options)
+    out = model.forward(model.scale_images(expected['images'])).numpy()
+    want = expected['net_out_ema']
+    assert out.shape == want.shape
+    assert np.abs(out - want).max() <= 1e-3 * np.abs(want).max()
+
+
+def test_golden_variable_names_follow_original_order(golden_dir):
+    path, options, _ = _golden(golden_dir, 'cifar_small')
+    model = pixel_cnn_pp.PixelCNN(**options)
+    listed = []
+    with open(os.path.join(os.path.dirname(path), 'variables.txt')) as f:
+        for line in f:
+            name = line.split()[0]
+            if name.startswith('model/') and 'ExponentialMovingAverage' not in name:
+                listed.append(name[:-2])  # drop ':0'
+    assert [n for n, _ in model.named_weights()] == listed
+
+
+def test_wrong_options_name_first_mismatched_variable(golden_dir):
+    path, options, _ = _golden(golden_dir, 'cifar_small')
+    with pytest.raises(ValueError, match=r'model/conv2d_0/V/ExponentialMovingAverage has shape '
+                                         r'\[2, 3, 4, 16\].*expects \[2, 3, 4, 32\]'):
+        pixel_cnn_pp.load_checkpoint(path, **dict(options, nr_filters=32))
+    with pytest.raises(ValueError, match=r'model/dense_13/V/ExponentialMovingAverage has shape '
+                                         r'\[16, 30\].*expects \[16, 20\]'):
+        pixel_cnn_pp.load_checkpoint(path, **dict(options, nr_logistic_mix=2))
+    with pytest.raises(ValueError, match=r'model/conv2d_7/V/ExponentialMovingAverage has shape '
+                                         r'\[2, 3, 16, 16\].*nr_resnet=2.*expects \[2, 3, 32, 16\]'):
+        pixel_cnn_pp.load_checkpoint(path, **dict(options, nr_resnet=2))
+
+
+def write_tf1_checkpoint(prefix, model, ema_offset=1.0):
+    """A checkpoint in the original's TF1 layout: names, EMA beside, Variable_N slots."""
+    names, tensors = [], []
+    for i, (name, var) in enumerate(model.named_weights()):
+        names += [name, name + '/ExponentialMovingAverage', 'Variable_%d' % (i + 1)]
+        tensors += [var, var + ema_offset, tf.zeros_like(var)]
+    tf.raw_ops.SaveV2(prefix=prefix, tensor_names=names, shape_and_slices=[''] * len(names),
+                      tensors=tensors)
+
+
+def test_openai_layout_class_conditional_loads_by_name(tmp_path):
+    shape = (8, 8, 3)
+    options = dict(image_shape=shape, nr_resnet=1, nr_filters=8, nr_logistic_mix=2,
+                   num_classes=3)
+    source = pixel_cnn_pp.PixelCNN(seed=5, **options)
+    assert any('conditional_weights_0/hw' in n for n, _ in source.named_weights())
+    prefix = str(tmp_path / 'params_cond.ckpt')
+    write_tf1_checkpoint(prefix, source, ema_offset=0.01)
+    raw = pixel_cnn_pp.load_checkpoint(prefix, use_ema=False, **options)
+    for a, b in zip(raw.weights, source.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    ema = pixel_cnn_pp.load_checkpoint(prefix, **options)
+    for a, b in zip(ema.weights, source.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy() + 0.01, rtol=1e-6)
+    # The unconditional model matches every shape but lacks the class weights.
+    with pytest.raises(ValueError, match=r'has variable model/conditional_weights_0/hw.*does not have'):
+        pixel_cnn_pp.load_checkpoint(prefix, **dict(options, num_classes=0))
+
+
+def test_default_options_are_the_originals(golden_dir):
+    path, _, _ = _golden(golden_dir, 'cifar_small')
+    # The golden model has 16 filters; the defaults (160) must be what is expected.
+    with pytest.raises(ValueError, match=r'expects \[2, 3, 4, 160\]'):
+        pixel_cnn_pp.load_checkpoint(path)
+
+
+def test_missing_checkpoint_path_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError, match='checkpoint not found'):
+        pixel_cnn_pp.load_checkpoint(str(tmp_path / 'nothing.ckpt'))
+    with pytest.raises(FileNotFoundError, match='no checkpoint in folder'):
+        pixel_cnn_pp.load_checkpoint(str(tmp_path))
+
+
+def _trained_tiny_model(tmp_path):
+    shape = (8, 8, 3)
+    model = pixel_cnn_pp.PixelCNN(shape, nr_resnet=1, nr_filters=8, nr_logistic_mix=2, seed=1)
+    images = random_images(4, shape)
+    model.initialize(images)
+    polyak = pixel_cnn_pp.PolyakAverage(model.weights, decay=0.5)
+    adam = pixel_cnn_pp.Adam(model.weights)
+    x = model.scale_images(images)
+    for _ in range(3):
+        with tf.GradientTape() as tape:
+            loss = model.loss(x)
+        adam.apply_gradients(tape.gradient(loss, model.weights), model.weights, 1e-2)
+        polyak.update()
+    folder = tmp_path / 'run'
+    checkpoints.training_checkpoint(model, polyak, adam=adam).write(str(folder / 'ckpt-1'))
+    checkpoints.save_model_config(str(folder), model)
+    return model, polyak, images, folder
+
+
+def test_own_checkpoint_loads_without_options(tmp_path):
+    model, polyak, images, folder = _trained_tiny_model(tmp_path)
+    loaded = pixel_cnn_pp.load_checkpoint(str(folder / 'ckpt-1'))
+    assert loaded.config == model.config
+    np.testing.assert_allclose(loaded.nll(images), model.nll(images, averages=polyak), rtol=1e-6)
+    raw = pixel_cnn_pp.load_checkpoint(str(folder / 'ckpt-1'), use_ema=False)
+    np.testing.assert_allclose(raw.nll(images), model.nll(images), rtol=1e-6)
+    assert np.abs(raw.nll(images) - loaded.nll(images)).max() > 1e-3
+
+
+def test_own_checkpoint_with_conflicting_option_is_refused(tmp_path):
+    _, _, _, folder = _trained_tiny_model(tmp_path)
+    with pytest.raises(ValueError, match='trained with nr_filters=8, but nr_filters=16'):
+        pixel_cnn_pp.load_checkpoint(str(folder / 'ckpt-1'), nr_filters=16)

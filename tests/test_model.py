@@ -1,0 +1,198 @@
+"""The PixelCNN network: the autoregressive property, inputs, init, training, sampling."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pixel_cnn_pp import PixelCNN, Adam, nn
+from tests.conftest import random_images
+
+TINY = dict(nr_resnet=1, nr_filters=16, nr_logistic_mix=2)
+
+
+def tiny_model(shape=(8, 8, 3), **options):
+    opts = dict(TINY, **options)
+    model = PixelCNN(shape, seed=3, **opts)
+    labels = (np.arange(8) % opts['num_classes']) if opts.get('num_classes') else None
+    model.initialize(random_images(8, shape, seed=4), labels)
+    return model
+
+
+def assert_autoregressive(model, labels=None, positions=None, seed=0):
+    """Perturb pixel p and everything after it: NLLs before p unchanged, at p changed."""
+    h, w, c = model.image_shape
+    rng = np.random.default_rng(seed)
+    images = random_images(2, model.image_shape, seed=seed + 10)
+    base = model.nll(images, labels, per_pixel=True).reshape(2, -1)
+    if positions is None:
+        positions = sorted({0, h * w - 1, *rng.integers(1, h * w - 1, size=4).tolist()})
+    for p in positions:
+        changed = images.reshape(2, h * w, c).copy()
+        new = rng.integers(0, 256, size=changed[:, p:].shape).astype(np.uint8)
+        new[:, 0] = (changed[:, p].astype(int) + 128) % 256  # pixel p surely differs
+        changed[:, p:] = new
+        nll = model.nll(changed.reshape(images.shape), labels, per_pixel=True).reshape(2, -1)
+        np.testing.assert_allclose(nll[:, :p], base[:, :p], rtol=0, atol=1e-5,
+                                   err_msg='NLL before position %d changed' % p)
+        assert np.all(np.abs(nll[:, p] - base[:, p]) > 1e-4), 'NLL at %d did not change' % p
+    # The network does use the past: the output after p moves when p moves.
+    out0 = model.forward(model.scale_images(images), model.one_hot(labels)).numpy()
+    changed = images.copy()
+    changed[:, 0, 0] = 255 - changed[:, 0, 0]
+    out1 = model.forward(model.scale_images(changed), model.one_hot(labels)).numpy()
+    assert np.abs(out1 - out0).reshape(2, h * w, -1)[:, 1:].max() > 1e-4
+
+
+@pytest.mark.parametrize('shape', [(8, 8, 3), (8, 8, 1)])
+def test_output_ignores_future_pixels(shape):
+    assert_autoregressive(tiny_model(shape))
+
+
+@pytest.mark.parametrize('shape', [(8, 8, 3), (12, 8, 1)])
+def test_output_ignores_future_pixels_class_conditional(shape):
+    model = tiny_model(shape, num_classes=3)
+    assert_autoregressive(model, labels=np.array([0, 2]))
+
+
+@pytest.mark.parametrize('nonlinearity', ['elu', 'relu'])
+def test_output_ignores_future_pixels_other_nonlinearities(nonlinearity):
+    model = tiny_model((8, 8, 3), resnet_nonlinearity=nonlinearity)
+    assert_autoregressive(model, positions=[0, 27, 63])
+
+
+def test_class_label_changes_the_likelihood():
+    model = tiny_model((8, 8, 3), num_classes=3)
+    images = random_images(2, (8, 8, 3))
+    a = model.nll(images, np.array([0, 0]))
+    b = model.nll(images, np.array([1, 1]))
+    assert np.all(np.abs(a - b) > 1e-3)
+
+
+def test_nll_per_image_is_sum_of_per_pixel():
+    model = tiny_model()
+    images = random_images(3, (8, 8, 3))
+    per_pixel = model.nll(images, per_pixel=True)
+    assert per_pixel.shape == (3, 8, 8)
+    np.testing.assert_allclose(model.nll(images), per_pixel.sum((1, 2)), rtol=1e-6)
+    # batching does not change the answer
+    np.testing.assert_allclose(model.nll(images, batch_size=1), model.nll(images), rtol=1e-5)
+
+
+def test_init_gives_unit_preactivations():
+    shape = (8, 8, 3)
+    model = PixelCNN(shape, seed=0, **TINY)
+    images = random_images(16, shape, seed=5)
+    model.initialize(images)
+    recorded = []
+    originals = {cls: cls.__call__ for cls in (nn.Conv2d, nn.Deconv2d, nn.Dense)}
+
+    def recorder(cls):
+        def call(self, x, get=nn.identity, init=False):
+            out = originals[cls](self, x, get, init)
+            recorded.append((self, out))
+            return out
+        return call
+
+    try:
+        for cls in originals:
+            cls.__call__ = recorder(cls)
+        model.forward(model.scale_images(images))
+    finally:
+        for cls, fn in originals.items():
+            cls.__call__ = fn
+    assert len(recorded) == len(model.weights) // 3
+    for layer, out in recorded:
+        out = out.numpy().reshape(-1, out.shape[-1])
+        np.testing.assert_allclose(out.mean(0), 0.0, atol=1e-4 * layer.init_scale + 1e-5)
+        np.testing.assert_allclose(out.std(0), layer.init_scale, rtol=1e-3)
+    assert {layer.init_scale for layer, _ in recorded} == {0.1, 1.0}
+
+
+def test_training_step_decreases_loss_on_fixed_batch():
+    shape = (8, 8, 3)
+    model = PixelCNN(shape, seed=0, dropout_p=0.0, **TINY)
+    images = random_images(8, shape, seed=6)
+    model.initialize(images)
+    adam = Adam(model.weights)
+    x = model.scale_images(images)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            loss = model.loss(x)
+        adam.apply_gradients(tape.gradient(loss, model.weights), model.weights, 2e-3)
+        return loss
+
+    losses = [float(step()) for _ in range(15)]
+    assert losses[-1] < losses[0] * 0.97, losses
+
+
+def test_dropout_is_seeded_and_changes_output():
+    model = tiny_model()
+    x = model.scale_images(random_images(2, (8, 8, 3)))
+    a = model.loss(x, dropout_p=0.5, seed=tf.constant([1, 2]))
+    b = model.loss(x, dropout_p=0.5, seed=tf.constant([1, 2]))
+    c = model.loss(x, dropout_p=0.5, seed=tf.constant([1, 3]))
+    assert float(a) == float(b)
+    assert float(a) != float(c)
+
+
+def test_sample_is_uint8_reproducible_and_seed_dependent():
+    model = tiny_model((4, 4, 3))
+    a = model.sample(2, seed=7)
+    b = model.sample(2, seed=7)
+    c = model.sample(2, seed=8)
+    assert a.dtype == np.uint8 and a.shape == (2, 4, 4, 3)
+    np.testing.assert_array_equal(a, b)
+    assert np.any(a != c)
+
+
+def test_conditional_sample_needs_labels():
+    model = tiny_model((4, 4, 1), num_classes=2)
+    x = model.sample(2, labels=np.array([0, 1]), seed=0)
+    assert x.shape == (2, 4, 4, 1) and x.dtype == np.uint8
+    with pytest.raises(ValueError, match="'labels' are required"):
+        model.sample(2, seed=0)
+    with pytest.raises(ValueError, match='positive integer'):
+        model.sample(0, labels=np.array([], np.int64))
+
+
+@pytest.mark.parametrize('bad,message', [
+    (np.zeros((2, 8, 8, 3), np.float32), 'must be uint8'),
+    (np.zeros((2, 8, 8, 1), np.uint8), r'shape \(N, 8, 8, 3\)'),
+    (np.zeros((8, 8, 3), np.uint8), r'shape \(N, 8, 8, 3\)'),
+    (np.zeros((0, 8, 8, 3), np.uint8), 'empty'),
+])
+def test_bad_images_are_refused(bad, message):
+    model = tiny_model()
+    with pytest.raises(ValueError, match=message):
+        model.nll(bad)
+
+
+def test_bad_labels_are_refused():
+    unconditional = tiny_model()
+    images = random_images(2, (8, 8, 3))
+    with pytest.raises(ValueError, match='unconditional'):
+        unconditional.nll(images, np.array([0, 1]))
+    conditional = tiny_model(num_classes=3)
+    with pytest.raises(ValueError, match="'labels' are required"):
+        conditional.nll(images)
+    with pytest.raises(ValueError, match=r'in 0\.\.2, got values from 0 to 3'):
+        conditional.nll(images, np.array([0, 3]))
+    with pytest.raises(ValueError, match=r'shape \(2,\)'):
+        conditional.nll(images, np.array([0]))
+
+
+@pytest.mark.parametrize('options,message', [
+    (dict(image_shape=(8, 8)), 'length 3'),
+    (dict(image_shape=(10, 8, 3)), 'multiples of 4'),
+    (dict(image_shape=(8, 8, 2)), '3 \\(RGB\\) or 1'),
+    (dict(nr_filters=0), "'nr_filters' must be a positive integer"),
+    (dict(resnet_nonlinearity='tanh'), "'resnet_nonlinearity' must be one of"),
+    (dict(num_classes=-1), "'num_classes'"),
+    (dict(dropout_p=1.0), "'dropout_p'"),
+])
+def test_bad_options_are_refused(options, message):
+    kwargs = dict(dict(image_shape=(8, 8, 3)), **options)
+    with pytest.raises(ValueError, match=message):
+        PixelCNN(**kwargs)
