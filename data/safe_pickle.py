@@ -27,14 +27,6 @@ class UnsafePickleError(DataError):
     """A pickle asked for something other than plain containers and NumPy arrays."""
 
 
-def _latin1_encode(text, encoding='latin1'):
-    # Python 3 writes bytes into protocol-2 pickles as _codecs.encode(text, 'latin1');
-    # allow exactly that and nothing else the codecs module could do.
-    if not isinstance(text, str) or encoding not in ('latin1', 'latin-1'):
-        raise pickle.UnpicklingError(f'_codecs.encode({type(text).__name__}, {encoding!r}) refused')
-    return text.encode('latin1')
-
-
 class _RestrictedUnpickler(pickle.Unpickler):
 
     def __init__(self, file, path):
@@ -43,7 +35,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         if (module, name) == ('_codecs', 'encode'):
-            return _latin1_encode
+            return self._latin1_encode
         if (module, name) in _NUMPY_GLOBALS:
             spellings = [module, module.replace('numpy._core', 'numpy.core'),
                          module.replace('numpy.core', 'numpy._core')]
@@ -54,8 +46,18 @@ class _RestrictedUnpickler(pickle.Unpickler):
                         return super().find_class(spelling, name)
                     except (ImportError, AttributeError):
                         pass
+        self._refuse(f'{module}.{name}')
+
+    def _latin1_encode(self, text, encoding='latin1'):
+        # Python 3 writes bytes into protocol-2 pickles as _codecs.encode(text, 'latin1');
+        # allow exactly that and nothing else the codecs module could do.
+        if not isinstance(text, str) or encoding not in ('latin1', 'latin-1'):
+            self._refuse(f'_codecs.encode(..., {encoding!r})')
+        return text.encode('latin1')
+
+    def _refuse(self, what):
         raise UnsafePickleError(
-            f'{self._path}: refusing to load this pickle: it asks for {module}.{name}, and only '
+            f'{self._path}: refusing to load this pickle: it asks for {what}, and only '
             'plain containers and NumPy arrays are allowed in a data file. The file is not a '
             'genuine data batch (tampered with, or a different file): delete it and download '
             'the data set again.')
