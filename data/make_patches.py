@@ -9,8 +9,10 @@ coffee, rocket; sources and licences in data/patches/SOURCES.md). From each phot
     the photo, every one ending left of the reserved strip, so no training patch shares a
     pixel with any test patch.
 
-Patches are drawn from the grids with a fixed seed and stored sorted by position (which
-also helps compression). The label of a patch is the index of its photo (0..3).
+Nearly flat patches (max - min < MIN_RANGE, such as the astronaut photo's pure black corner)
+are left out: they teach nothing and would repeat across the split. Patches are drawn from
+the grids with a fixed seed and stored sorted by position (which also helps compression).
+The label of a patch is the index of its photo (0..3).
 
 Only needed to rebuild the file; scikit-image is not a requirement of the project:
 
@@ -29,6 +31,7 @@ STRIDE = 8
 TEST_FRACTION = 0.2
 TRAIN_PER_PHOTO = 1000
 TEST_PER_PHOTO = 250
+MIN_RANGE = 8
 SEED = 0
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'patches', 'patches_32x32.npz')
 
@@ -57,6 +60,9 @@ def make(photos, rng):
         for split, lo, hi, count in (('train', 0, strip, TRAIN_PER_PHOTO),
                                      ('test', strip, width, TEST_PER_PHOTO)):
             corners = grid(height, lo, hi)
+            patches = cut(photo, corners)
+            corners = corners[(patches.max(axis=(1, 2, 3)).astype(int)
+                               - patches.min(axis=(1, 2, 3))) >= MIN_RANGE]
             chosen = corners[np.sort(rng.choice(len(corners), count, replace=False))]
             out[split + 'x'].append(cut(photo, chosen))
             out[split + 'y'].append(np.full(count, label, np.uint8))
