@@ -17,16 +17,20 @@ import types
 import numpy as np
 import tensorflow as tf
 
-from pixel_cnn_pp import losses, nn
+from pixel_cnn_pp import attention, coords, losses, nn
 
 # The options a PixelCNN is built from, with the original's defaults. Stored in
 # our checkpoints, so a checkpoint knows which network it belongs to.
 DEFAULTS = dict(image_shape=(32, 32, 3), nr_resnet=5, nr_filters=160, nr_logistic_mix=10,
-                resnet_nonlinearity='concat_elu', num_classes=0, dropout_p=0.5)
+                resnet_nonlinearity='concat_elu', num_classes=0, dropout_p=0.5,
+                add_coords=False, non_local=False, nl_levels=(1, 2), energy_distance=False)
+
+# The original's energy-distance head (-ed): samples per image, noise channels, width.
+ED_SAMPLES, ED_NOISE_CHANNELS, ED_WIDTH = 10, 4, 64
 
 
 def _check_options(image_shape, nr_resnet, nr_filters, nr_logistic_mix, resnet_nonlinearity,
-                   num_classes, dropout_p):
+                   num_classes, dropout_p, non_local, nl_levels):
     if len(image_shape) != 3:
         raise ValueError("'image_shape' must have length 3, representing [height, width, "
                          "channels]; got %r" % (image_shape,))
@@ -48,6 +52,12 @@ def _check_options(image_shape, nr_resnet, nr_filters, nr_logistic_mix, resnet_n
                          % (num_classes,))
     if not 0 <= dropout_p < 1:
         raise ValueError("'dropout_p' must be in [0, 1); got %r" % (dropout_p,))
+    if non_local:
+        if not nl_levels or any(level not in (0, 1, 2) for level in nl_levels):
+            raise ValueError("'nl_levels' must be a non-empty subset of 0 (full resolution), "
+                             "1 (half), 2 (quarter); got %r" % (nl_levels,))
+        for level in nl_levels:
+            attention.check_fits(h >> level, w >> level, level)
 
 
 class PixelCNN(tf.Module):
@@ -72,6 +82,11 @@ class PixelCNN(tf.Module):
       resnet_nonlinearity: 'concat_elu' (original), 'elu' or 'relu'.
       num_classes: 0 for an unconditional model, else K classes (labels 0..K-1).
       dropout_p: dropout in each resnet block while training (original: 0.5).
+      add_coords: CoordConv (-ac): two coordinate channels added to the input.
+      non_local: causal self-attention blocks (-nl) on the hidden streams.
+      nl_levels: resolutions that get a block: 0 full, 1 half, 2 quarter.
+      energy_distance: the original's energy-distance generator head (-ed)
+        instead of the mixture likelihood (such a model has no likelihood).
       seed: optional integer for the random initial weights.
 
     Example (unconditional, 8x8 RGB):
@@ -89,56 +104,87 @@ class PixelCNN(tf.Module):
 
     def __init__(self, image_shape=DEFAULTS['image_shape'], nr_resnet=5, nr_filters=160,
                  nr_logistic_mix=10, resnet_nonlinearity='concat_elu', num_classes=0,
-                 dropout_p=0.5, seed=None):
+                 dropout_p=0.5, add_coords=False, non_local=False, nl_levels=(1, 2),
+                 energy_distance=False, seed=None):
         super().__init__(name='model')
         image_shape = tuple(int(d) for d in image_shape)
+        nl_levels = tuple(sorted(set(int(level) for level in nl_levels)))
         _check_options(image_shape, nr_resnet, nr_filters, nr_logistic_mix,
-                       resnet_nonlinearity, num_classes, dropout_p)
+                       resnet_nonlinearity, num_classes, dropout_p, non_local, nl_levels)
         # Kept as a JSON string: tf.Module would wrap a dict for tracking.
         self._config_json = json.dumps(dict(
             image_shape=list(image_shape), nr_resnet=int(nr_resnet), nr_filters=int(nr_filters),
             nr_logistic_mix=int(nr_logistic_mix), resnet_nonlinearity=resnet_nonlinearity,
-            num_classes=int(num_classes), dropout_p=float(dropout_p)))
+            num_classes=int(num_classes), dropout_p=float(dropout_p),
+            add_coords=bool(add_coords), non_local=bool(non_local), nl_levels=list(nl_levels),
+            energy_distance=bool(energy_distance)))
         self.image_shape = image_shape
         self.num_classes = int(num_classes)
         self.nr_logistic_mix = int(nr_logistic_mix)
         self.dropout_p = float(dropout_p)
         self.nr_resnet = int(nr_resnet)
+        self.add_coords = bool(add_coords)
+        self.energy_distance = bool(energy_distance)
 
         rng = (tf.random.Generator.from_seed(seed) if seed is not None
                else tf.random.Generator.from_non_deterministic_state())
+        # The extensions draw from their own generator, so that with the same
+        # seed the original layers get the same weights with or without them.
+        ext_rng = (tf.random.Generator.from_seed(seed + 1) if seed is not None
+                   else tf.random.Generator.from_non_deterministic_state())
         namer = nn.Namer()
         F, R, K = int(nr_filters), self.nr_resnet, self.num_classes
-        in_channels = image_shape[-1] + 1  # the image and a channel of ones
+        # The image, two coordinate channels with -ac, and a channel of ones.
+        in_channels = image_shape[-1] + (2 if add_coords else 0) + 1
+        # Creation order of every layer and block (not tracked by tf.Module).
+        self._order = types.SimpleNamespace(items=[], nl_index={})
+
+        def created(item):
+            self._order.items.append(item)
+            return item
 
         def u_block(aux):  # a gated resnet of the u stream (sees above)
-            return nn.GatedResnet(namer, F, nn.DownShiftedConv2d, resnet_nonlinearity, aux, K, rng)
+            return created(nn.GatedResnet(namer, F, nn.DownShiftedConv2d, resnet_nonlinearity,
+                                          aux, K, rng))
 
         def ul_block(aux):  # a gated resnet of the ul stream (sees above and left)
-            return nn.GatedResnet(namer, F, nn.DownRightShiftedConv2d, resnet_nonlinearity, aux,
-                                  K, rng)
+            return created(nn.GatedResnet(namer, F, nn.DownRightShiftedConv2d,
+                                          resnet_nonlinearity, aux, K, rng))
+
+        def layer(cls, *args, **kwargs):
+            return created(cls(namer, *args, rng=rng, **kwargs))
 
         # Created in the original's order; see forward() for how they are used.
-        self.u_init = nn.DownShiftedConv2d(namer, in_channels, F, (2, 3), rng=rng)
-        self.ul_init_down = nn.DownShiftedConv2d(namer, in_channels, F, (1, 3), rng=rng)
-        self.ul_init_right = nn.DownRightShiftedConv2d(namer, in_channels, F, (2, 1), rng=rng)
-        self.up_blocks, self.up_strided = [], []
+        self.u_init = layer(nn.DownShiftedConv2d, in_channels, F, (2, 3))
+        self.ul_init_down = layer(nn.DownShiftedConv2d, in_channels, F, (1, 3))
+        self.ul_init_right = layer(nn.DownRightShiftedConv2d, in_channels, F, (2, 1))
+        self.up_blocks, self.up_strided, self.nl_blocks = [], [], []
         for level in range(3):
             self.up_blocks.append([(u_block(0), ul_block(F)) for _ in range(R)])
+            if non_local and level in nl_levels:
+                self._order.nl_index[level] = len(self.nl_blocks)
+                self.nl_blocks.append(created(attention.CausalSelfAttention(
+                    'nonlocal_%d' % len(self.nl_blocks), F, max(F // 2, 8), ext_rng)))
             if level < 2:
-                self.up_strided.append((
-                    nn.DownShiftedConv2d(namer, F, F, stride=(2, 2), rng=rng),
-                    nn.DownRightShiftedConv2d(namer, F, F, stride=(2, 2), rng=rng)))
+                self.up_strided.append((layer(nn.DownShiftedConv2d, F, F, stride=(2, 2)),
+                                        layer(nn.DownRightShiftedConv2d, F, F, stride=(2, 2))))
         self.down_blocks, self.down_strided = [], []
         for level in range(3):
             reps = R if level == 0 else R + 1
             self.down_blocks.append([(u_block(F), ul_block(2 * F)) for _ in range(reps)])
             if level < 2:
                 self.down_strided.append((
-                    nn.DownShiftedDeconv2d(namer, F, F, stride=(2, 2), rng=rng),
-                    nn.DownRightShiftedDeconv2d(namer, F, F, stride=(2, 2), rng=rng)))
-        self.out = nn.Dense(namer, F, losses.output_channels(image_shape[-1], nr_logistic_mix),
-                            rng=rng)
+                    layer(nn.DownShiftedDeconv2d, F, F, stride=(2, 2)),
+                    layer(nn.DownRightShiftedDeconv2d, F, F, stride=(2, 2))))
+        if energy_distance:
+            # The original's -ed head: noise-fed 1x1 layers giving image samples.
+            self.ed_head = [layer(nn.Dense, F, ED_WIDTH),
+                            layer(nn.Dense, ED_NOISE_CHANNELS, ED_WIDTH),
+                            layer(nn.Dense, 2 * ED_WIDTH, ED_WIDTH),
+                            layer(nn.Dense, 2 * ED_WIDTH, image_shape[-1], init_scale=0.1)]
+        else:
+            self.out = layer(nn.Dense, F,
+                             losses.output_channels(image_shape[-1], nr_logistic_mix))
         self._compiled = types.SimpleNamespace(functions={})  # not tracked by tf.Module
 
     @property
@@ -152,52 +198,23 @@ class PixelCNN(tf.Module):
 
     # ------------------------------------------------------------------ network
 
-    def _resnet_blocks(self):
-        """Every gated resnet block, in creation order."""
-        for level in self.up_blocks:
-            for pair in level:
-                yield from pair
-        for level in self.down_blocks:
-            for pair in level:
-                yield from pair
-
     def named_weights(self):
-        """[(original variable name, tf.Variable)] in the original's creation order.
+        """[(name, tf.Variable)] of every trainable weight, in creation order.
 
-        Names are those of openai/pixel-cnn without the ':0', e.g. 'model/conv2d_0/V',
-        'model/conditional_weights_3/hw'.
+        The original's layers carry its TF1 names without ':0', e.g.
+        'model/conv2d_0/V', 'model/conditional_weights_3/hw'; the non-local blocks,
+        which the original does not have, are 'model/nonlocal_<k>/<wq|wk|wv|wo|bo>'.
         """
         out = []
-
-        def add_layer(layer):
-            out.extend(('model/%s/%s' % (layer.scope, n), v) for n, v in layer.weights)
-
-        for layer in (self.u_init, self.ul_init_down, self.ul_init_right):
-            add_layer(layer)
-        blocks = iter(self._resnet_blocks())
-        # Walk the creation order: up levels with strided convs between, then down.
-        for level in range(3):
-            for _ in range(2 * self.nr_resnet):
-                self._add_block(next(blocks), add_layer, out)
-            if level < 2:
-                for layer in self.up_strided[level]:
-                    add_layer(layer)
-        for level in range(3):
-            reps = self.nr_resnet if level == 0 else self.nr_resnet + 1
-            for _ in range(2 * reps):
-                self._add_block(next(blocks), add_layer, out)
-            if level < 2:
-                for layer in self.down_strided[level]:
-                    add_layer(layer)
-        add_layer(self.out)
+        for item in self._order.items:
+            if isinstance(item, nn.GatedResnet):
+                for layer in item.layers:
+                    out.extend(('model/%s/%s' % (layer.scope, n), v) for n, v in layer.weights)
+                if item.hw is not None:
+                    out.append(('model/%s/hw' % item.hw_scope, item.hw))
+            else:
+                out.extend(('model/%s/%s' % (item.scope, n), v) for n, v in item.weights)
         return out
-
-    @staticmethod
-    def _add_block(block, add_layer, out):
-        for layer in block.layers:
-            add_layer(layer)
-        if block.hw is not None:
-            out.append(('model/%s/hw' % block.hw_scope, block.hw))
 
     @property
     def weights(self):
@@ -214,9 +231,11 @@ class PixelCNN(tf.Module):
             average's `average` for the averaged ones.
           init: run the data-dependent initialisation on this batch (eager, once).
           dropout_p: dropout rate in the resnet blocks (0 for evaluation).
-          seed: int32 (2,) seed for the dropout masks when dropout_p > 0.
+          seed: int32 (2,) seed for the dropout masks when dropout_p > 0 (and
+            for the noise of an energy-distance head).
         Returns:
-          float (B, H, W, 10*M) for RGB, (B, H, W, 3*M) for one channel.
+          float (B, H, W, 10*M) for RGB, (B, H, W, 3*M) for one channel; with
+          energy_distance, a list of ED_SAMPLES samples (B, H, W, C) in [-1, 1].
         """
         block_index = [0]
 
@@ -229,6 +248,8 @@ class PixelCNN(tf.Module):
         def gr(block, x, a=None):
             return block(x, a, h, get, init, dropout_p, block_seed())
 
+        if self.add_coords:
+            x = coords.add_coords(x)
         # A channel of ones marks the image against the zero padding.
         x_pad = tf.concat([x, tf.ones_like(x[..., :1])], axis=-1)
 
@@ -240,6 +261,9 @@ class PixelCNN(tf.Module):
             for u_block, ul_block in self.up_blocks[level]:
                 u_list.append(gr(u_block, u_list[-1]))
                 ul_list.append(gr(ul_block, ul_list[-1], u_list[-1]))
+            if level in self._order.nl_index:  # causal attention over this resolution
+                block = self.nl_blocks[self._order.nl_index[level]]
+                ul_list[-1] = block(ul_list[-1], u_list[-1], get)
             if level < 2:  # halve the resolution
                 u_conv, ul_conv = self.up_strided[level]
                 u_list.append(u_conv(u_list[-1], get, init))
@@ -256,7 +280,25 @@ class PixelCNN(tf.Module):
                 u = u_deconv(u, get, init)
                 ul = ul_deconv(ul, get, init)
         assert not u_list and not ul_list
+        if self.energy_distance:
+            return self._energy_distance_samples(ul, get, init, seed)
         return self.out(tf.nn.elu(ul), get, init)
+
+    def _energy_distance_samples(self, ul, get, init, seed):
+        """The original's -ed head: ED_SAMPLES noisy 1x1-generator samples per image."""
+        first, noise_in, hidden, last = self.ed_head
+        f = first(tf.nn.elu(ul), get, init)
+        f = tf.tile(f, [ED_SAMPLES, 1, 1, 1])  # (S*B, H, W, 64)
+        shape = tf.concat([tf.shape(f)[:-1], [ED_NOISE_CHANNELS]], 0)
+        if seed is None:
+            noise = tf.random.uniform(shape, -1.0, 1.0)
+        else:
+            noise_seed = tf.random.experimental.stateless_fold_in(seed, -1)
+            noise = tf.random.stateless_uniform(shape, noise_seed, -1.0, 1.0)
+        f += noise_in(noise, get, init)
+        f = hidden(nn.concat_elu(f), get, init)
+        samples = tf.tanh(last(nn.concat_elu(f), get, init))
+        return tf.split(samples, ED_SAMPLES, axis=0)
 
     # ------------------------------------------------------------- public API
 
@@ -316,14 +358,46 @@ class PixelCNN(tf.Module):
         h = self.one_hot(labels) if labels is not None else None
         self.forward(x, h, init=True)
 
+    def _require_likelihood(self):
+        if self.energy_distance:
+            raise ValueError('an energy-distance model (-ed) has no likelihood: it learns a '
+                             'sampler, so there is no NLL or bits/dim to compute')
+
     def log_prob_per_pixel(self, x, h=None, get=nn.identity, dropout_p=0.0, seed=None):
         """Graph-level per-pixel log-probabilities, (B, H, W), for scaled images x."""
+        self._require_likelihood()
         out = self.forward(x, h, get=get, dropout_p=dropout_p, seed=seed)
         return losses.log_prob_per_pixel(x, out, self.nr_logistic_mix)
 
+    def train_objective(self, x, h=None, get=nn.identity, dropout_p=0.0, seed=None,
+                        focal_gamma=0.0):
+        """What training minimises, and the plain NLL to report, both summed over the batch.
+
+        Returns (objective, nll): objective is the summed NLL, or with focal_gamma > 0
+        the focal objective sum of -(1 - p)^gamma log p over pixels (p the pixel's
+        probability, all channels), or for an energy-distance model the original's
+        energy distance. nll is always the plain summed NLL in nats (for an
+        energy-distance model, which has none, the energy distance again), so
+        bits/dim reported with and without -fl compare.
+        """
+        if focal_gamma < 0:
+            raise ValueError("'focal_gamma' must be >= 0; got %r" % (focal_gamma,))
+        if self.energy_distance:
+            if focal_gamma > 0:
+                raise ValueError('focal loss (-fl) applies to the likelihood; an '
+                                 'energy-distance model (-ed) has none')
+            samples = self.forward(x, h, get=get, dropout_p=dropout_p, seed=seed)
+            loss = losses.energy_distance(x, samples)
+            return loss, loss
+        log_p = self.log_prob_per_pixel(x, h, get, dropout_p, seed)
+        nll = -tf.reduce_sum(log_p)
+        if focal_gamma > 0:
+            return -tf.reduce_sum(losses.focal_weight(log_p, focal_gamma) * log_p), nll
+        return nll, nll
+
     def loss(self, x, h=None, get=nn.identity, dropout_p=0.0, seed=None):
         """The original's training objective: NLL in nats summed over the batch."""
-        return -tf.reduce_sum(self.log_prob_per_pixel(x, h, get, dropout_p, seed))
+        return self.train_objective(x, h, get, dropout_p, seed)[0]
 
     def _compiled_per_pixel(self, get):
         functions = self._compiled.functions

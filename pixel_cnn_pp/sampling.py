@@ -58,9 +58,14 @@ def sample_naive(model, n, labels=None, seed=None, get=nn.identity):
     height, width, channels = model.image_shape
     nr_mix = model.nr_logistic_mix
     gumbel, logistic = draw_uniforms(n, model.image_shape, nr_mix, seed)
+    # Seed of the energy-distance head's noise (-ed), varied per pixel below.
+    noise_seed = int(np.random.default_rng(seed).integers(2 ** 31))
 
     @tf.function
     def pixel(x, row, col, g, u):
+        if model.energy_distance:  # the head's first sample is the pixel's value
+            step_seed = tf.stack([noise_seed, row * width + col])
+            return model.forward(x, h, get=get, seed=step_seed)[0][:, row, col]
         out = model.forward(x, h, get=get)[:, row, col]  # (n, K): only pixel (row, col)
         return losses.sample_from_mixture(out, nr_mix, channels, g, u)
 
