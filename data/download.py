@@ -54,15 +54,16 @@ def download(url_or_urls, dest_path, md5=None, sha256=None, progress=True, timeo
     Raises:
       DownloadError: every URL failed; the message lists each URL with its error and the
         path to save the file to by hand.
+      DataError: `dest_path` exists with the wrong checksum (it is left alone).
     """
     urls = [url_or_urls] if isinstance(url_or_urls, str) else list(url_or_urls)
     dest_path = os.fspath(dest_path)
     name = os.path.basename(dest_path)
     if os.path.exists(dest_path):
         problem = _checksum_problem(dest_path, md5, sha256)
-        if problem:
-            raise DownloadError(f'{dest_path} exists but {problem}. Delete it to download it '
-                                'again, or replace it with the right file.')
+        if problem:  # not a download failure: a wrong file where ours should be
+            raise DataError(f'{dest_path} exists but {problem}. Delete it to download it '
+                            'again, or replace it with the right file.')
         return dest_path
     if not md5 and not sha256:
         warnings.warn(f'no checksum known for {name}: checking only that it is complete '

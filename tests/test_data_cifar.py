@@ -181,3 +181,25 @@ def test_download_false_reports_missing_files_without_fetching(tmp_path, monkeyp
     monkeypatch.setattr(cifar10_data._download, 'download', None)  # would fail if called
     with pytest.raises(DataError, match='lacks test_batch'):
         DataLoader(tmp_path, 'test', 8, download=False)
+
+
+
+def test_archive_placed_by_hand_is_checked_and_extracted_without_network(tmp_path, monkeypatch):
+    archive, expected = _archive_bytes(tmp_path)
+    monkeypatch.setattr(cifar10_data, 'URL', closed_port_url('cifar-10-python.tar.gz'))
+    monkeypatch.setattr(cifar10_data, 'MD5', hashlib.md5(archive).hexdigest())
+    where = tmp_path / 'data' / 'cifar-10-python'
+    where.mkdir(parents=True)
+    (where / 'cifar-10-python.tar.gz').write_bytes(archive)
+    x = DataLoader(tmp_path / 'data', 'test', 12).next()
+    np.testing.assert_array_equal(x, expected['test'][0])
+
+
+def test_wrong_archive_placed_by_hand_is_reported_not_replaced(tmp_path, monkeypatch):
+    monkeypatch.setattr(cifar10_data, 'URL', closed_port_url('cifar-10-python.tar.gz'))
+    where = tmp_path / 'cifar-10-python'
+    where.mkdir()
+    (where / 'cifar-10-python.tar.gz').write_bytes(b'not the archive')
+    with pytest.raises(DataError, match='cifar-10-python.tar.gz exists but checksum mismatch'):
+        DataLoader(tmp_path, 'test', 12)
+    assert (where / 'cifar-10-python.tar.gz').read_bytes() == b'not the archive'

@@ -158,7 +158,7 @@ def test_offline_error_names_every_url_and_where_to_put_the_file(tmp_path):
 
 def test_existing_file_with_wrong_checksum_is_reported_and_kept(tmp_path):
     (tmp_path / 'blob.bin').write_bytes(b'something else')
-    with pytest.raises(DownloadError, match='exists but checksum mismatch'):
+    with pytest.raises(DataError, match='exists but checksum mismatch'):
         download(closed_port_url(), tmp_path / 'blob.bin', md5=MD5, progress=False)
     assert (tmp_path / 'blob.bin').read_bytes() == b'something else'
 
