@@ -77,6 +77,12 @@ class DataLoader:
       data: uint8 array (N, H, W, C), in file order.
       labels: int32 array (N,), or None when the data set has no labels.
       p: position in the current epoch (images handed out so far).
+
+    Example (any data set's loader; here MNIST's):
+      from data.mnist_data import DataLoader
+      test = DataLoader('/data', 'test', 100)     # reads /data/mnist/t10k-*
+      for x in test:                              # x: uint8 (100, 28, 28, 1)
+          ...
     """
 
     def __init__(self, data_dir, subset, batch_size, rng=None, shuffle=False,
@@ -274,6 +280,12 @@ def to_tf_dataset(loader, prefetch=None):
     Args:
       loader: a DataLoader.
       prefetch: batches to prepare ahead; default tf.data.AUTOTUNE.
+
+    Example:
+      dataset = to_tf_dataset(get_loader('patches', None, 'train', 16, shuffle=True))
+      for epoch in range(10):
+          for x in dataset:       # uint8 (16, 32, 32, 3)
+              ...
     """
     import tensorflow as tf  # lazily: the loaders themselves must import fast
 

@@ -3,6 +3,9 @@ through the same DataLoader interface (batches, epochs, shuffling, labels, next(
 get/set_state), plus get_loader and to_tf_dataset."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -229,3 +232,11 @@ def test_to_tf_dataset_checkpoint_with_the_consumed_position_resumes_exactly(tmp
     np.testing.assert_array_equal(np.stack(seen), np.stack(whole[:8]))
     np.testing.assert_array_equal(np.stack(rest), np.stack(whole[8:]))
     assert loader.p > 8 * 4 or loader.p == 0  # it did run ahead: its own position was not it
+
+
+def test_loaders_import_without_tensorflow():
+    code = ('import sys, data.loader, data.cifar10_data, data.mnist_data, data.imagenet_data, '
+            'data.folder_data, data.patches_data, data.download; '
+            'assert "tensorflow" not in sys.modules, "tensorflow imported"')
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([sys.executable, '-c', code], cwd=root, check=True)
