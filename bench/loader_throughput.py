@@ -37,7 +37,8 @@ def formats(n):
         'mnist (IDX .gz)': ('mnist', {'download': False},
                             lambda d: write_mnist(d, n_train=n, n_test=10)),
         'imagenet32 (npz batches)': ('imagenet', {},
-                                     lambda d: write_imagenet_batches(d, per_batch=n // 10, n_val=10)),
+                                     lambda d: write_imagenet_batches(d, per_batch=n // 10,
+                                                                      n_val=10)),
         'imagenet64 (npz batches)': ('imagenet', {'image_size': 64},
                                      lambda d: write_imagenet_batches(d, size=64, per_batch=n // 10,
                                                                       n_val=10)),
@@ -77,7 +78,8 @@ def measure(data_set, options, write, batch_size, data_dir):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--images', type=int, default=10000, help='training images per format (default 10000)')
+    parser.add_argument('--images', type=int, default=10000,
+                        help='training images per format (default 10000)')
     parser.add_argument('--batch_size', type=int, default=64, help='batch size (default 64)')
     args = parser.parse_args()
     results = {}

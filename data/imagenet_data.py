@@ -72,15 +72,18 @@ def read_batch(path, image_size):
     else:
         batch = load_pickle(path, f'an Imagenet{s} batch: a dict with {expected}')
         if not isinstance(batch, dict):
-            raise DataError(f'{path}: holds a {type(batch).__name__}, expected a dict with {expected}')
+            raise DataError(f'{path}: holds a {type(batch).__name__}, expected a dict with '
+                            f'{expected}')
         batch = {k.decode('latin1') if isinstance(k, bytes) else k: v for k, v in batch.items()}
         data, labels = batch.get('data'), batch.get('labels')
     if not (isinstance(data, np.ndarray) and data.dtype == np.uint8 and data.ndim == 2
             and data.shape[1] == 3 * s * s):
-        found = (f'{data.dtype} {data.shape}' if isinstance(data, np.ndarray) else type(data).__name__)
-        other = [t for t in SIZES if t != s and isinstance(data, np.ndarray) and data.ndim == 2
-                 and data.shape[1] == 3 * t * t]
-        hint = f' (that is the {other[0]}x{other[0]} release: use image_size={other[0]})' if other else ''
+        is_array = isinstance(data, np.ndarray)
+        found = f'{data.dtype} {data.shape}' if is_array else type(data).__name__
+        other = [t for t in SIZES
+                 if t != s and is_array and data.ndim == 2 and data.shape[1] == 3 * t * t]
+        hint = (f' (that is the {other[0]}x{other[0]} release: use image_size={other[0]})'
+                if other else '')
         raise DataError(f"{path}: 'data' is {found}{hint}; expected {expected}")
     try:
         labels = np.asarray(labels, dtype=np.int64).reshape(-1)
@@ -198,19 +201,24 @@ class DataLoader(_BaseLoader):
         if all(batch_paths):
             images, labels = _read_batches(batch_paths, s)
             return images, labels, NUM_LABELS
-        unlabelled = os.path.isfile(self._npz(folder)) or os.path.isdir(
-            os.path.join(folder, f'train_{s}x{s}'))
-        if self.return_labels and unlabelled:
-            raise DataError(f'Small ImageNet in {folder} is the unlabelled layout (imgnet_{s}x{s}.npz '
-                            f'or PNG folders); class-conditional training needs the labelled '
-                            f'batch files. ' + _where_to_get(folder, s))
-        if os.path.isfile(self._npz(folder)):
-            return _read_npz(self._npz(folder), subset, s), None, None
-        if os.path.isdir(os.path.join(folder, f'train_{s}x{s}')) and os.path.isdir(
-                os.path.join(folder, f'valid_{s}x{s}')):
-            arrays = _cache_png_folders(folder, s, self._npz(folder))
+        npz = self._npz(folder)
+        pngs = [os.path.join(folder, f'{name}_{s}x{s}') for name in ('train', 'valid')]
+        if self.return_labels and (os.path.isfile(npz) or any(map(os.path.isdir, pngs))):
+            raise DataError(f'Small ImageNet in {folder} is the unlabelled layout '
+                            f'(imgnet_{s}x{s}.npz or PNG folders); class-conditional training '
+                            'needs the labelled batch files. ' + _where_to_get(folder, s))
+        if os.path.isfile(npz):
+            return _read_npz(npz, subset, s), None, None
+        present = [p for p in pngs if os.path.isdir(p)]
+        if present:
+            absent = [p for p in pngs if p not in present]
+            if absent:
+                raise DataError(f'found {present[0]} but not {absent[0]}: both PNG folders are '
+                                'needed (they are read, and cached as one npz, together)')
+            arrays = _cache_png_folders(folder, s, npz)
             return arrays['trainx' if subset == 'train' else 'testx'], None, None
-        raise DataError(f'Small ImageNet {s}x{s} not found in {folder}. ' + _where_to_get(folder, s))
+        raise DataError(f'Small ImageNet {s}x{s} not found in {folder}. '
+                        + _where_to_get(folder, s))
 
     def _npz(self, folder):
         s = self.image_size

@@ -112,8 +112,8 @@ class DataLoader:
             labels = np.asarray(labels, dtype=np.int32)
             assert labels.shape == (len(data),), (labels.shape, data.shape)
         if self.return_labels and labels is None:
-            raise DataError(f'{type(self).__module__}: the {subset} set in {data_dir} has no labels; '
-                            'use return_labels=False (unconditional training)')
+            raise DataError(f'{type(self).__module__}: the {subset} set in {data_dir} has no '
+                            'labels; use return_labels=False (unconditional training)')
         if len(data) < self.batch_size:
             raise ValueError(f'batch_size {self.batch_size} is larger than the {subset} set '
                              f'({len(data)} images in {data_dir}): no batch would ever be made')
@@ -261,7 +261,8 @@ def get_loader(data_set, data_dir, subset, batch_size, rng=None, shuffle=False,
     Example: get_loader('imagenet', '/data', 'test', 100, image_size=64)
     """
     if data_set not in DATA_SETS:
-        raise ValueError(f'unknown data set {data_set!r}; valid names: {", ".join(sorted(DATA_SETS))}')
+        raise ValueError(f'unknown data set {data_set!r}; valid names: '
+                         f'{", ".join(sorted(DATA_SETS))}')
     module = importlib.import_module(DATA_SETS[data_set], __package__)
     return module.DataLoader(data_dir, subset, batch_size, rng=rng, shuffle=shuffle,
                              return_labels=return_labels, **opts)

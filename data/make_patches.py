@@ -42,7 +42,8 @@ def test_strip_start(width):
 
 
 def grid(rows, col_lo, col_hi):
-    """Top-left corners (row, col) of stride-STRIDE patches with col_lo <= col, col + PATCH <= col_hi."""
+    """Top-left corners (row, col) of the stride-STRIDE grid of patches lying within
+    columns [col_lo, col_hi)."""
     return np.array([(r, c) for r in range(0, rows - PATCH + 1, STRIDE)
                      for c in range(col_lo, col_hi - PATCH + 1, STRIDE)], dtype=np.int16)
 

@@ -114,6 +114,14 @@ def test_png_folders_are_read_in_name_order_and_cached_as_npz(tmp_path):
         np.testing.assert_array_equal(z['trainx'], expected['train'][0])
 
 
+def test_a_lone_png_folder_is_an_error_naming_the_missing_one(tmp_path):
+    write_imagenet_pngs(tmp_path, n_train=2, n_test=1)
+    os.rename(tmp_path / 'small_imagenet' / 'valid_32x32', tmp_path / 'elsewhere')
+    with pytest.raises(DataError, match='found .*train_32x32 but not .*valid_32x32'):
+        DataLoader(tmp_path, 'train', 2)
+    assert sorted(os.listdir(tmp_path / 'small_imagenet')) == ['train_32x32']
+
+
 def test_batch_files_are_preferred_when_labels_are_asked_for(tmp_path):
     write_imagenet_npz(tmp_path, seed=1)
     expected = write_imagenet_batches(tmp_path)

@@ -181,8 +181,9 @@ def test_without_checksum_a_warning_is_given_and_a_truncated_zip_refused(tmp_pat
     with serve({'/good.zip': good, '/bad.zip': good[:-100]}) as (url, _):
         with pytest.warns(UserWarning, match='no checksum known for good.zip'):
             download(url + '/good.zip', tmp_path / 'good.zip', progress=False)
-        with pytest.warns(UserWarning), pytest.raises(DownloadError, match='not a complete archive'):
-            download(url + '/bad.zip', tmp_path / 'bad.zip', progress=False)
+        with pytest.warns(UserWarning):
+            with pytest.raises(DownloadError, match='not a complete archive'):
+                download(url + '/bad.zip', tmp_path / 'bad.zip', progress=False)
     assert _leftovers(tmp_path) == ['good.zip']
 
 
