@@ -72,12 +72,19 @@ def download(url_or_urls, dest_path, md5=None, sha256=None, progress=True, timeo
     part = dest_path + '.part'
     errors = []
     for url in urls:
+        resumed = os.path.exists(part)
         if not _fetch_with_retries(url, part, progress, timeout, retries, errors):
             continue
-        problem = (_checksum_problem(part, md5, sha256) if (md5 or sha256)
-                   else _archive_problem(part, name))
+        problem = _content_problem(part, name, md5, sha256)
+        if problem and resumed:
+            # The kept bytes may be what is wrong (an older file, another mirror's copy):
+            # fetch the whole file once more before blaming this URL.
+            os.remove(part)
+            if _fetch_with_retries(url, part, progress, timeout, retries, errors):
+                problem = _content_problem(part, name, md5, sha256)
         if problem:
-            os.remove(part)  # a whole file with the wrong content: resuming cannot fix it
+            if os.path.exists(part):
+                os.remove(part)  # a whole file with the wrong content: resuming cannot fix it
             errors.append(f'{url}: {problem}')
             continue
         os.replace(part, dest_path)
@@ -180,6 +187,12 @@ class _ProgressBar:
     def close(self, done):
         self.update(done, force=True)
         sys.stderr.write('\n')
+
+
+def _content_problem(path, name, md5, sha256):
+    if md5 or sha256:
+        return _checksum_problem(path, md5, sha256)
+    return _archive_problem(path, name)
 
 
 def _checksum_problem(path, md5, sha256):

@@ -129,6 +129,14 @@ def test_part_file_left_by_an_earlier_run_is_resumed(tmp_path):
     assert (tmp_path / 'blob.bin').read_bytes() == BLOB
 
 
+def test_stale_part_file_that_spoils_the_checksum_is_fetched_again_whole(tmp_path):
+    (tmp_path / 'blob.bin.part').write_bytes(b'x' * 1000)  # not the start of this file
+    with serve({'/blob.bin': BLOB}) as (url, server):
+        download(url + '/blob.bin', tmp_path / 'blob.bin', md5=MD5, progress=False)
+    assert server.requests == [('/blob.bin', 'bytes=1000-'), ('/blob.bin', None)]
+    assert (tmp_path / 'blob.bin').read_bytes() == BLOB
+
+
 def test_server_ignoring_range_gets_the_whole_file_rewritten(tmp_path):
     (tmp_path / 'blob.bin.part').write_bytes(b'x' * 1000)  # stale bytes must not survive
     with serve({'/blob.bin': BLOB}, ranges=False) as (url, _):
