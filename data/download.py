@@ -145,17 +145,19 @@ def _fetch(url, part, progress, timeout):
         total = start + int(length) if length is not None else None
         done = start
         bar = _ProgressBar(os.path.basename(part)[:-len('.part')], total) if progress else None
-        with open(part, mode) as f:
-            while True:
-                chunk = response.read(_CHUNK)
-                if not chunk:
-                    break
-                f.write(chunk)
-                done += len(chunk)
-                if bar:
-                    bar.update(done)
-        if bar:
-            bar.close(done)
+        try:
+            with open(part, mode) as f:
+                while True:
+                    chunk = response.read(_CHUNK)
+                    if not chunk:
+                        break
+                    f.write(chunk)
+                    done += len(chunk)
+                    if bar:
+                        bar.update(done)
+        finally:
+            if bar:
+                bar.close(done)  # ends the line even when the connection broke
         if total is not None and done < total:
             raise http.client.IncompleteRead(b'', total - done)
 
