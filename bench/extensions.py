@@ -1,0 +1,102 @@
+"""Does -ac / -nl pay? Equal-sized models, same steps, same data: test bits/dim and step time.
+
+Trains a PixelCNN++ with no extension, with CoordConv (-ac), with causal non-local
+blocks (-nl) and with both, on the bundled offline patches (data/patches), each for
+the same number of steps from the same seed and data order, then reports the test
+bits/dim with the Polyak-averaged weights and the mean time of a training step.
+
+    python3 bench/extensions.py --steps 300
+
+Prints a table and ends with one JSON line.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import tensorflow as tf  # noqa: E402
+
+from data.loader import get_loader  # noqa: E402
+from pixel_cnn_pp import Adam, PixelCNN, PolyakAverage, bits_per_dim, optim  # noqa: E402
+
+VARIANTS = [('none', {}), ('-ac', dict(add_coords=True)), ('-nl', dict(non_local=True)),
+            ('-ac -nl', dict(add_coords=True, non_local=True))]
+
+
+def run(name, options, args):
+    rng = np.random.RandomState(args.seed)
+    train = get_loader('patches', None, 'train', args.batch_size, rng=rng, shuffle=True)
+    test = get_loader('patches', None, 'test', 100)
+    model = PixelCNN(train.get_observation_size(), nr_resnet=args.nr_resnet,
+                     nr_filters=args.nr_filters, nr_logistic_mix=args.nr_logistic_mix,
+                     dropout_p=args.dropout_p, seed=args.seed, **options)
+    model.initialize(train.next(args.batch_size))
+    train.reset()
+    adam = Adam(model.weights)
+    polyak = PolyakAverage(model.weights, args.polyak_decay)
+    seeds = tf.random.Generator.from_seed(args.seed)
+
+    @tf.function
+    def step(x, k):
+        with tf.GradientTape() as tape:
+            objective, nll = model.train_objective(model.scale_images(x), dropout_p=model.dropout_p,
+                                                   seed=seeds.make_seeds(1)[:, 0])
+        lr = optim.decayed_learning_rate(args.learning_rate, args.lr_decay, k)
+        adam.apply_gradients(tape.gradient(objective, model.weights), model.weights, lr)
+        polyak.update()
+        return nll
+
+    times, train_nats = [], []
+    k = 0
+    while k < args.steps:
+        for x in train:
+            k += 1
+            start = time.perf_counter()
+            train_nats.append(float(step(tf.constant(x), tf.constant(k))))
+            times.append(time.perf_counter() - start)
+            if k == args.steps:
+                break
+    test_nats = model.nll(test.data, averages=polyak)
+    shape = model.image_shape
+    return dict(variant=name, params=int(sum(np.prod(v.shape) for v in model.weights)),
+                steps=args.steps,
+                train_bpd_last50=float(bits_per_dim(np.mean(train_nats[-50:]) / args.batch_size,
+                                                    shape)),
+                test_bpd=float(bits_per_dim(test_nats.mean(), shape)),
+                step_seconds=float(np.median(times[1:])))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--steps', type=int, default=300)
+    parser.add_argument('--batch_size', type=int, default=16)
+    parser.add_argument('--nr_resnet', type=int, default=1)
+    parser.add_argument('--nr_filters', type=int, default=32)
+    parser.add_argument('--nr_logistic_mix', type=int, default=5)
+    parser.add_argument('--dropout_p', type=float, default=0.5)
+    parser.add_argument('--learning_rate', type=float, default=2e-3)
+    parser.add_argument('--lr_decay', type=float, default=0.999995)
+    parser.add_argument('--polyak_decay', type=float, default=0.995)
+    parser.add_argument('--seed', type=int, default=1)
+    parser.add_argument('--variants', default=','.join(n for n, _ in VARIANTS),
+                        help='comma-separated subset of: ' + ', '.join(n for n, _ in VARIANTS))
+    args = parser.parse_args()
+    wanted = [v.strip() for v in args.variants.split(',')]
+    rows = [run(name, options, args) for name, options in VARIANTS if name in wanted]
+    print('%-8s %9s %6s %16s %9s %10s' % ('flags', 'params', 'steps', 'train bpd (50)',
+                                          'test bpd', 's/step'))
+    for r in rows:
+        print('%-8s %9d %6d %16.3f %9.3f %10.3f' % (r['variant'], r['params'], r['steps'],
+                                                    r['train_bpd_last50'], r['test_bpd'],
+                                                    r['step_seconds']))
+    print(json.dumps(dict(benchmark='extensions', config=vars(args), results=rows)))
+
+
+if __name__ == '__main__':
+    main()
