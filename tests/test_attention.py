@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pixel_cnn_pp import PixelCNN, Adam, attention, losses
+from pixel_cnn_pp import PixelCNN, attention, losses
 from tests.conftest import random_images
-from tests.test_model import TINY, assert_autoregressive, tiny_model
+from tests.test_model import TINY, assert_autoregressive, fit, tiny_model
 
 
 def scramble_attention(model, seed=0):
@@ -87,22 +87,9 @@ def test_coordinates_change_the_network_but_not_its_causality():
 
 def _predicts_background_well():
     """A one-channel model trained on mostly-black images: background pixels get p near 1."""
-    shape = (8, 8, 1)
-    images = np.zeros((8,) + shape, np.uint8)
+    images = np.zeros((8, 8, 8, 1), np.uint8)
     images[:, 2:6, 2:6] = random_images(8, (4, 4, 1), seed=3)
-    model = PixelCNN(shape, seed=0, dropout_p=0.0, **TINY)
-    model.initialize(images)
-    adam = Adam(model.weights)
-    x = model.scale_images(images)
-
-    @tf.function
-    def step():
-        with tf.GradientTape() as tape:
-            loss = model.loss(x)
-        adam.apply_gradients(tape.gradient(loss, model.weights), model.weights, 1e-2)
-
-    for _ in range(40):
-        step()
+    model, x, _ = fit(images, steps=40, learning_rate=1e-2)
     return model, x
 
 

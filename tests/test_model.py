@@ -108,10 +108,9 @@ def test_init_gives_unit_preactivations():
     assert {layer.init_scale for layer, _ in recorded} == {0.1, 1.0}
 
 
-def test_training_step_decreases_loss_on_fixed_batch():
-    shape = (8, 8, 3)
-    model = PixelCNN(shape, seed=0, dropout_p=0.0, **TINY)
-    images = random_images(8, shape, seed=6)
+def fit(images, steps, learning_rate, shape=None, **options):
+    """A dropout-free tiny model trained on one fixed batch; returns (model, x, losses)."""
+    model = PixelCNN(shape or images.shape[1:], seed=0, dropout_p=0.0, **dict(TINY, **options))
     model.initialize(images)
     adam = Adam(model.weights)
     x = model.scale_images(images)
@@ -120,10 +119,14 @@ def test_training_step_decreases_loss_on_fixed_batch():
     def step():
         with tf.GradientTape() as tape:
             loss = model.loss(x)
-        adam.apply_gradients(tape.gradient(loss, model.weights), model.weights, 2e-3)
+        adam.apply_gradients(tape.gradient(loss, model.weights), model.weights, learning_rate)
         return loss
 
-    losses = [float(step()) for _ in range(15)]
+    return model, x, [float(step()) for _ in range(steps)]
+
+
+def test_training_step_decreases_loss_on_fixed_batch():
+    _, _, losses = fit(random_images(8, (8, 8, 3), seed=6), steps=15, learning_rate=2e-3)
     assert losses[-1] < losses[0] * 0.97, losses
 
 
