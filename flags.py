@@ -1,0 +1,137 @@
+"""Command-line flags of train.py (and of the tools that share its model options).
+
+Every flag of openai/pixel-cnn's train.py, with its long and short name and its
+default, except the data and save folders, whose defaults live under your home
+folder instead of the original's hard-coded paths. Then the fork's -ac, -nl, -fl,
+and what the data sets and the training loop here add. Values are checked when
+the command line is parsed, so a bad value stops the program with one line.
+
+    python3 train.py -d patches -q 1 -n 32 -g 1 -x 2
+    python3 train.py --nr_gpu 8 -ac -nl
+
+Only definitions live here: train.py turns FLAGS into plain arguments once.
+"""
+
+import math
+
+from absl import flags
+
+from data.loader import DATA_SETS
+
+# ---------------------------------------------------------------------- data I/O
+flags.DEFINE_string('data_dir', '~/pxpp/data', 'Location for the dataset (data sets that '
+                    'download put their files here).', short_name='i')
+flags.DEFINE_string('save_dir', '~/pxpp/save', 'Location for parameter checkpoints and '
+                    'samples.', short_name='o')
+flags.DEFINE_enum('data_set', 'cifar', sorted(DATA_SETS),
+                  'Data set: cifar (CIFAR-10), imagenet (Small ImageNet 32 or 64), mnist, folder '
+                  '(your images in <data_dir>/train and <data_dir>/test), or patches (the small '
+                  'offline set bundled in data/patches).', short_name='d')
+flags.DEFINE_integer('save_interval', 20, 'Every how many epochs to write samples (a checkpoint '
+                     'is written after every epoch).', lower_bound=1, short_name='t')
+flags.DEFINE_boolean('load_params', False, 'Restore training from the latest checkpoint in '
+                     '--save_dir and continue exactly where it stopped.', short_name='r')
+flags.DEFINE_integer('image_size', None, 'imagenet: 32 (default) or 64. folder: resize every '
+                     'image to this size (default: keep; all must match).', lower_bound=1)
+flags.DEFINE_boolean('download', True, 'cifar and mnist: download missing files '
+                     '(--nodownload: fail instead).')
+
+# ------------------------------------------------------------------------- model
+flags.DEFINE_integer('nr_resnet', 5, 'Number of residual blocks per stage of the model.',
+                     lower_bound=1, short_name='q')
+flags.DEFINE_integer('nr_filters', 160, 'Number of filters to use across the model. Higher = '
+                     'larger model.', lower_bound=1, short_name='n')
+flags.DEFINE_integer('nr_logistic_mix', 10, 'Number of logistic components in the mixture. '
+                     'Higher = more flexible model.', lower_bound=1, short_name='m')
+flags.DEFINE_enum('resnet_nonlinearity', 'concat_elu', ['concat_elu', 'elu', 'relu'],
+                  'Which nonlinearity to use in the ResNet layers.', short_name='z')
+flags.DEFINE_boolean('class_conditional', False, 'Condition generative model on labels?',
+                     short_name='c')
+flags.DEFINE_boolean('energy_distance', False, 'Use energy distance in place of likelihood.',
+                     short_name='ed')
+flags.DEFINE_boolean('add_coords', False, 'CoordConv: add two coordinate channels to the '
+                     'input.', short_name='ac')
+flags.DEFINE_boolean('non_local', False, 'Add causal self-attention (non-local) blocks at the '
+                     'resolutions of --nl_levels.', short_name='nl')
+flags.DEFINE_list('nl_levels', ['1', '2'], 'With -nl: resolutions that get an attention block, '
+                  'comma-separated: 0 full, 1 half, 2 quarter.')
+flags.DEFINE_boolean('focal_loss', False, 'Train on the focal objective, each pixel\'s NLL '
+                     'weighted by (1 - p)^gamma (reported bits/dim stay the plain NLL).',
+                     short_name='fl')
+flags.DEFINE_float('focal_gamma', 2.0, 'gamma of -fl (>= 0; 0 is the plain NLL).')
+
+# ------------------------------------------------------------------ optimization
+flags.DEFINE_float('learning_rate', 0.001, 'Base learning rate.', short_name='l')
+flags.DEFINE_float('lr_decay', 0.999995, 'Learning rate decay, applied every step of the '
+                   'optimization.', short_name='e')
+flags.DEFINE_integer('batch_size', 16, 'Batch size during training per GPU (per tower).',
+                     lower_bound=1, short_name='b')
+flags.DEFINE_integer('init_batch_size', 16, 'How much data to use for data-dependent '
+                     'initialization.', lower_bound=1, short_name='u')
+flags.DEFINE_float('dropout_p', 0.5, 'Dropout strength (i.e. 1 - keep_prob). 0 = No dropout, '
+                   'higher = more dropout.', short_name='p')
+flags.DEFINE_integer('max_epochs', 5000, 'How many epochs to run in total?', lower_bound=1,
+                     short_name='x')
+flags.DEFINE_integer('nr_gpu', 8, 'How many GPUs to distribute the training across (towers; on '
+                     'a machine without GPUs, logical CPU devices).', lower_bound=1,
+                     short_name='g')
+flags.DEFINE_boolean('multi_worker', False, 'Train across machines with '
+                     'MultiWorkerMirroredStrategy; the cluster comes from TF_CONFIG.')
+flags.DEFINE_boolean('jit_compile', False, 'Compile each tower\'s step with XLA (see '
+                     'bench/train_throughput.py for which is faster on your machine).')
+
+# -------------------------------------------------------------------- evaluation
+flags.DEFINE_float('polyak_decay', 0.9995, 'Exponential decay rate of the sum of previous model '
+                   'iterates during Polyak averaging.')
+flags.DEFINE_integer('num_samples', 1, 'How many batches (of batch_size x nr_gpu images) of '
+                     'samples to output; 0: none.', lower_bound=0, short_name='ns')
+
+# ------------------------------------------------------- checkpoints and logging
+flags.DEFINE_integer('save_steps', 0, 'Also write a checkpoint every this many steps within an '
+                     'epoch (0: only after each epoch, and on SIGTERM/SIGINT).', lower_bound=0)
+flags.DEFINE_integer('keep_checkpoints', 3, 'How many recent checkpoints to keep.',
+                     lower_bound=1)
+
+# --------------------------------------------------------------- reproducibility
+flags.DEFINE_integer('seed', 1, 'Random seed to use.', short_name='s')
+
+
+def _in_open_interval(low, high, low_open=False, high_open=False):
+    def check(value):
+        return (math.isfinite(value)
+                and (value > low if low_open else value >= low)
+                and (value < high if high_open else value <= high))
+    return check
+
+
+flags.register_validator('learning_rate', _in_open_interval(0, math.inf, low_open=True),
+                         message='--learning_rate must be a finite number > 0')
+flags.register_validator('lr_decay', _in_open_interval(0, 1, low_open=True),
+                         message='--lr_decay must be in (0, 1]')
+flags.register_validator('dropout_p', _in_open_interval(0, 1, high_open=True),
+                         message='--dropout_p must be in [0, 1)')
+flags.register_validator('polyak_decay', _in_open_interval(0, 1, high_open=True),
+                         message='--polyak_decay must be in [0, 1)')
+flags.register_validator('focal_gamma', math.isfinite, message='--focal_gamma must be finite')
+
+
+def _valid_levels(levels):
+    return bool(levels) and all(level in ('0', '1', '2') for level in levels)
+
+
+flags.register_validator('nl_levels', _valid_levels,
+                         message='--nl_levels must list resolutions among 0, 1, 2 (e.g. 1,2)')
+
+
+@flags.multi_flags_validator(
+    ['focal_loss', 'energy_distance'],
+    message='-fl/--focal_loss cannot be combined with -ed/--energy_distance: focal loss weights '
+    'the likelihood, which -ed replaces')
+def _focal_loss_without_energy_distance(values):
+    return not (values['focal_loss'] and values['energy_distance'])
+
+
+@flags.multi_flags_validator(['focal_loss', 'focal_gamma'],
+                             message='--focal_gamma must be >= 0 with -fl/--focal_loss')
+def _focal_gamma_non_negative(values):
+    return not values['focal_loss'] or values['focal_gamma'] >= 0

@@ -1,0 +1,341 @@
+"""Training as the original does it, over towers: one compiled step, checkpoints that resume.
+
+A `Trainer` holds the model, the original's Adam, the Polyak averages and the
+state a run needs to continue exactly where it stopped (step, learning rate,
+the dropout seed generator, and a JSON record of the epoch, the data loader's
+position and the history), all in one tf.train.Checkpoint.
+
+One training step on a global batch of towers x batch_size images:
+  1. every tower takes its slice of the batch (tower i: images [i*b, (i+1)*b), as
+     the original's np.split) and a dropout seed folded from the step's seed and i;
+  2. it computes its summed NLL in nats and the gradients of it;
+  3. the gradients are SUMMED over towers by an all-reduce (the original adds the
+     towers' gradients on gpu:0; no averaging);
+  4. every tower applies the same Adam update and Polyak update to its own copy of
+     the weights, so the copies stay equal without being broadcast.
+Bits/dim of the step = total nats / (towers * b * H * W * C * ln 2).
+
+    strategy = tf.distribute.MirroredStrategy(devices)
+    trainer = Trainer(strategy, dict(image_shape=(32, 32, 3), nr_resnet=1, nr_filters=32),
+                      batch_size=16)
+    trainer.initialize(init_images)                 # data-dependent init, averages reset
+    objective, nll = trainer.train_step(images)     # uint8 (towers*16, 32, 32, 3)
+    nats, count = trainer.evaluate(test_images)     # averaged weights, dropout off
+
+The library never reads flags or data sets: train.py does, and hands plain values in.
+"""
+
+import inspect
+import json
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from pixel_cnn_pp import checkpoints, optim
+from pixel_cnn_pp.model import PixelCNN
+
+_SUM = tf.distribute.ReduceOp.SUM
+
+
+def _summary_metadata(plugin, data_class):
+    from tensorflow.core.framework import summary_pb2
+
+    return summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin),
+        data_class=data_class)
+
+
+def summary_scalar(name, value, step):
+    """A TensorBoard scalar, written by TensorFlow itself.
+
+    The same event as tf.summary.scalar, which needs the tensorboard package
+    installed just to write; viewing the events still needs TensorBoard.
+    """
+    return tf.summary.write(name, tf.constant(value, tf.float32), step=step,
+                            metadata=_summary_metadata('scalars', 1))  # DATA_CLASS_SCALAR
+
+
+def summary_image(name, image, step):
+    """A TensorBoard image from uint8 (H, W, C) (C 1 or 3), as tf.summary.image writes it."""
+    image = tf.convert_to_tensor(image, tf.uint8)
+    height, width = image.shape[0], image.shape[1]
+    blob = tf.stack([tf.as_string(width), tf.as_string(height), tf.io.encode_png(image)])
+    return tf.summary.write(name, blob, step=step,
+                            metadata=_summary_metadata('images', 3))  # DATA_CLASS_BLOB_SEQUENCE
+
+
+def bits_per_dim_of(nats, num_images, image_shape):
+    """Bits per dimension of `nats` summed over `num_images` images of `image_shape`."""
+    return float(nats) / (num_images * int(np.prod(image_shape)) * math.log(2.0))
+
+
+def supported_model_options():
+    """Names of the options this version of PixelCNN accepts."""
+    return set(inspect.signature(PixelCNN).parameters) - {'self', 'seed'}
+
+
+class Trainer:
+    """The model, its optimizer and averages, and compiled train/test steps over towers.
+
+    Create it outside `strategy.scope()`: it enters the scope itself for what must
+    be mirrored on every tower (model, Adam slots, averages) and keeps the step
+    counter, the seed generator and the progress record as ordinary variables.
+
+    Args:
+      strategy: a tf.distribute strategy; its replicas are the towers.
+      model_options: PixelCNN options (image_shape, nr_resnet, ...; dropout_p is the
+        training dropout).
+      batch_size: images per tower per step (the original's per-GPU --batch_size).
+      learning_rate: lr of step 0; step k uses learning_rate * lr_decay ** k.
+      lr_decay: per-step decay of the learning rate.
+      polyak_decay: decay of the weight averages used to test and sample.
+      focal_gamma: > 0 trains on the focal objective (reported bits/dim stay the NLL).
+      seed: initial weights and the dropout seed stream.
+      jit_compile: compile each tower's forward and backward pass with XLA.
+    """
+
+    def __init__(self, strategy, model_options, batch_size, learning_rate=1e-3,
+                 lr_decay=0.999995, polyak_decay=0.9995, focal_gamma=0.0, seed=1,
+                 jit_compile=False):
+        if int(batch_size) != batch_size or batch_size < 1:
+            raise ValueError('batch_size must be a positive integer (images per tower); got %r'
+                             % (batch_size,))
+        if not learning_rate > 0:
+            raise ValueError('learning_rate must be > 0; got %r' % (learning_rate,))
+        if not 0 < lr_decay <= 1:
+            raise ValueError('lr_decay must be in (0, 1]; got %r' % (lr_decay,))
+        if focal_gamma < 0:
+            raise ValueError('focal_gamma must be >= 0; got %r' % (focal_gamma,))
+        self.strategy = strategy
+        self.towers = strategy.num_replicas_in_sync
+        self.batch_size = int(batch_size)
+        self.global_batch_size = self.towers * self.batch_size
+        self.base_learning_rate = float(learning_rate)
+        self.lr_decay = float(lr_decay)
+        self.focal_gamma = float(focal_gamma)
+        self.seed = int(seed)
+
+        # Plain (not mirrored) state: read and written once per step, in cross-replica context.
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
+        self.learning_rate = tf.Variable(self.base_learning_rate, dtype=tf.float32,
+                                         trainable=False, name='learning_rate')
+        self.dropout_rng = tf.random.Generator.from_seed(self.seed + 1)
+        self.progress = tf.Variable('{}', dtype=tf.string, trainable=False, name='progress')
+        with strategy.scope():
+            self.model = PixelCNN(**model_options, seed=self.seed)
+            self.weights = self.model.weights
+            self.optimizer = optim.Adam(self.weights)
+            self.polyak = optim.PolyakAverage(self.weights, polyak_decay)
+        self.image_shape = self.model.image_shape
+        self.dropout_p = self.model.dropout_p
+        self.checkpoint = checkpoints.training_checkpoint(
+            self.model, self.polyak, optimizer=self.optimizer, step=self.step,
+            learning_rate=self.learning_rate, dropout_rng=self.dropout_rng,
+            progress=self.progress)
+
+        self._tower_gradients = tf.function(self._tower_gradients_fn, jit_compile=jit_compile,
+                                            autograph=False)
+        self._tower_nll = tf.function(self._tower_nll_fn, jit_compile=jit_compile,
+                                      autograph=False)
+        self._train_fn = tf.function(self._train_step_fn, autograph=False)
+        self._test_fn = tf.function(self._test_step_fn, autograph=False)
+        self._finite_fn = tf.function(
+            lambda: tf.reduce_all([tf.reduce_all(tf.math.is_finite(w)) for w in self.weights]))
+        self._averaged_model = None
+
+    # ------------------------------------------------------------------ set-up
+
+    def initialize(self, images, labels=None):
+        """The original's data-dependent init on one batch, then averages from those weights."""
+        with self.strategy.scope():
+            self.model.initialize(images, labels)
+            self.polyak.reset()
+
+    def _check_batch(self, images, labels):
+        images, labels = self.model.check_inputs(images, labels)
+        if len(images) != self.global_batch_size:
+            raise ValueError('a training batch must hold towers x batch_size = %d x %d = %d '
+                             'images, got %d: it cannot be split evenly over the towers'
+                             % (self.towers, self.batch_size, self.global_batch_size,
+                                len(images)))
+        return images, labels
+
+    # ---------------------------------------------------------------- training
+
+    def _objective(self, x, h, seed):
+        """(objective to differentiate, plain NLL), both summed in nats over the batch."""
+        model = self.model
+        if hasattr(model, 'train_objective'):
+            return model.train_objective(x, h, dropout_p=self.dropout_p, seed=seed,
+                                         focal_gamma=self.focal_gamma)
+        if self.focal_gamma > 0:
+            raise ValueError('focal loss needs PixelCNN.train_objective, which this version '
+                             'of the model lacks')
+        nll = model.loss(x, h, dropout_p=self.dropout_p, seed=seed)
+        return nll, nll
+
+    def _tower_gradients_fn(self, images, labels, seed):
+        x = self.model.scale_images(images)
+        h = self.model.one_hot(labels) if labels is not None else None
+        with tf.GradientTape() as tape:
+            objective, nll = self._objective(x, h, seed)
+        grads = tape.gradient(objective, self.weights,
+                              unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return grads, objective, nll
+
+    def _tower_slice(self, value, batch_size):
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        start = tf.cast(replica, tf.int32) * batch_size
+        return None if value is None else value[start:start + batch_size]
+
+    def _tower_step(self, images, labels, step_seed):
+        ctx = tf.distribute.get_replica_context()
+        b = self.batch_size
+        images, labels = self._tower_slice(images, b), self._tower_slice(labels, b)
+        # Every tower its own dropout masks, reproducible from the step's seed.
+        seed = tf.random.experimental.stateless_fold_in(step_seed, ctx.replica_id_in_sync_group)
+        grads, objective, nll = self._tower_gradients(images, labels, seed)
+        grads = ctx.all_reduce(_SUM, grads)  # the sum over towers, on every tower
+        return grads, objective, nll
+
+    def _apply_update(self, _, grads, learning_rate):
+        # Runs once per tower on its own copies (reads and writes of mirrored variables
+        # inside strategy.extended.update see that tower's copy).
+        self.optimizer.apply_gradients(grads, self.weights, learning_rate)
+        self.polyak.update()
+        return tf.constant(0)
+
+    def _train_step_fn(self, images, labels):
+        with self.strategy.scope():
+            step = self.step.assign_add(1)
+            learning_rate = optim.decayed_learning_rate(self.base_learning_rate, self.lr_decay,
+                                                        step)
+            self.learning_rate.assign(learning_rate)
+            step_seed = tf.cast(self.dropout_rng.make_seeds(1)[:, 0], tf.int32)
+            grads, objective, nll = self.strategy.run(
+                self._tower_step, args=(images, labels, step_seed))
+            self.strategy.extended.update(self.optimizer.t, self._apply_update,
+                                          args=(grads, learning_rate), group=True)
+            return (self.strategy.reduce(_SUM, objective, axis=None),
+                    self.strategy.reduce(_SUM, nll, axis=None))
+
+    def train_step(self, images, labels=None):
+        """One optimisation step on a global batch; returns (objective, nll) in nats, summed.
+
+        Args:
+          images: uint8 (towers * batch_size, H, W, C); tower i trains on rows
+            [i * batch_size, (i + 1) * batch_size).
+          labels: int (towers * batch_size,) for a class-conditional model.
+        Returns:
+          Two float32 scalar tensors: the objective that was differentiated (the
+          NLL, or the focal objective) and the plain NLL, both summed over all towers.
+        """
+        if not isinstance(images, tf.Tensor):
+            images, labels = self._check_batch(images, labels)
+        elif images.shape[0] != self.global_batch_size:
+            raise ValueError('a training batch must hold towers x batch_size = %d x %d = %d '
+                             'images, got %s: it cannot be split evenly over the towers'
+                             % (self.towers, self.batch_size, self.global_batch_size,
+                                images.shape[0]))
+        return self._train_fn(images, labels)
+
+    # -------------------------------------------------------------- evaluation
+
+    def _tower_nll_fn(self, images, labels, mask):
+        x = self.model.scale_images(images)
+        h = self.model.one_hot(labels) if labels is not None else None
+        if self.model.config.get('energy_distance'):
+            # No likelihood: the original reports its test loss (the energy distance).
+            _, loss = self.model.train_objective(x, h, get=self.polyak.average, dropout_p=0.0,
+                                                 seed=tf.constant([0, 0], tf.int32))
+            return loss
+        log_p = self.model.log_prob_per_pixel(x, h, get=self.polyak.average)  # (B, H, W)
+        return -tf.reduce_sum(tf.reduce_sum(log_p, axis=[1, 2]) * mask)
+
+    def _test_tower(self, images, labels, mask):
+        b = self.batch_size
+        return self._tower_nll(self._tower_slice(images, b), self._tower_slice(labels, b),
+                               self._tower_slice(mask, b))
+
+    def _test_step_fn(self, images, labels, mask):
+        with self.strategy.scope():
+            nats = self.strategy.run(self._test_tower, args=(images, labels, mask))
+            return self.strategy.reduce(_SUM, nats, axis=None)
+
+    def evaluate(self, images, labels=None):
+        """NLL in nats of every image with the Polyak-averaged weights, dropout off.
+
+        Images go through the towers in global batches; the last one is padded and
+        the padding masked out, so every image counts once (the original drops the
+        last partial batch). For an energy-distance model (no likelihood) the summed
+        energy distance of the full batches is returned instead.
+
+        Returns:
+          (total nats as a Python float, number of images it covers).
+        """
+        images, labels = self.model.check_inputs(images, labels)
+        g = self.global_batch_size
+        energy = bool(self.model.config.get('energy_distance'))
+        end = len(images) - len(images) % g if energy else len(images)
+        if end == 0:
+            raise ValueError('the test set has %d images, fewer than one global batch (%d) of '
+                             'an energy-distance model' % (len(images), g))
+        total, count = 0.0, 0
+        for start in range(0, end, g):
+            x = images[start:start + g]
+            y = labels[start:start + g] if labels is not None else None
+            n = len(x)
+            mask = np.zeros(g, np.float32)
+            mask[:n] = 1.0
+            if n < g:
+                x = np.concatenate([x, np.zeros((g - n,) + x.shape[1:], x.dtype)])
+                y = None if y is None else np.concatenate([y, np.zeros(g - n, y.dtype)])
+            total += float(self._test_fn(x, y, mask))
+            count += n
+        return total, count
+
+    def averaged_model(self):
+        """A single-device PixelCNN holding the Polyak-averaged weights (to sample from)."""
+        if self._averaged_model is None:
+            self._averaged_model = PixelCNN(**self.model.config, seed=self.seed)
+        with self.strategy.scope():
+            for target, shadow in zip(self._averaged_model.weights, self.polyak.shadows):
+                target.assign(shadow.read_value())
+        return self._averaged_model
+
+    # ------------------------------------------------------------- checkpoints
+
+    def weights_are_finite(self):
+        """True if every weight is finite (nothing NaN or Inf to save)."""
+        with self.strategy.scope():
+            return bool(self._finite_fn())
+
+    def save(self, manager, progress):
+        """Write a checkpoint with `progress` (a JSON-serialisable dict) through `manager`.
+
+        Refuses (FloatingPointError) when a weight is NaN or Inf, so the last good
+        checkpoint is never replaced by a broken one. The checkpoint's files are
+        complete before the manager's state file names it (written to a temporary
+        file and renamed), so a run killed at any moment leaves the previous
+        checkpoint loadable.
+        """
+        if not self.weights_are_finite():
+            raise FloatingPointError('the weights hold NaN or Inf at step %d: not saving (the last '
+                                     'good checkpoint, %s, is kept)'
+                                     % (int(self.step.numpy()), manager.latest_checkpoint))
+        self.progress.assign(json.dumps(progress))
+        return manager.save()
+
+    def restore(self, path):
+        """Load a checkpoint written by `save`; returns its progress record (a dict).
+
+        Raises ValueError if the checkpoint does not fit this model and trainer.
+        """
+        try:
+            with self.strategy.scope():
+                self.checkpoint.restore(path).assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as e:
+            raise ValueError('checkpoint %s does not fit this model (%s): %s'
+                             % (path, self.model.describe(), str(e).splitlines()[0])) from None
+        return json.loads(self.progress.numpy().decode('utf-8'))
