@@ -135,3 +135,39 @@ def _focal_loss_without_energy_distance(values):
                              message='--focal_gamma must be >= 0 with -fl/--focal_loss')
 def _focal_gamma_non_negative(values):
     return not values['focal_loss'] or values['focal_gamma'] >= 0
+
+
+# ===================================================================== sample.py
+# The flags of sample.py alone. It also reads, from above: the data and save
+# folders, --data_set and --image_size (the image shape of a TF1 checkpoint, and
+# the test set of --eval), --download, the model flags (OpenAI's TF1 checkpoints
+# do not store their options; ours do, and any given must agree), --batch_size
+# (images per evaluation batch), --jit_compile (compile the sampler's steps),
+# --num_samples (for sample.py: images to draw, 16 when not given) and --seed.
+flags.DEFINE_string('checkpoint', None, 'sample.py: the checkpoint to load: a prefix (e.g. '
+                    'save/ckpt-12 or pxpp/params_cifar.ckpt), its .index file, or a folder (its '
+                    'latest checkpoint). Default: --save_dir.')
+flags.DEFINE_enum('pretrained', None, ['cifar'], 'sample.py: use OpenAI\'s published checkpoint '
+                  'instead: cifar is params_cifar.ckpt (2.92 bits/dim on CIFAR-10) from pxpp.zip '
+                  '(656 MB), downloaded once into --cache_dir.')
+flags.DEFINE_string('pretrained_url', None, 'sample.py: where to download pxpp.zip (default: '
+                    '$PIXELCNN_PRETRAINED_URL, else http://alpha.openai.com/pxpp.zip).')
+flags.DEFINE_string('cache_dir', None, 'sample.py: folder for pxpp.zip and its checkpoint '
+                    '(default: $PIXELCNN_CACHE_DIR, else ~/.cache/pixel_cnn_pp).')
+flags.DEFINE_string('checksum', None, 'sample.py: expected checksum of pxpp.zip, sha256:<hex> '
+                    'or md5:<hex>. OpenAI publishes none; without one the zip must be whole and '
+                    'the checkpoint must load with every variable and shape.')
+flags.DEFINE_list('labels', None, 'sample.py, class-conditional models: the class of each '
+                  'sample, comma-separated (default: every class in turn).')
+flags.DEFINE_enum('method', 'fast', ['fast', 'naive'], 'sample.py: fast (cached: every layer '
+                  'computes each position once) or naive (the whole network once per pixel, as '
+                  'the original). The same seed gives the same images.')
+flags.DEFINE_string('output', None, 'sample.py: path prefix of the outputs, <output>.png (a '
+                    'grid) and <output>.npz (samples, labels). Default: '
+                    '<save_dir>/samples_seed<seed>.')
+flags.DEFINE_boolean('eval', False, 'sample.py: also report the checkpoint\'s test bits/dim on '
+                     '--data_set (from --data_dir).')
+flags.DEFINE_integer('eval_images', 0, 'sample.py --eval: evaluate only the first this many test '
+                     'images (0: all).', lower_bound=0)
+flags.DEFINE_boolean('use_ema', True, 'sample.py: use the Polyak-averaged weights, as the '
+                     'original samples and tests (--nouse_ema: the raw weights).')
