@@ -86,7 +86,8 @@ def check_num_samples(n):
     return int(n)
 
 
-def sample(model, n, labels=None, seed=None, method='fast', get=nn.identity, progress=None):
+def sample(model, n, labels=None, seed=None, method='fast', get=nn.identity, progress=None,
+           jit_compile=False):
     """n images from `model`, drawn pixel by pixel in raster order.
 
     Args:
@@ -103,6 +104,9 @@ def sample(model, n, labels=None, seed=None, method='fast', get=nn.identity, pro
         implement.
       get: which weights: nn.identity, or a PolyakAverage's `average`.
       progress: optional callable(rows_done, total_rows), called after each row.
+      jit_compile: compile the fast sampler's steps with XLA (faster steps, but
+        compiling takes longer than a small model's whole run; see
+        bench/sample_speed.py).
     Returns:
       uint8 (n, H, W, C).
 
@@ -116,7 +120,7 @@ def sample(model, n, labels=None, seed=None, method='fast', get=nn.identity, pro
     labels = model.check_labels(labels, n)
     if method == 'naive' or model.energy_distance:
         return sample_naive(model, n, labels=labels, seed=seed, get=get, progress=progress)
-    return CachedSampler(model, n, get).sample(labels, seed, progress)
+    return CachedSampler(model, n, get, jit_compile).sample(labels, seed, progress)
 
 
 def sample_naive(model, n, labels=None, seed=None, get=nn.identity, progress=None):
@@ -491,8 +495,8 @@ class CachedSampler:
       model: a PixelCNN.
       n: images per run (the batch).
       get: which weights: nn.identity, or a PolyakAverage's `average`.
-      jit_compile: compile the steps with XLA (measured slower on CPU; see
-        bench/sample_speed.py).
+      jit_compile: compile the steps with XLA: faster steps, slower to compile
+        (see bench/sample_speed.py for which wins on your machine).
 
     Example:
         sampler = CachedSampler(model, 16)

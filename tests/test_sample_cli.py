@@ -1,0 +1,146 @@
+"""sample.py: checkpoints in, a PNG grid and an npz out, test bits/dim, and clear refusals.
+
+Most runs call sample.run in this process on flags parsed as the command line would
+be (fast: TensorFlow is imported once); one runs sample.py itself, to check the exit
+code and the single error line.
+"""
+
+import os
+import subprocess
+import sys
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from absl import flags
+
+import pixel_cnn_pp
+import sample
+from pixel_cnn_pp import checkpoints, sampling
+from tests.conftest import random_images
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGS = flags.FLAGS
+GOLDEN_MODEL = ['-q', '1', '-n', '16', '-m', '3']  # the golden cifar_small model's options
+
+
+@pytest.fixture
+def cli():
+    """cli(*argv): parse argv as sample.py's command line, then run it; returns the samples."""
+    def run(*argv):
+        FLAGS.unparse_flags()
+        FLAGS(['sample.py'] + [str(a) for a in argv])
+        return sample.run(sample.arguments_from_flags())
+    yield run
+    FLAGS.unparse_flags()
+
+
+@pytest.fixture
+def golden_prefix(golden_dir):
+    return os.path.join(golden_dir, 'cifar_small', 'params_golden.ckpt')
+
+
+@pytest.fixture(scope='module')
+def conditional_run(tmp_path_factory):
+    """A folder holding our checkpoint of a tiny class-conditional 8x8x1 model (3 classes)."""
+    folder = tmp_path_factory.mktemp('run')
+    model = pixel_cnn_pp.PixelCNN((8, 8, 1), nr_resnet=1, nr_filters=8, nr_logistic_mix=2,
+                                  num_classes=3, seed=2)
+    model.initialize(random_images(6, (8, 8, 1)), np.arange(6) % 3)
+    polyak = pixel_cnn_pp.PolyakAverage(model.weights)
+    checkpoints.training_checkpoint(model, polyak).write(str(folder / 'ckpt-1'))
+    checkpoints.save_model_config(str(folder), model)
+    return str(folder)
+
+
+def test_tf1_checkpoint_gives_the_librarys_samples_as_png_and_npz(cli, golden_prefix, tmp_path):
+    out = tmp_path / 'out' / 'golden'
+    samples = cli('--checkpoint', golden_prefix, *GOLDEN_MODEL, '--num_samples', 2, '-s', 3,
+                  '--output', out)
+    model = pixel_cnn_pp.load_checkpoint(golden_prefix, nr_resnet=1, nr_filters=16,
+                                         nr_logistic_mix=3)
+    np.testing.assert_array_equal(samples, sampling.sample(model, 2, seed=3))
+    with np.load(str(out) + '.npz') as f:
+        np.testing.assert_array_equal(f['samples'], samples)
+        assert 'labels' not in f
+    grid = iio.imread(str(out) + '.png')
+    assert grid.shape == (1 + 33, 1 + 2 * 33, 3)  # 2 images side by side, 1-pixel borders
+    np.testing.assert_array_equal(grid[1:33, 1:33], samples[0])
+
+
+def test_eval_reports_the_test_bits_per_dim(cli, golden_prefix, tmp_path, capsys):
+    cli('--checkpoint', golden_prefix, *GOLDEN_MODEL, '--num_samples', 1, '--eval',
+        '-d', 'patches', '--eval_images', 6, '-b', 4, '--output', tmp_path / 's')
+    printed = capsys.readouterr().out
+    reported = float(printed.split('test bits/dim: ')[1].split()[0])
+    assert '(6 patches test images)' in printed
+    model = pixel_cnn_pp.load_checkpoint(golden_prefix, nr_resnet=1, nr_filters=16,
+                                         nr_logistic_mix=3)
+    with np.load(os.path.join(ROOT, 'data', 'patches', 'patches_32x32.npz')) as f:
+        images = f['testx'][:6]
+    expected = pixel_cnn_pp.bits_per_dim(model.nll(images).mean(), (32, 32, 3))
+    assert abs(reported - expected) < 1e-4
+
+
+def test_conditional_model_sweeps_the_classes_or_takes_labels(cli, conditional_run, tmp_path):
+    out = tmp_path / 'c'
+    fast = cli('--checkpoint', conditional_run, '--num_samples', 5, '--output', out)
+    with np.load(str(out) + '.npz') as f:
+        np.testing.assert_array_equal(f['labels'], [0, 1, 2, 0, 1])  # every class in turn
+        np.testing.assert_array_equal(f['samples'], fast)
+    # The same seed gives the same images, by either method.
+    naive = cli('--checkpoint', conditional_run, '--num_samples', 5, '--output', out,
+                '--method', 'naive')
+    assert sum(np.array_equal(a, b) for a, b in zip(fast, naive)) >= 4  # see test_sampling
+    cli('--checkpoint', conditional_run, '--num_samples', 3, '--labels', '2,2,1',
+        '--output', out)
+    with np.load(str(out) + '.npz') as f:
+        np.testing.assert_array_equal(f['labels'], [2, 2, 1])
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--labels', '0,1'], r'--labels given, but the checkpoint\'s model is unconditional'),
+    (['--num_samples', 0], '--num_samples must be at least 1'),
+    (['-n', '32'], r'conv2d_0/V/ExponentialMovingAverage has shape \[2, 3, 4, 16\], but the '
+                   r'model .* expects \[2, 3, 4, 32\]'),
+    (['-c'], '-c/--class_conditional given, but the checkpoint .* is unconditional'),
+    (['--pretrained', 'cifar'], '--pretrained or --checkpoint, not both'),
+])
+def test_bad_input_on_a_tf1_checkpoint_is_refused(cli, golden_prefix, tmp_path, argv, message):
+    base = ['--checkpoint', golden_prefix, '-q', '1', '-n', '16', '-m', '3', '--output',
+            tmp_path / 'x']
+    with pytest.raises(ValueError, match=message):
+        cli(*(base + argv))
+
+
+@pytest.mark.parametrize('argv,message', [
+    (['--num_samples', 2, '--labels', '0'], '--labels gives 1 labels for --num_samples 2'),
+    (['--num_samples', 2, '--labels', '0,3'], '--labels must be classes 0..2'),
+    (['--num_samples', 2, '--labels', '0,cat'], '--labels must be integers'),
+    (['-q', '2'], 'trained with nr_resnet=1, but nr_resnet=2 was asked for'),
+])
+def test_bad_input_on_our_checkpoint_is_refused(cli, conditional_run, tmp_path, argv, message):
+    with pytest.raises(ValueError, match=message):
+        cli('--checkpoint', conditional_run, '--output', tmp_path / 'x', *argv)
+
+
+def test_missing_checkpoint_and_unwritable_output_are_refused(cli, golden_prefix, tmp_path):
+    with pytest.raises(FileNotFoundError, match='no checkpoint in folder'):
+        cli('-o', tmp_path, '--output', tmp_path / 'x')
+    blocker = tmp_path / 'a_file'
+    blocker.write_text('not a folder')
+    with pytest.raises(ValueError, match='cannot write the samples to .*a_file'):
+        cli('--checkpoint', golden_prefix, *GOLDEN_MODEL, '--output', blocker / 'samples')
+
+
+def test_command_line_error_is_one_line_and_exit_1(golden_prefix, tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'sample.py'), '--checkpoint', golden_prefix,
+         *GOLDEN_MODEL, '--num_samples', '0', '--output', str(tmp_path / 'x')],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert 'Traceback' not in result.stderr
+    errors = [l for l in result.stderr.splitlines() if l.startswith('sample.py: error:')]
+    assert errors == ['sample.py: error: --num_samples must be at least 1 (sample.py draws that '
+                      'many images); got 0']
