@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 import types
+import warnings
 
 import numpy as np
 from absl import app
@@ -110,7 +111,7 @@ def fetch_pretrained(name, url, cache_dir, checksum=None, progress=True):
 
     Downloads the archive to <cache_dir>/<archive> (resuming <archive>.part,
     checking --checksum or else that the zip is whole, renaming it into place
-    only then), and extracts only the checkpoint's files into <cache_dir>/pxpp
+    only then), and extracts only the checkpoint's files into <cache_dir>/<name>
     (through a temporary folder, so a failed extraction leaves nothing behind).
     A checkpoint extracted by an earlier run is used as it is.
 
@@ -125,13 +126,19 @@ def fetch_pretrained(name, url, cache_dir, checksum=None, progress=True):
     from data.loader import DataError
 
     archive_name, prefix = PRETRAINED[name]
-    folder = os.path.join(cache_dir, 'pxpp')
+    folder = os.path.join(cache_dir, name)
     sums = parse_checksum(checksum)
     found = _extracted_prefix(folder, prefix)
     if found and not sums:
         return found
     archive = os.path.join(cache_dir, archive_name)
-    download(url, archive, progress=progress, **sums)
+    if not sums and not os.path.exists(archive):
+        print('OpenAI publishes no checksum for %s: it will be checked for being a whole zip, '
+              'and the checkpoint for every variable and shape (--checksum to check one)'
+              % archive_name, file=sys.stderr)
+    with warnings.catch_warnings():  # said just above, in sample.py's words
+        warnings.filterwarnings('ignore', message='no checksum known')
+        download(url, archive, progress=progress, **sums)
     try:
         with zipfile.ZipFile(archive) as z:
             names = z.namelist()
@@ -190,11 +197,11 @@ def load_model(args):
         else:
             options = {name: getattr(args, name) for name in MODEL_FLAGS if name in args.present}
         model = checkpoints.load_checkpoint(prefix, use_ema=args.use_ema, **options)
-    except tf.errors.OpError as e:
+    except (tf.errors.OpError, IndexError, RuntimeError) as e:  # TF's reader, on bad files
+        hint = ('; delete %s to extract it again from the archive'
+                % os.path.join(args.cache_dir, args.pretrained) if args.pretrained else '')
         raise ValueError('checkpoint %s is damaged or truncated (%s)%s'
-                         % (prefix, e.message.splitlines()[0],
-                            '; delete %s to extract it again' % os.path.dirname(prefix)
-                            if args.pretrained else '')) from None
+                         % (prefix, (str(e).splitlines() or [type(e).__name__])[0], hint)) from None
     return model, prefix
 
 
