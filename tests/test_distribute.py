@@ -1,0 +1,196 @@
+"""pixel_cnn_pp/distribute.py and the towers of training.py: devices, and towers that add up.
+
+Towers on a CPU-only machine are logical CPU devices, which must exist before
+TensorFlow starts; tests that need two of them run a small script in a fresh
+process.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from pixel_cnn_pp import distribute
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_script(source, env=None, timeout=240):
+    """Run Python `source` in a fresh process at the repo root; its last stdout line as JSON."""
+    full_env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=ROOT)
+    full_env.update(env or {})
+    result = subprocess.run([sys.executable, '-c', textwrap.dedent(source)], cwd=ROOT,
+                            env=full_env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_more_towers_than_gpus_names_cuda_visible_devices(monkeypatch):
+    monkeypatch.setenv('CUDA_VISIBLE_DEVICES', '0,1')
+    with pytest.raises(ValueError, match=r'--nr_gpu 4 but only 2 GPUs visible '
+                                         r'\(CUDA_VISIBLE_DEVICES=0,1\)'):
+        distribute.check_tower_count(4, 2)
+    monkeypatch.delenv('CUDA_VISIBLE_DEVICES')
+    with pytest.raises(ValueError, match='CUDA_VISIBLE_DEVICES is not set'):
+        distribute.check_tower_count(2, 1)
+
+
+def test_towers_fit_visible_gpus_or_a_cpu_only_machine():
+    distribute.check_tower_count(2, 2)
+    distribute.check_tower_count(8, 0)  # no GPU: the CPU is split into 8 devices
+    with pytest.raises(ValueError, match='positive integer'):
+        distribute.check_tower_count(0, 0)
+
+
+def test_towers_after_tensorflow_started_need_a_fresh_process():
+    import tensorflow as tf
+
+    tf.constant(1.0)  # the runtime is up now, with however many CPU devices it has
+    have = len(tf.config.list_logical_devices('CPU'))
+    assert distribute.configure_devices(have) == ['/cpu:%d' % i for i in range(have)]
+    with pytest.raises(RuntimeError, match='fresh process'):
+        distribute.configure_devices(have + 1)
+
+
+def test_multi_worker_needs_tf_config(monkeypatch):
+    monkeypatch.delenv('TF_CONFIG', raising=False)
+    with pytest.raises(ValueError, match='TF_CONFIG'):
+        distribute.make_strategy(['/cpu:0'], multi_worker=True)
+    monkeypatch.setenv('TF_CONFIG', '{cluster')
+    with pytest.raises(ValueError, match='not valid JSON'):
+        distribute.make_strategy(['/cpu:0'], multi_worker=True)
+
+
+def test_multi_worker_on_cpu_is_one_tower_per_worker():
+    with pytest.raises(ValueError, match='--nr_gpu 1'):
+        distribute.configure_devices(2, multi_worker=True)
+
+
+# Trains the same 3 steps with 1 and 2 towers, dropout off, a class-conditional model
+# (so labels are split too), from the same initial weights.
+_ONE_VERSUS_TWO = """
+    import json
+    import numpy as np
+    from pixel_cnn_pp import distribute
+    devices = distribute.configure_devices(2)
+    from pixel_cnn_pp.training import Trainer
+
+    options = dict(image_shape=(8, 8, 3), nr_resnet=1, nr_filters=8, nr_logistic_mix=2,
+                   num_classes=3, dropout_p=0.0)
+    rng = np.random.default_rng(0)
+    batches = [(rng.integers(0, 256, (8, 8, 8, 3)).astype(np.uint8),
+                rng.integers(0, 3, 8).astype(np.int32)) for _ in range(3)]
+    test_x = rng.integers(0, 256, (11, 8, 8, 3)).astype(np.uint8)
+    test_y = rng.integers(0, 3, 11).astype(np.int32)
+    out = {}
+    for towers in (1, 2):
+        strategy = distribute.make_strategy(devices[:towers])
+        trainer = Trainer(strategy, options, batch_size=8 // towers, seed=5)
+        trainer.initialize(*batches[0])
+        losses = [[float(v) for v in trainer.train_step(x, y)] for x, y in batches]
+        state = trainer.weights + trainer.polyak.shadows + trainer.optimizer.m \\
+            + trainer.optimizer.v
+        copies = max((float(np.abs(a.numpy() - b.numpy()).max())
+                      for v in state for a, b in zip(strategy.experimental_local_results(v),
+                                                     strategy.experimental_local_results(v)[1:])),
+                     default=0.0)
+        out[towers] = dict(losses=losses, state=[v.numpy() for v in state], copies=copies,
+                           test=trainer.evaluate(test_x, test_y), step=int(trainer.step.numpy()))
+        if towers == 2:
+            try:
+                trainer.train_step(batches[0][0][:7], batches[0][1][:7])
+                out['split_error'] = None
+            except ValueError as e:
+                out['split_error'] = str(e)
+    # The largest difference of each array relative to its largest value.
+    print(json.dumps(dict(
+        losses_1=out[1]['losses'], losses_2=out[2]['losses'],
+        state_diff=max(float(np.abs(a - b).max() / max(np.abs(a).max(), 1e-12))
+                       for a, b in zip(out[1]['state'], out[2]['state'])),
+        copies_2=out[2]['copies'], test_1=out[1]['test'],
+        test_2=out[2]['test'], steps=[out[1]['step'], out[2]['step']],
+        split_error=out['split_error'])))
+"""
+
+
+def test_two_towers_train_like_one_tower_on_the_same_global_batch():
+    r = run_script(_ONE_VERSUS_TWO)
+    # Same summed loss (objective, NLL) at every step: the towers' sums add up to the batch's.
+    for (obj_1, nll_1), (obj_2, nll_2) in zip(r['losses_1'], r['losses_2']):
+        assert obj_2 == pytest.approx(obj_1, rel=1e-5)
+        assert nll_2 == pytest.approx(nll_1, rel=1e-5)
+    # Same weights, Polyak averages and Adam moments after 3 updates (float sums differ
+    # only in order), and both towers' copies identical.
+    assert r['state_diff'] <= 1e-4, r
+    assert r['copies_2'] == 0.0
+    assert r['steps'] == [3, 3]
+    # Evaluation over towers covers all 11 images (the last batch padded and masked).
+    assert r['test_1'][1] == r['test_2'][1] == 11
+    assert r['test_2'][0] == pytest.approx(r['test_1'][0], rel=1e-5)
+    assert 'cannot be split evenly over the towers' in r['split_error']
+    assert '2 x 4 = 8' in r['split_error']
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(('localhost', 0))
+        return s.getsockname()[1]
+
+
+_WORKER = """
+    import json, os
+    import numpy as np
+    from pixel_cnn_pp import distribute
+    multi = 'TF_CONFIG' in os.environ
+    devices = distribute.configure_devices(1 if multi else 2, multi_worker=multi)
+    from pixel_cnn_pp.training import Trainer
+
+    strategy = distribute.make_strategy(devices, multi_worker=multi)
+    options = dict(image_shape=(8, 8, 3), nr_resnet=1, nr_filters=8, nr_logistic_mix=2,
+                   dropout_p=0.5)
+    rng = np.random.default_rng(0)
+    batches = [rng.integers(0, 256, (8, 8, 8, 3)).astype(np.uint8) for _ in range(2)]
+    trainer = Trainer(strategy, options, batch_size=4, seed=5)
+    trainer.initialize(batches[0])
+    losses = [float(trainer.train_step(x)[1]) for x in batches]
+    print(json.dumps(dict(losses=losses, towers=strategy.num_replicas_in_sync,
+                          chief=distribute.is_chief(strategy),
+                          weights=float(sum(np.abs(w.numpy()).sum() for w in trainer.weights)))))
+"""
+
+
+def test_two_workers_train_like_two_towers_on_one_machine():
+    """MultiWorkerMirroredStrategy from TF_CONFIG: 2 local workers x 1 tower == 2 towers."""
+    ports = [_free_port(), _free_port()]
+    cluster = {'worker': ['localhost:%d' % p for p in ports]}
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=ROOT)
+    workers = []
+    for index in range(2):
+        worker_env = dict(env, TF_CONFIG=json.dumps(
+            {'cluster': cluster, 'task': {'type': 'worker', 'index': index}}))
+        workers.append(subprocess.Popen(
+            [sys.executable, '-c', textwrap.dedent(_WORKER)], cwd=ROOT, env=worker_env,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    # The same two towers on one machine, meanwhile.
+    workers.append(subprocess.Popen(
+        [sys.executable, '-c', textwrap.dedent(_WORKER)], cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        outputs = [w.communicate(timeout=240) for w in workers]
+    finally:
+        for w in workers:
+            w.kill()
+    for w, (out, err) in zip(workers, outputs):
+        assert w.returncode == 0, err[-3000:]
+    first, second, single = (json.loads(out.strip().splitlines()[-1]) for out, _ in outputs)
+    assert first['towers'] == second['towers'] == single['towers'] == 2
+    assert (first['chief'], second['chief']) == (True, False)
+    # Dropout on: each tower's seed follows its global index, whatever machine it is on.
+    assert first['losses'] == pytest.approx(single['losses'], rel=1e-5)
+    assert second['losses'] == first['losses']
+    assert first['weights'] == pytest.approx(single['weights'], rel=1e-5)
+    assert second['weights'] == first['weights']

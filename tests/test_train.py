@@ -1,0 +1,252 @@
+"""train.py end to end: towers, outputs, exact resume after SIGKILL, and clear refusals.
+
+Every run is train.py itself in a subprocess (two towers need logical CPU devices
+made before TensorFlow starts), on a tiny image-folder data set of 8x8 PNGs with a
+tiny model, so the whole file runs in a couple of minutes on 2 CPU cores.
+"""
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = os.path.join(ROOT, 'train.py')
+
+# A tiny model and data set: 64 train images, 2 towers x 4 images = 8 steps per epoch.
+MODEL = ['-q', '1', '-n', '8', '-m', '2']
+TINY = MODEL + ['-d', 'folder', '-b', '4', '-u', '8', '-g', '2', '-l', '0.004',
+                '--polyak_decay', '0.9']
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+    """<dir>/train/<class>/*.png and <dir>/test/<class>/*.png: 8x8 RGB stripes, two classes."""
+    import imageio.v3 as iio
+
+    root = tmp_path_factory.mktemp('stripes')
+    rng = np.random.default_rng(0)
+    ramp = np.linspace(0, 200, 8)
+    for subset, n in (('train', 32), ('test', 8)):
+        for label, name in enumerate(('rows', 'columns')):
+            folder = root / subset / name
+            folder.mkdir(parents=True)
+            for k in range(n):
+                colour = rng.integers(0, 56, 3)
+                image = (ramp[:, None, None] if label == 0 else ramp[None, :, None]) + colour
+                image = np.broadcast_to(image, (8, 8, 3)) + rng.integers(0, 4, (8, 8, 3))
+                iio.imwrite(folder / ('%02d.png' % k), image.astype(np.uint8))
+    return str(root)
+
+
+def train(*argv, timeout=300):
+    """Run train.py with these flags; returns the CompletedProcess (text output)."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+    return subprocess.run([sys.executable, TRAIN] + [str(a) for a in argv], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def snapshot(folder):
+    """{relative path: sha256} of every file under `folder`."""
+    out = {}
+    for base, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(base, name)
+            with open(path, 'rb') as f:
+                out[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
+    return out
+
+
+def one_error_line(result):
+    """The single 'train.py: error:' line of a refused run (and no traceback)."""
+    assert result.returncode == 1, (result.stdout[-2000:], result.stderr[-2000:])
+    assert 'Traceback' not in result.stderr, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith('train.py: error:')]
+    assert len(errors) == 1, result.stderr[-3000:]
+    return errors[0]
+
+
+def checkpoint_values(save_dir):
+    """Every value in the latest checkpoint of `save_dir`, but its save counter."""
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(save_dir))
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+            if not name.startswith('save_counter')}
+
+
+@pytest.fixture(scope='module')
+def trained(data_dir, tmp_path_factory):
+    """A class-conditional run of 2 epochs on 2 towers, as the end-to-end test runs it."""
+    save_dir = str(tmp_path_factory.mktemp('run') / 'save')
+    result = train(*TINY, '-c', '-i', data_dir, '-o', save_dir, '-x', '2', '-t', '1')
+    assert result.returncode == 0, result.stderr[-3000:]
+    return save_dir, result
+
+
+def test_two_towers_two_epochs_write_every_output_and_the_loss_falls(trained):
+    import tensorflow as tf
+    from tensorflow.core.util import event_pb2
+
+    import pixel_cnn_pp
+
+    save_dir, result = trained
+    assert '2 tower(s) on /cpu:0, /cpu:1; 8 images per step (4 per tower)' in result.stdout
+    files = set(os.listdir(save_dir))
+    assert {'flags.json', 'pixelcnn_config.json', 'checkpoint', 'test_bpd_folder.npz',
+            'folder_sample0.png', 'folder_sample0.npz', 'folder_sample1.png',
+            'folder_sample1.npz'} <= files
+    assert {'ckpt-1.index', 'ckpt-2.index'} <= files
+    assert not [f for f in files if f.startswith('.')]  # no temporary file left behind
+
+    with np.load(os.path.join(save_dir, 'test_bpd_folder.npz')) as z:
+        test_bpd, train_bpd = z['test_bpd'], z['train_bpd']
+    assert test_bpd.shape == train_bpd.shape == (2,)
+    assert train_bpd[1] < train_bpd[0] and test_bpd[1] < test_bpd[0], (train_bpd, test_bpd)
+    lines = re.findall(r'Iteration (\d), time = \d+s, train bits_per_dim = ([\d.]+), '
+                       r'test bits_per_dim = ([\d.]+)', result.stdout)
+    assert [int(e) for e, _, _ in lines] == [0, 1]
+    assert float(lines[1][2]) == pytest.approx(test_bpd[1], abs=1e-4)
+
+    with np.load(os.path.join(save_dir, 'folder_sample1.npz')) as z:
+        samples, labels = z['samples'], z['labels']
+    assert samples.shape == (8, 8, 8, 3) and samples.dtype == np.uint8  # 1 batch of 2 x 4
+    np.testing.assert_array_equal(labels, [0, 1, 0, 1, 0, 1, 0, 1])  # every class in turn
+
+    tags = set()
+    for name in os.listdir(os.path.join(save_dir, 'tb')):
+        for record in tf.data.TFRecordDataset(os.path.join(save_dir, 'tb', name)):
+            tags.update(v.tag for v in event_pb2.Event.FromString(record.numpy()).summary.value)
+    assert {'train/bits_per_dim', 'train/learning_rate', 'test/bits_per_dim',
+            'train/epoch_bits_per_dim', 'samples'} <= tags
+
+    # The library reads what train.py wrote: the averaged weights of the last checkpoint.
+    model = pixel_cnn_pp.load_checkpoint(save_dir)
+    assert model.config['nr_filters'] == 8 and model.num_classes == 2
+    with np.load(os.path.join(save_dir, 'folder_sample0.npz')) as z:
+        assert np.isfinite(model.nll(z['samples'], z['labels'])).all()
+
+
+def test_killed_run_resumes_as_if_never_stopped(data_dir, tmp_path):
+    """SIGKILL mid-epoch (likely mid-save: a checkpoint every step), then -r, equals no kill."""
+    flags = TINY + ['-i', data_dir, '-x', '4', '-ns', '0']  # dropout on: masks must resume too
+    whole, killed = str(tmp_path / 'whole'), str(tmp_path / 'killed')
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+    reference = subprocess.Popen([sys.executable, TRAIN] + flags + ['-o', whole], cwd=ROOT,
+                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                 text=True)
+    run = subprocess.Popen([sys.executable, TRAIN] + flags + ['-o', killed, '--save_steps', '1'],
+                           cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    try:
+        state_file = os.path.join(killed, 'checkpoint')
+        deadline = time.time() + 240
+        while time.time() < deadline and run.poll() is None:
+            if os.path.exists(state_file):
+                with open(state_file) as f:
+                    numbers = [int(n) for n in re.findall(r'ckpt-(\d+)', f.read())]
+                if numbers and max(numbers) >= 11:  # step 11 of 32: into the second epoch
+                    break
+            time.sleep(0.01)
+        run.send_signal(signal.SIGKILL)
+        assert run.wait() == -signal.SIGKILL, 'the run ended before it could be killed'
+        _, errors = reference.communicate(timeout=240)
+        assert reference.returncode == 0, errors[-3000:]
+    finally:
+        reference.kill()
+        run.kill()
+
+    # What a kill during the next save may leave: a half-written checkpoint and state file.
+    with open(state_file) as f:
+        latest = max(int(n) for n in re.findall(r'ckpt-(\d+)', f.read()))
+    for name in ('ckpt-%d.index' % (latest + 1), 'ckpt-%d.data-00000-of-00001' % (latest + 1),
+                 'checkpoint.tmp0123456789abcdef'):
+        with open(os.path.join(killed, name), 'wb') as f:
+            f.write(b'\x00half')
+    os.makedirs(os.path.join(killed, 'ckpt-%d_temp' % (latest + 1)), exist_ok=True)
+
+    resumed = train(*flags, '-o', killed, '--save_steps', '1', '-r')
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert re.search(r'resuming from .*ckpt-%d: epoch 1, step \d+' % latest, resumed.stdout), \
+        resumed.stdout
+
+    want, got = checkpoint_values(whole), checkpoint_values(killed)
+    assert set(want) == set(got)
+    for name in want:  # weights, averages, Adam moments, step, lr, RNG, data position, history
+        if isinstance(want[name], bytes):  # the progress record: position, history (JSON)
+            assert got[name] == want[name], name
+        else:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-7,
+                                       err_msg=name)
+    with np.load(os.path.join(whole, 'test_bpd_folder.npz')) as a, \
+            np.load(os.path.join(killed, 'test_bpd_folder.npz')) as b:
+        np.testing.assert_allclose(b['test_bpd'], a['test_bpd'], rtol=1e-6)
+        np.testing.assert_allclose(b['train_bpd'], a['train_bpd'], rtol=1e-6)
+        assert len(a['test_bpd']) == 4
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(trained, tmp_path):
+    save_dir = str(tmp_path / 'save')
+    shutil.copytree(trained[0], save_dir)
+    before = snapshot(save_dir)
+    # An absurd learning rate blows the weights up after one step: the next loss is not finite.
+    result = train(*TINY, '-c', '-i', trained[1].args[trained[1].args.index('-i') + 1],
+                   '-o', save_dir, '-x', '3', '-t', '1', '-r', '-l', '1e30')
+    line = one_error_line(result)
+    assert re.search(r'the training loss is (nan|inf|-inf) at step 18 \(epoch 2\)', line), line
+    assert 'ckpt-2' in line
+    after = snapshot(save_dir)
+    checkpoint_files = [f for f in before if f.startswith('ckpt-') or f == 'checkpoint']
+    assert checkpoint_files and all(after[f] == before[f] for f in checkpoint_files)
+    assert set(f for f in after if f.startswith('ckpt-')) == \
+        set(f for f in before if f.startswith('ckpt-'))
+
+
+def test_resume_without_a_checkpoint_is_refused(data_dir, tmp_path):
+    save_dir = tmp_path / 'nothing_here'
+    line = one_error_line(train(*TINY, '-i', data_dir, '-o', save_dir, '-r'))
+    assert '-r/--load_params: no checkpoint to resume in --save_dir %s' % save_dir in line
+    assert not save_dir.exists()
+
+
+def test_resume_with_another_model_configuration_is_refused(trained, data_dir, tmp_path):
+    save_dir = str(tmp_path / 'save')
+    shutil.copytree(trained[0], save_dir)
+    before = snapshot(save_dir)
+    argv = [a if a != '8' else '16' for a in TINY]  # -n 16 instead of 8 (and -u 16)
+    line = one_error_line(train(*argv, '-c', '-i', data_dir, '-o', save_dir, '-r'))
+    assert 'another model configuration' in line
+    assert '-n/--nr_filters: 8 in the checkpoint, 16 now' in line
+    assert snapshot(save_dir) == before
+
+
+def test_unconditional_resume_of_a_conditional_run_is_refused(trained, data_dir, tmp_path):
+    save_dir = str(tmp_path / 'save')
+    shutil.copytree(trained[0], save_dir)
+    before = snapshot(save_dir)
+    line = one_error_line(train(*TINY, '-i', data_dir, '-o', save_dir, '-r'))
+    assert '-c/--class_conditional (number of classes): 2 in the checkpoint, 0 now' in line
+    assert snapshot(save_dir) == before
+
+
+def test_new_run_into_a_folder_with_a_run_is_refused(trained, data_dir):
+    before = snapshot(trained[0])
+    line = one_error_line(train(*TINY, '-c', '-i', data_dir, '-o', trained[0]))
+    assert 'already holds a training run (ckpt-2): resume it with -r' in line
+    assert snapshot(trained[0]) == before
+
+
+def test_batch_larger_than_the_data_set_is_refused(data_dir, tmp_path):
+    save_dir = tmp_path / 'save'
+    argv = TINY[:TINY.index('-b')] + ['-b', '64'] + TINY[TINY.index('-b') + 2:]
+    line = one_error_line(train(*argv, '-i', data_dir, '-o', save_dir))
+    assert '--batch_size 64 x 2 towers = 128 images per step' in line
+    assert 'larger than the train set (64 images' in line
+    assert not save_dir.exists()
