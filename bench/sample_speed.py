@@ -14,6 +14,11 @@ data-dependent init (timing does not depend on what the weights learned):
 
     python3 bench/sample_speed.py                       # default and small size
     python3 bench/sample_speed.py --sizes 2x64 --naive_steps 64
+    TF_ENABLE_ONEDNN_OPTS=0 python3 bench/sample_speed.py   # TensorFlow's own CPU kernels
+
+TensorFlow's oneDNN kernels (on by default on x86) were faster here for the big
+convolutions of a forward pass, and slower for the sampler's small per-pixel
+matrix products on a quiet machine; the header line says which were used.
 
 Prints a table and ends with one JSON line.
 """
@@ -129,9 +134,11 @@ def main():
         rows.append(row)
         print('size %dx%d done' % (nr_resnet, nr_filters), file=sys.stderr, flush=True)
 
-    print('16 images of 32x32x3 on %d CPU core(s), TensorFlow %s. naive: %s pixel steps measured, '
-          'extrapolated to %d.' % (os.cpu_count(), tf.__version__,
-                                   '/'.join(str(s) for s in naive_steps[:len(sizes)]), pixels))
+    onednn = os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default (on)')
+    print('%d images of 32x32x3 on %d CPU core(s), TensorFlow %s, TF_ENABLE_ONEDNN_OPTS=%s. '
+          'naive: %s pixel steps measured, extrapolated to %d.'
+          % (n, os.cpu_count(), tf.__version__, onednn,
+             '/'.join(str(s) for s in naive_steps[:len(sizes)]), pixels))
     print('%-8s %10s %12s %-6s %12s %10s %10s %10s' % (
         'size', 'forward', 'naive (ext.)', 'fast', 'first run', 'warm run', 'speed-up',
         'x forward'))
@@ -146,7 +153,7 @@ def main():
     print('speed-up: naive (extrapolated) / fast first run (compiling included); x forward: '
           'fast warm run / one batch forward pass.')
     print(json.dumps(dict(bench='sample_speed', image_shape=list(shape), cpu_count=os.cpu_count(),
-                          tensorflow=tf.__version__, results=rows)))
+                          tensorflow=tf.__version__, onednn=onednn, results=rows)))
 
 
 if __name__ == '__main__':

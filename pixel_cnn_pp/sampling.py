@@ -214,7 +214,7 @@ class _Positions:
 
     def write(self, index, value):
         """value (B, C) at position `index` (scalar tensor)."""
-        self.var.scatter_update(tf.IndexedSlices(value[None], index[None]))
+        tf.raw_ops.ResourceScatterUpdate(resource=self.var.handle, indices=index, updates=value)
 
     def write_many(self, indices, values):
         """values (k, B, C) at positions `indices` (k,)."""
@@ -303,13 +303,28 @@ class _RowConv:
         self.prev.assign(self._pad(row))
 
 
+class _Where:
+    """Position (i, j) of a level of width W, in the caches of its [2, 2] convs.
+
+    Those caches hold the last two rows of their input, left-padded by one
+    column: 2(W + 1) positions, row i in the half i % 2. The window of output
+    (i, j) is rows i-1..i, columns j-1..j; the stride-2 conv's output (i', j') is
+    the window of the finer level's position (2i', 2j'). Computed once per level
+    and step, shared by every conv of the level.
+    """
+
+    def __init__(self, i, j, width):
+        self.i, self.j = i, j
+        here = (i % 2) * (width + 1) + j + 1
+        above = ((i + 1) % 2) * (width + 1) + j + 1  # row i - 1
+        self.slot = here
+        self.window = tf.stack([above - 1, above, here - 1, here])
+
+
 class _PixelConv:
     """A DownRightShiftedConv2d ([2, 2], stride 1 or 2) computed one position at a time.
 
-    Cache: the last two rows of its input, left-padded by one column, 2(W + 1)
-    positions; row i lives in the half i % 2. The window of output (i, j) is
-    rows i-1..i, columns j-1..j: the stride-2 conv's output (i', j') is the
-    window of input position (2i', 2j').
+    Cache: the last two rows of its input (see _Where).
     """
 
     def __init__(self, state, layer, batch, width):
@@ -322,22 +337,18 @@ class _PixelConv:
         self.width, self.batch = width, batch
         self.rows = state.positions(2 * (width + 1), batch, cin)
 
-    def _slot(self, i, j):
-        return (i % 2) * (self.width + 1) + j + 1
+    def write(self, where, value):
+        """Store the input (B, C) at position `where` (a _Where)."""
+        self.rows.write(where.slot, value)
 
-    def write(self, i, j, value):
-        """Store the input (B, C) at position (i, j)."""
-        self.rows.write(self._slot(i, j), value)
-
-    def at(self, i, j):
-        """Output (B, F) whose window ends at input position (i, j)."""
-        here, above = self._slot(i, j), self._slot(i + 1, j)  # rows i and i - 1
-        window = self.rows.read_many(tf.stack([above - 1, above, here - 1, here]))  # (B, 4, C)
+    def at(self, where):
+        """Output (B, F) whose window ends at input position `where`."""
+        window = self.rows.read_many(where.window)  # (B, 4, C)
         return tf.matmul(tf.reshape(window, [self.batch, -1]), self.W) + self.b
 
-    def __call__(self, i, j, value):
-        self.write(i, j, value)
-        return self.at(i, j)
+    def __call__(self, where, value):
+        self.write(where, value)
+        return self.at(where)
 
 
 class _RowDeconv:
@@ -435,10 +446,10 @@ class _Block:
         c1 = self.f(self._aux(self.conv1(self.f(x)), a))
         return self._finish(x, self.conv2(c1))
 
-    def pixel(self, i, j, x, a=None):
-        """x (B, F) at this level's position (i, j), a (B, Fa) or None."""
-        c1 = self.f(self._aux(self.conv1(i, j, self.f(x)), a))
-        return self._finish(x, self.conv2(i, j, c1))
+    def pixel(self, where, x, a=None):
+        """x (B, F) at this level's position `where` (a _Where), a (B, Fa) or None."""
+        c1 = self.f(self._aux(self.conv1(where, self.f(x)), a))
+        return self._finish(x, self.conv2(where, c1))
 
 
 class _Attention:
@@ -611,25 +622,26 @@ class CachedSampler:
         window = tf.reshape(window, [self.n, -1])
         ul = self._ul_down_row.read(c) + (window @ W + b) * tf.cast(c > 0, tf.float32)
         stack = [ul]
+        where = [_Where(r // 2 ** l, c // 2 ** l, width // 2 ** l) for l in range(L + 1)]
         for l in range(L + 1):
-            i, j = r // 2 ** l, c // 2 ** l
+            i, j = where[l].i, where[l].j
             if l > 0:  # stride 2: the window ends at the finer level's position (2i, 2j)
-                ul = self._strided[l - 1][1].at(r // 2 ** (l - 1), c // 2 ** (l - 1))
+                ul = self._strided[l - 1][1].at(where[l - 1])
                 stack.append(ul)
             for k, (_, block) in enumerate(self._up[l]):
-                ul = block.pixel(i, j, ul, self._u_up_rows[l][k].read(j))
+                ul = block.pixel(where[l], ul, self._u_up_rows[l][k].read(j))
                 stack.append(ul)
             if l in self._attention:
                 u = self._u_up_rows[l][-1].read(j)
                 ul = stack[-1] = self._attention[l](i * (width // 2 ** l) + j, ul, u)
             if l < 2:
-                self._strided[l][1].write(i, j, ul)
+                self._strided[l][1].write(where[l], ul)
         for l in range(L, -1, -1):
-            i, j = r // 2 ** l, c // 2 ** l
+            i, j = where[l].i, where[l].j
             ul = stack.pop() if l == 2 else self._deconv[l + 1][1].at(i, j)
             for k, (_, block) in enumerate(self._down[l]):
                 a = tf.concat([self._u_down_rows[l][k].read(j), stack.pop()], axis=-1)
-                ul = block.pixel(i, j, ul, a)
+                ul = block.pixel(where[l], ul, a)
             if l > 0:
                 self._deconv[l][1](i, j, ul)
         assert not stack
