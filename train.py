@@ -30,6 +30,11 @@ from absl import flags as absl_flags
 from absl import logging
 
 import flags as train_flags
+from data.loader import DataError, get_loader, to_tf_dataset
+
+# TensorFlow and the library that needs it are imported in the functions that use
+# them, after the flags are parsed: a bad flag or --help answers at once, without
+# TensorFlow's start-up lines.
 
 FLAGS = absl_flags.FLAGS
 
@@ -49,8 +54,12 @@ _TRAINING_FLAGS = ('data_set', 'learning_rate', 'lr_decay', 'batch_size', 'nr_gp
 
 
 def arguments_from_flags():
-    """Every flag of flags.py as a plain namespace (the one place FLAGS is read)."""
-    values = {f.name: f.value for f in FLAGS.get_flags_for_module(train_flags)}
+    """Every flag of flags.py as a plain namespace (the one place FLAGS is read).
+
+    sample.py's own flags (their help starts with 'sample.py') are left out.
+    """
+    values = {f.name: f.value for f in FLAGS.get_flags_for_module(train_flags)
+              if not f.help.startswith('sample.py')}
     args = types.SimpleNamespace(**values)
     args.flag_values = values
     args.data_dir = os.path.expanduser(args.data_dir)
@@ -77,8 +86,6 @@ def _loader_options(args):
 
 def load_data(args, towers):
     """The train loader (shuffled, global batches) and the test loader (all images)."""
-    from data.loader import DataError, get_loader
-
     opts = _loader_options(args)
     global_batch = args.batch_size * towers
     rng = np.random.RandomState(args.seed)  # the shuffling order, as the original
@@ -102,24 +109,13 @@ def load_data(args, towers):
 
 def model_options(args, train):
     """PixelCNN options from the flags and the data's image shape."""
-    from pixel_cnn_pp.training import supported_model_options
-
-    options = dict(image_shape=tuple(int(d) for d in train.get_observation_size()),
-                   nr_resnet=args.nr_resnet, nr_filters=args.nr_filters,
-                   nr_logistic_mix=args.nr_logistic_mix,
-                   resnet_nonlinearity=args.resnet_nonlinearity,
-                   num_classes=int(train.get_num_labels()) if args.class_conditional else 0,
-                   dropout_p=args.dropout_p)
-    extensions = dict(add_coords=args.add_coords, non_local=args.non_local,
-                      nl_levels=args.nl_levels, energy_distance=args.energy_distance)
-    supported = supported_model_options()
-    for name, value in extensions.items():
-        if name in supported:
-            options[name] = value
-        elif value and name != 'nl_levels':
-            raise ValueError('%s is not available in this version of pixel_cnn_pp'
-                             % _OPTION_FLAGS[name])
-    return options
+    return dict(image_shape=tuple(int(d) for d in train.get_observation_size()),
+                nr_resnet=args.nr_resnet, nr_filters=args.nr_filters,
+                nr_logistic_mix=args.nr_logistic_mix,
+                resnet_nonlinearity=args.resnet_nonlinearity,
+                num_classes=int(train.get_num_labels()) if args.class_conditional else 0,
+                dropout_p=args.dropout_p, add_coords=args.add_coords, non_local=args.non_local,
+                nl_levels=args.nl_levels, energy_distance=args.energy_distance)
 
 
 def check_resumable(checkpoint, options):
@@ -130,15 +126,16 @@ def check_resumable(checkpoint, options):
     stored = checkpoints.read_model_config(checkpoint)
     if stored is None:
         return  # Trainer.restore still checks every variable
+    def plain(value):  # JSON keeps lists; the model keeps nl_levels sorted
+        return list(value) if isinstance(value, (list, tuple)) else value
+
     differences = []
     for key, flag in _OPTION_FLAGS.items():
-        if key not in options:
-            continue
-        ours = list(options[key]) if isinstance(options[key], (list, tuple)) else options[key]
-        theirs = stored.get(key, DEFAULTS.get(key))
-        theirs = list(theirs) if isinstance(theirs, (list, tuple)) else theirs
-        if key == 'nl_levels' and not options.get('non_local'):
-            continue
+        ours, theirs = plain(options[key]), plain(stored.get(key, DEFAULTS.get(key)))
+        if key == 'nl_levels':
+            if not (options['non_local'] or stored.get('non_local')):
+                continue  # unused
+            ours = sorted(set(ours))
         if ours != theirs:
             differences.append('%s: %r in the checkpoint, %r now' % (flag, theirs, ours))
     if differences:
@@ -177,8 +174,10 @@ def write_json(path, value):
 class ProgressBar:
     """One line per epoch: steps done, images/s, running bits/dim; redrawn in place on a TTY."""
 
-    def __init__(self, epoch, total_steps, images_per_step, done_steps=0, stream=sys.stderr):
+    def __init__(self, epoch, total_steps, images_per_step, done_steps=0, unit='bits/dim',
+                 stream=sys.stderr):
         self.epoch, self.total, self.images_per_step = epoch, total_steps, images_per_step
+        self.unit = unit
         self.done, self.stream = done_steps, stream
         self.tty = stream.isatty()
         self.first_time = None  # after the first step (which includes compiling)
@@ -207,9 +206,9 @@ class ProgressBar:
         width = 24
         filled = int(width * self.done / max(self.total, 1))
         eta = (self.total - self.done) * self.images_per_step / rate if rate else 0
-        line = ('epoch %d %s %d/%d  %s images/s  %.4f bits/dim  eta %ds'
+        line = ('epoch %d %s %d/%d  %s images/s  %.4f %s  eta %ds'
                 % (self.epoch, '[' + '=' * filled + ' ' * (width - filled) + ']', self.done,
-                   self.total, '%.1f' % rate if rate else '-', running_bpd, eta))
+                   self.total, '%.1f' % rate if rate else '-', running_bpd, self.unit, eta))
         if self.tty:
             self.stream.write('\r' + line + '\033[K')
         else:
@@ -243,52 +242,94 @@ def fresh_progress():
                 history=dict(epoch=[], train_bpd=[], test_bpd=[]))
 
 
-def write_samples(args, trainer, epoch, chief, writer):
-    """num_samples batches of samples from the averaged weights: PNG grid, .npz, TensorBoard."""
-    from pixel_cnn_pp import images
-    from pixel_cnn_pp.training import summary_image
+class Outputs:
+    """What a run writes into --save_dir: checkpoints, summaries, samples, test_bpd_<set>.npz.
 
-    n = args.num_samples * trainer.global_batch_size
-    model = trainer.averaged_model()
-    labels = np.mod(np.arange(n), model.num_classes).astype(np.int32) if model.num_classes \
-        else None  # every class in turn, as the original
-    start = time.time()
-    samples = model.sample(n, labels=labels, seed=args.seed + epoch)
-    if not chief:
-        return
-    name = os.path.join(args.save_dir, '%s_sample%d' % (args.data_set, epoch))
-    images.save_image_grid(name + '.png', samples)
-    arrays = dict(samples=samples) if labels is None else dict(samples=samples, labels=labels)
-    images.save_npz(name + '.npz', **arrays)
-    with writer.as_default():
-        summary_image('samples', images.tile_images(samples[:100]), int(trainer.step.numpy()))
-    print('wrote %d samples to %s.png/.npz (%.0fs)' % (n, name, time.time() - start))
+    Only the chief worker writes; the others keep nothing (the chief's files are
+    the run's).
+    """
+
+    def __init__(self, args, trainer, chief):
+        import tensorflow as tf
+
+        from pixel_cnn_pp import checkpoints
+
+        self.args, self.trainer, self.chief = args, trainer, chief
+        if chief:
+            os.makedirs(args.save_dir, exist_ok=True)
+            write_json(os.path.join(args.save_dir, 'flags.json'), args.flag_values)
+            checkpoints.save_model_config(args.save_dir, trainer.model)
+            self.writer = tf.summary.create_file_writer(os.path.join(args.save_dir, 'tb'))
+        else:
+            self.writer = tf.summary.create_noop_writer()
+        self.manager = tf.train.CheckpointManager(trainer.checkpoint, args.save_dir,
+                                                  args.keep_checkpoints, checkpoint_name='ckpt')
+
+    def save(self, progress):
+        """A checkpoint with `progress`; its path (None on a worker that is not the chief)."""
+        return self.trainer.save(self.manager, progress) if self.chief else None
+
+    def scalars(self, step, **values):
+        from pixel_cnn_pp.training import summary_scalar
+
+        with self.writer.as_default():
+            for name, value in values.items():
+                summary_scalar(name.replace('__', '/'), value, step)
+
+    def samples(self, epoch):
+        """num_samples batches from the averaged weights: PNG grid, .npz, TensorBoard image."""
+        from pixel_cnn_pp import images, sampling
+        from pixel_cnn_pp.training import summary_image
+
+        args, trainer = self.args, self.trainer
+        n = args.num_samples * trainer.global_batch_size
+        model = trainer.averaged_model()
+        labels = (np.mod(np.arange(n), model.num_classes).astype(np.int32)
+                  if model.num_classes else None)  # every class in turn, as the original
+        start = time.time()
+        samples = sampling.sample(model, n, labels=labels, seed=args.seed + epoch)
+        if not self.chief:
+            return
+        name = os.path.join(args.save_dir, '%s_sample%d' % (args.data_set, epoch))
+        images.save_image_grid(name + '.png', samples)
+        arrays = dict(samples=samples) if labels is None else dict(samples=samples, labels=labels)
+        images.save_npz(name + '.npz', **arrays)
+        with self.writer.as_default():
+            summary_image('samples', images.tile_images(samples[:100]),
+                          int(trainer.step.numpy()))
+        print('wrote %d samples to %s.png/.npz (%.0fs)' % (n, name, time.time() - start))
+
+    def history(self, history):
+        from pixel_cnn_pp import images
+
+        if self.chief:
+            images.save_npz(os.path.join(self.args.save_dir,
+                                         'test_bpd_%s.npz' % self.args.data_set),
+                            test_bpd=np.array(history['test_bpd']),
+                            train_bpd=np.array(history['train_bpd']),
+                            epoch=np.array(history['epoch']))
 
 
 def run(args):
     """Train as the original train.py does, from plain arguments."""
-    from pixel_cnn_pp import distribute
-
-    # Before TensorFlow initialises: logical CPU devices must be made first.
-    devices = distribute.configure_devices(args.nr_gpu, args.multi_worker)
     import tensorflow as tf
 
-    from data.loader import to_tf_dataset
-    from pixel_cnn_pp import checkpoints, images
-    from pixel_cnn_pp.training import Trainer, bits_per_dim_of, summary_scalar
+    from pixel_cnn_pp import distribute
+    from pixel_cnn_pp.training import Trainer
 
-    save_dir = args.save_dir
-    latest = tf.train.latest_checkpoint(save_dir) if os.path.isdir(save_dir) else None
+    # First, before TensorFlow starts (importing it does not): logical CPU devices
+    # can only be made then.
+    devices = distribute.configure_devices(args.nr_gpu, args.multi_worker)
+    latest = tf.train.latest_checkpoint(args.save_dir) if os.path.isdir(args.save_dir) else None
     if args.load_params and latest is None:
         raise FileNotFoundError('-r/--load_params: no checkpoint to resume in --save_dir %s (it '
                                 'has no "checkpoint" file written by train.py); run without -r to '
-                                'start training' % save_dir)
+                                'start training' % args.save_dir)
     if not args.load_params and latest is not None:
         raise ValueError('--save_dir %s already holds a training run (%s): resume it with -r, '
-                         'or pass another --save_dir' % (save_dir, os.path.basename(latest)))
+                         'or pass another --save_dir' % (args.save_dir, os.path.basename(latest)))
 
     strategy = distribute.make_strategy(devices, args.multi_worker)
-    chief = distribute.is_chief(strategy)
     towers = strategy.num_replicas_in_sync
     train, test = load_data(args, towers)
     options = model_options(args, train)
@@ -297,10 +338,9 @@ def run(args):
     trainer = Trainer(strategy, options, args.batch_size, learning_rate=args.learning_rate,
                       lr_decay=args.lr_decay, polyak_decay=args.polyak_decay,
                       focal_gamma=args.focal_gamma, seed=args.seed, jit_compile=args.jit_compile)
-    image_shape = trainer.image_shape
-    global_batch = trainer.global_batch_size
     print('%d tower(s) on %s; %d images per step (%d per tower); model: %s'
-          % (towers, ', '.join(devices), global_batch, args.batch_size, trainer.model.describe()))
+          % (towers, ', '.join(devices), trainer.global_batch_size, args.batch_size,
+             trainer.model.describe()))
 
     if args.load_params:
         progress = trainer.restore(latest)
@@ -308,7 +348,7 @@ def run(args):
             train.set_state(progress['loader'])
         print('resuming from %s: epoch %d, step %d, %d images into the epoch'
               % (latest, progress['epoch'], int(trainer.step.numpy()), progress['position']))
-        note_changed_flags(save_dir, args.flag_values)
+        note_changed_flags(args.save_dir, args.flag_values)
     else:
         progress = fresh_progress()
         print('initializing the model on %d images...' % args.init_batch_size)
@@ -316,62 +356,60 @@ def run(args):
         train.reset()  # rewind the iterator back to 0 to do one full epoch
         x, y = batch if args.class_conditional else (batch, None)
         trainer.initialize(x, y)
+    train_epochs(args, trainer, train, test, progress,
+                 Outputs(args, trainer, distribute.is_chief(strategy)))
 
-    if chief:
-        os.makedirs(save_dir, exist_ok=True)
-        write_json(os.path.join(save_dir, 'flags.json'), args.flag_values)
-        checkpoints.save_model_config(save_dir, trainer.model)
-        writer = tf.summary.create_file_writer(os.path.join(save_dir, 'tb'))
-    else:
-        writer = tf.summary.create_noop_writer()
-    manager = tf.train.CheckpointManager(trainer.checkpoint, save_dir, args.keep_checkpoints,
-                                         checkpoint_name='ckpt')
+
+def train_epochs(args, trainer, train, test, progress, out):
+    """The original's loop: epochs of steps, test bits/dim, samples, checkpoints."""
+    from pixel_cnn_pp.training import bits_per_dim_of
+
     stop = StopRequest()
-    steps_per_epoch = len(train)
-
-    def save():
-        if chief:
-            path = trainer.save(manager, progress)
-            return path
-        return None
+    global_batch, image_shape = trainer.global_batch_size, trainer.image_shape
+    history = progress['history']
+    # An energy-distance model has no likelihood: the original prints its loss, scaled
+    # the same way, as bits_per_dim; here it is named for what it is.
+    measure = 'energy_distance_per_dim' if args.energy_distance else 'bits_per_dim'
 
     def stop_now(where):
-        path = save()
+        path = out.save(progress)
         print('\nstopped by signal %d %s: saved %s; continue with -r'
               % (stop.signum, where, path or '(not the chief worker)'))
         sys.exit(128 + stop.signum)
 
-    history = progress['history']
+    if progress['epoch'] >= args.max_epochs:
+        print('nothing to do: the run has done %d epochs, --max_epochs is %d'
+              % (progress['epoch'], args.max_epochs))
     for epoch in range(progress['epoch'], args.max_epochs):
         begin = time.time()
-        bar = ProgressBar(epoch, steps_per_epoch, global_batch, progress['epoch_steps'])
+        bar = ProgressBar(epoch, len(train), global_batch, progress['epoch_steps'],
+                          unit=measure.replace('_per_', '/'))
         for batch in to_tf_dataset(train):
             x, y = batch if args.class_conditional else (batch, None)
-            objective, nll = trainer.train_step(x, y)
-            nll, objective = float(nll), float(objective)
+            objective, nll = (float(v) for v in trainer.train_step(x, y))
             step = int(trainer.step.numpy())
             if not (math.isfinite(nll) and math.isfinite(objective)):
                 raise FloatingPointError(
                     'the training loss is %s at step %d (epoch %d): stopping without saving; the '
                     'last good checkpoint (%s) is kept. Try a lower --learning_rate'
                     % (objective if math.isfinite(nll) else nll, step, epoch,
-                       manager.latest_checkpoint or 'none yet'))
+                       out.manager.latest_checkpoint or 'none yet'))
             bpd = bits_per_dim_of(nll, global_batch, image_shape)
             progress['position'] += global_batch
             progress['epoch_bpd_sum'] += bpd
             progress['epoch_steps'] += 1
             bar.update(progress['epoch_bpd_sum'] / progress['epoch_steps'])
             if step % 10 == 0 or step == 1:
-                with writer.as_default():
-                    summary_scalar('train/bits_per_dim', bpd, step)
-                    summary_scalar('train/learning_rate', trainer.learning_rate.numpy(), step)
-            last_step = progress['epoch_steps'] == steps_per_epoch
+                out.scalars(step, **{'train__' + measure: bpd,
+                                     'train__learning_rate': trainer.learning_rate.numpy()})
+            last_step = progress['epoch_steps'] == len(train)  # the epoch's save follows
             if stop.signum is not None or (args.save_steps and step % args.save_steps == 0
                                            and not last_step):
+                # The loader runs ahead (prefetch): record the images actually used.
                 progress['loader'] = train.get_state(position=progress['position'])
                 if stop.signum is not None:
                     stop_now('at step %d' % step)
-                save()
+                out.save(progress)
         bar.close()
 
         train_bpd = progress['epoch_bpd_sum'] / max(progress['epoch_steps'], 1)
@@ -381,31 +419,25 @@ def run(args):
         history['epoch'].append(epoch)
         history['train_bpd'].append(train_bpd)
         history['test_bpd'].append(test_bpd)
-        print('Iteration %d, time = %ds, train bits_per_dim = %.4f, test bits_per_dim = %.4f'
-              % (epoch, time.time() - begin, train_bpd, test_bpd))
+        print('Iteration %d, time = %ds, train %s = %.4f, test %s = %.4f'
+              % (epoch, time.time() - begin, measure, train_bpd, measure, test_bpd))
         sys.stdout.flush()
-        step = int(trainer.step.numpy())
-        with writer.as_default():
-            summary_scalar('train/epoch_bits_per_dim', train_bpd, step)
-            summary_scalar('test/bits_per_dim', test_bpd, step)
-            if bar.images_per_sec():
-                summary_scalar('train/images_per_sec', bar.images_per_sec(), step)
-        writer.flush()
+        scalars = {'train__epoch_' + measure: train_bpd, 'test__' + measure: test_bpd}
+        if bar.images_per_sec():
+            scalars['train__images_per_sec'] = bar.images_per_sec()
+        out.scalars(int(trainer.step.numpy()), **scalars)
 
         if args.num_samples and (epoch % args.save_interval == 0 or epoch == args.max_epochs - 1):
-            write_samples(args, trainer, epoch, chief, writer)
+            out.samples(epoch)
         progress.update(epoch=epoch + 1, position=0, epoch_bpd_sum=0.0, epoch_steps=0,
                         loader=train.get_state())
-        path = save()
-        if chief:
-            images.save_npz(os.path.join(save_dir, 'test_bpd_%s.npz' % args.data_set),
-                            test_bpd=np.array(history['test_bpd']),
-                            train_bpd=np.array(history['train_bpd']),
-                            epoch=np.array(history['epoch']))
+        path = out.save(progress)
+        out.history(history)
+        if path:
             print('saved %s' % path)
         if stop.signum is not None:
             stop_now('after epoch %d' % epoch)
-    writer.close()
+    out.writer.close()
 
 
 def main(argv):

@@ -92,22 +92,13 @@ def forward_flops(model):
 
 def model_options():
     size = FLAGS.image_size or 32
-    options = dict(image_shape=(size, size, FLAGS.channels), nr_resnet=FLAGS.nr_resnet,
-                   nr_filters=FLAGS.nr_filters, nr_logistic_mix=FLAGS.nr_logistic_mix,
-                   resnet_nonlinearity=FLAGS.resnet_nonlinearity,
-                   num_classes=FLAGS.num_classes if FLAGS.class_conditional else 0,
-                   dropout_p=FLAGS.dropout_p)
-    extensions = dict(add_coords=FLAGS.add_coords, non_local=FLAGS.non_local,
-                      nl_levels=[int(v) for v in FLAGS.nl_levels],
-                      energy_distance=FLAGS.energy_distance)
-    from pixel_cnn_pp.training import supported_model_options
-    supported = supported_model_options()
-    for name, value in extensions.items():
-        if name in supported:
-            options[name] = value
-        elif value and name != 'nl_levels':
-            raise ValueError('--%s is not supported by this version of the model' % name)
-    return options
+    return dict(image_shape=(size, size, FLAGS.channels), nr_resnet=FLAGS.nr_resnet,
+                nr_filters=FLAGS.nr_filters, nr_logistic_mix=FLAGS.nr_logistic_mix,
+                resnet_nonlinearity=FLAGS.resnet_nonlinearity,
+                num_classes=FLAGS.num_classes if FLAGS.class_conditional else 0,
+                dropout_p=FLAGS.dropout_p, add_coords=FLAGS.add_coords,
+                non_local=FLAGS.non_local, nl_levels=[int(v) for v in FLAGS.nl_levels],
+                energy_distance=FLAGS.energy_distance)
 
 
 def build_trainer(devices, options, jit):

@@ -103,9 +103,9 @@ def make_strategy(devices, multi_worker=False):
         config = os.environ.get('TF_CONFIG')
         if not config:
             raise ValueError('--multi_worker needs the TF_CONFIG environment variable (the '
-                             'cluster\'s workers and this one\'s task), e.g. TF_CONFIG=\'{"cluster":'
-                             ' {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": '
-                             '"worker", "index": 0}}\'')
+                             'cluster\'s workers and this one\'s task), e.g. TF_CONFIG=\''
+                             '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+                             '"task": {"type": "worker", "index": 0}}\'')
         try:
             json.loads(config)
         except ValueError as e:

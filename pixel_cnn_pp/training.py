@@ -25,12 +25,12 @@ Bits/dim of the step = total nats / (towers * b * H * W * C * ln 2).
 The library never reads flags or data sets: train.py does, and hands plain values in.
 """
 
-import inspect
 import json
 import math
 
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import summary_pb2
 
 from pixel_cnn_pp import checkpoints, optim
 from pixel_cnn_pp.model import PixelCNN
@@ -38,41 +38,9 @@ from pixel_cnn_pp.model import PixelCNN
 _SUM = tf.distribute.ReduceOp.SUM
 
 
-def _summary_metadata(plugin, data_class):
-    from tensorflow.core.framework import summary_pb2
-
-    return summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin),
-        data_class=data_class)
-
-
-def summary_scalar(name, value, step):
-    """A TensorBoard scalar, written by TensorFlow itself.
-
-    The same event as tf.summary.scalar, which needs the tensorboard package
-    installed just to write; viewing the events still needs TensorBoard.
-    """
-    return tf.summary.write(name, tf.constant(value, tf.float32), step=step,
-                            metadata=_summary_metadata('scalars', 1))  # DATA_CLASS_SCALAR
-
-
-def summary_image(name, image, step):
-    """A TensorBoard image from uint8 (H, W, C) (C 1 or 3), as tf.summary.image writes it."""
-    image = tf.convert_to_tensor(image, tf.uint8)
-    height, width = image.shape[0], image.shape[1]
-    blob = tf.stack([tf.as_string(width), tf.as_string(height), tf.io.encode_png(image)])
-    return tf.summary.write(name, blob, step=step,
-                            metadata=_summary_metadata('images', 3))  # DATA_CLASS_BLOB_SEQUENCE
-
-
 def bits_per_dim_of(nats, num_images, image_shape):
     """Bits per dimension of `nats` summed over `num_images` images of `image_shape`."""
     return float(nats) / (num_images * int(np.prod(image_shape)) * math.log(2.0))
-
-
-def supported_model_options():
-    """Names of the options this version of PixelCNN accepts."""
-    return set(inspect.signature(PixelCNN).parameters) - {'self', 'seed'}
 
 
 class Trainer:
@@ -163,23 +131,13 @@ class Trainer:
 
     # ---------------------------------------------------------------- training
 
-    def _objective(self, x, h, seed):
-        """(objective to differentiate, plain NLL), both summed in nats over the batch."""
-        model = self.model
-        if hasattr(model, 'train_objective'):
-            return model.train_objective(x, h, dropout_p=self.dropout_p, seed=seed,
-                                         focal_gamma=self.focal_gamma)
-        if self.focal_gamma > 0:
-            raise ValueError('focal loss needs PixelCNN.train_objective, which this version '
-                             'of the model lacks')
-        nll = model.loss(x, h, dropout_p=self.dropout_p, seed=seed)
-        return nll, nll
-
     def _tower_gradients_fn(self, images, labels, seed):
         x = self.model.scale_images(images)
         h = self.model.one_hot(labels) if labels is not None else None
         with tf.GradientTape() as tape:
-            objective, nll = self._objective(x, h, seed)
+            # The NLL (or focal / energy-distance objective) and the plain NLL, summed.
+            objective, nll = self.model.train_objective(x, h, dropout_p=self.dropout_p, seed=seed,
+                                                        focal_gamma=self.focal_gamma)
         grads = tape.gradient(objective, self.weights,
                               unconnected_gradients=tf.UnconnectedGradients.ZERO)
         return grads, objective, nll
@@ -245,7 +203,7 @@ class Trainer:
     def _tower_nll_fn(self, images, labels, mask):
         x = self.model.scale_images(images)
         h = self.model.one_hot(labels) if labels is not None else None
-        if self.model.config.get('energy_distance'):
+        if self.model.energy_distance:
             # No likelihood: the original reports its test loss (the energy distance).
             _, loss = self.model.train_objective(x, h, get=self.polyak.average, dropout_p=0.0,
                                                  seed=tf.constant([0, 0], tf.int32))
@@ -276,7 +234,7 @@ class Trainer:
         """
         images, labels = self.model.check_inputs(images, labels)
         g = self.global_batch_size
-        energy = bool(self.model.config.get('energy_distance'))
+        energy = self.model.energy_distance
         end = len(images) - len(images) % g if energy else len(images)
         if end == 0:
             raise ValueError('the test set has %d images, fewer than one global batch (%d) of '
@@ -339,3 +297,31 @@ class Trainer:
             raise ValueError('checkpoint %s does not fit this model (%s): %s'
                              % (path, self.model.describe(), str(e).splitlines()[0])) from None
         return json.loads(self.progress.numpy().decode('utf-8'))
+
+
+# ------------------------------------------------------------------ TensorBoard
+
+
+def _summary_metadata(plugin, data_class):
+    return summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin),
+        data_class=data_class)
+
+
+def summary_scalar(name, value, step):
+    """A TensorBoard scalar, written by TensorFlow itself.
+
+    The same event as tf.summary.scalar, which needs the tensorboard package
+    installed just to write; viewing the events still needs TensorBoard.
+    """
+    return tf.summary.write(name, tf.constant(value, tf.float32), step=step,
+                            metadata=_summary_metadata('scalars', summary_pb2.DATA_CLASS_SCALAR))
+
+
+def summary_image(name, image, step):
+    """A TensorBoard image from uint8 (H, W, C) (C 1 or 3), as tf.summary.image writes it."""
+    image = tf.convert_to_tensor(image, tf.uint8)
+    height, width = image.shape[0], image.shape[1]
+    blob = tf.stack([tf.as_string(width), tf.as_string(height), tf.io.encode_png(image)])
+    metadata = _summary_metadata('images', summary_pb2.DATA_CLASS_BLOB_SEQUENCE)
+    return tf.summary.write(name, blob, step=step, metadata=metadata)
