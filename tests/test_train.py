@@ -250,3 +250,54 @@ def test_batch_larger_than_the_data_set_is_refused(data_dir, tmp_path):
     assert '--batch_size 64 x 2 towers = 128 images per step' in line
     assert 'larger than the train set (64 images' in line
     assert not save_dir.exists()
+
+
+def test_sigterm_saves_the_step_it_stopped_at_and_exits(data_dir, tmp_path):
+    import json
+
+    import tensorflow as tf
+
+    save_dir = str(tmp_path / 'save')
+    run = subprocess.Popen([sys.executable, TRAIN] + MODEL + [
+        '-d', 'folder', '-i', data_dir, '-o', save_dir, '-b', '4', '-u', '8', '-g', '1',
+        '-x', '50', '-ns', '0', '--save_steps', '5'], cwd=ROOT,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not os.path.exists(os.path.join(save_dir, 'checkpoint')) and run.poll() is None \
+                and time.time() < deadline:
+            time.sleep(0.05)
+        run.send_signal(signal.SIGTERM)
+        out, err = run.communicate(timeout=120)
+    finally:
+        run.kill()
+    assert run.returncode == 128 + signal.SIGTERM, err[-3000:]
+    stopped = re.search(r'stopped by signal 15 at step (\d+): saved (\S+); continue with -r', out)
+    assert stopped, out
+    step, path = int(stopped.group(1)), stopped.group(2)
+    assert path == tf.train.latest_checkpoint(save_dir)
+    reader = tf.train.load_checkpoint(path)
+    progress = json.loads(reader.get_tensor('progress/.ATTRIBUTES/VARIABLE_VALUE'))
+    assert int(reader.get_tensor('step/.ATTRIBUTES/VARIABLE_VALUE')) == step
+    steps_per_epoch = 64 // 4
+    assert progress['epoch'] == step // steps_per_epoch
+    assert progress['position'] == progress['loader']['position'] == 4 * (step % steps_per_epoch)
+
+
+def test_weights_with_nan_are_never_saved(tmp_path):
+    import tensorflow as tf
+
+    from pixel_cnn_pp.training import Trainer
+
+    strategy = tf.distribute.MirroredStrategy(['/cpu:0'])
+    trainer = Trainer(strategy, dict(image_shape=(4, 4, 3), nr_resnet=1, nr_filters=4,
+                                     nr_logistic_mix=1), batch_size=2)
+    manager = tf.train.CheckpointManager(trainer.checkpoint, str(tmp_path), 3)
+    assert trainer.save(manager, {'epoch': 0}).endswith('ckpt-1')
+    before = snapshot(str(tmp_path))
+    with strategy.scope():
+        trainer.weights[5].assign(tf.fill(trainer.weights[5].shape, float('nan')))
+    with pytest.raises(FloatingPointError, match='NaN or Inf at step 0: not saving .*ckpt-1'):
+        trainer.save(manager, {'epoch': 1})
+    assert snapshot(str(tmp_path)) == before
