@@ -171,7 +171,8 @@ def main(argv):
     config = 'nr_resnet %d, nr_filters %d, batch %d x %d tower(s), %s' % (
         FLAGS.nr_resnet, FLAGS.nr_filters, FLAGS.batch_size, FLAGS.nr_gpu,
         'x'.join(map(str, options['image_shape'])))
-    print('config: %s' % config)
+    onednn = os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset (on)')
+    print('config: %s; TF_ENABLE_ONEDNN_OPTS %s' % (config, onednn))
     print('forward GFLOP/image %.3f, training ~3x = %.3f; float32 matmul peak %.1f GFLOP/s '
           '(%d x %d)' % (flops / 1e9, 3 * flops / 1e9, peak / 1e9, FLAGS.peak_size,
                          FLAGS.peak_size))
@@ -187,7 +188,7 @@ def main(argv):
     best = max(results, key=lambda r: r['images_per_sec'])
     print(json.dumps(dict(images_per_sec=best['images_per_sec'], jit_compile=best['jit_compile'],
                           fraction_of_peak=best['fraction_of_peak'], config=config,
-                          towers=FLAGS.nr_gpu, batch_size=FLAGS.batch_size,
+                          towers=FLAGS.nr_gpu, batch_size=FLAGS.batch_size, onednn=onednn,
                           forward_flops_per_image=flops, train_flops_per_image=3 * flops,
                           matmul_peak_flops=peak, results=results)))
 
