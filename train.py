@@ -53,13 +53,19 @@ _TRAINING_FLAGS = ('data_set', 'learning_rate', 'lr_decay', 'batch_size', 'nr_gp
                    'polyak_decay', 'focal_loss', 'focal_gamma', 'seed')
 
 
-def arguments_from_flags():
-    """Every flag of flags.py as a plain namespace (the one place FLAGS is read).
+def _train_flags():
+    """The flags of flags.py that train.py uses (sample.py's own say 'sample.py:' first)."""
+    return [f for f in FLAGS.get_flags_for_module(train_flags)
+            if not f.help.startswith('sample.py')]
 
-    sample.py's own flags (their help starts with 'sample.py') are left out.
-    """
-    values = {f.name: f.value for f in FLAGS.get_flags_for_module(train_flags)
-              if not f.help.startswith('sample.py')}
+
+for _flag in _train_flags():
+    absl_flags.declare_key_flag(_flag.name)  # listed by --helpshort
+
+
+def arguments_from_flags():
+    """Every flag of train.py as a plain namespace (the one place FLAGS is read)."""
+    values = {f.name: f.value for f in _train_flags()}
     args = types.SimpleNamespace(**values)
     args.flag_values = values
     args.data_dir = os.path.expanduser(args.data_dir)
