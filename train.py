@@ -99,8 +99,8 @@ def load_data(args, towers):
         train = get_loader(args.data_set, args.data_dir, 'train', global_batch, rng=rng,
                            shuffle=True, return_labels=args.class_conditional, **opts)
     except DataError:
-        raise
-    except ValueError as e:
+        raise  # a data problem: its own message names the file and what to do
+    except ValueError as e:  # e.g. fewer images than one batch
         raise ValueError('--batch_size %d x %d towers = %d images per step: %s'
                          % (args.batch_size, towers, global_batch, e)) from None
     # Every test image is evaluated (Trainer.evaluate pads the last batch), so the
@@ -132,6 +132,7 @@ def check_resumable(checkpoint, options):
     stored = checkpoints.read_model_config(checkpoint)
     if stored is None:
         return  # Trainer.restore still checks every variable
+
     def plain(value):  # JSON keeps lists; the model keeps nl_levels sorted
         return list(value) if isinstance(value, (list, tuple)) else value
 
@@ -151,6 +152,7 @@ def check_resumable(checkpoint, options):
 
 
 def note_changed_flags(save_dir, values):
+    """Print a note for each training flag that differs from the run's flags.json."""
     path = os.path.join(save_dir, 'flags.json')
     try:
         with open(path) as f:
@@ -287,6 +289,8 @@ class Outputs:
         from pixel_cnn_pp import images, sampling
         from pixel_cnn_pp.training import summary_image
 
+        if not self.chief:
+            return
         args, trainer = self.args, self.trainer
         n = args.num_samples * trainer.global_batch_size
         model = trainer.averaged_model()
@@ -294,8 +298,6 @@ class Outputs:
                   if model.num_classes else None)  # every class in turn, as the original
         start = time.time()
         samples = sampling.sample(model, n, labels=labels, seed=args.seed + epoch)
-        if not self.chief:
-            return
         name = os.path.join(args.save_dir, '%s_sample%d' % (args.data_set, epoch))
         images.save_image_grid(name + '.png', samples)
         arrays = dict(samples=samples) if labels is None else dict(samples=samples, labels=labels)
@@ -344,9 +346,9 @@ def run(args):
     trainer = Trainer(strategy, options, args.batch_size, learning_rate=args.learning_rate,
                       lr_decay=args.lr_decay, polyak_decay=args.polyak_decay,
                       focal_gamma=args.focal_gamma, seed=args.seed, jit_compile=args.jit_compile)
-    print('%d tower(s) on %s; %d images per step (%d per tower); model: %s'
-          % (towers, ', '.join(devices), trainer.global_batch_size, args.batch_size,
-             trainer.model.describe()))
+    print('%d tower(s) on %s%s; %d images per step (%d per tower); model: %s'
+          % (towers, ', '.join(devices), ' of this worker' if args.multi_worker else '',
+             trainer.global_batch_size, args.batch_size, trainer.model.describe()))
 
     if args.load_params:
         progress = trainer.restore(latest)
