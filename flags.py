@@ -137,6 +137,11 @@ def _focal_gamma_non_negative(values):
     return not values['focal_loss'] or values['focal_gamma'] >= 0
 
 
+# Every flag above is train.py's (sample.py reads some of them too); the ones below
+# are sample.py's alone.
+TRAIN_FLAGS = tuple(f.name for f in flags.FLAGS.get_flags_for_module(__name__))
+
+
 # ===================================================================== sample.py
 # The flags of sample.py alone. It also reads, from above: the data and save
 # folders, --data_set and --image_size (the image shape of a TF1 checkpoint, and

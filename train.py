@@ -54,9 +54,8 @@ _TRAINING_FLAGS = ('data_set', 'learning_rate', 'lr_decay', 'batch_size', 'nr_gp
 
 
 def _train_flags():
-    """The flags of flags.py that train.py uses (sample.py's own say 'sample.py:' first)."""
-    return [f for f in FLAGS.get_flags_for_module(train_flags)
-            if not f.help.startswith('sample.py')]
+    """The flags of flags.py that train.py uses (not sample.py's own)."""
+    return [FLAGS[name] for name in train_flags.TRAIN_FLAGS]
 
 
 for _flag in _train_flags():

@@ -8,7 +8,7 @@ import pytest
 from absl import flags as absl_flags
 from absl.testing import flagsaver
 
-import flags as train_flags  # noqa: F401  (defines the flags)
+import flags as train_flags
 
 FLAGS = absl_flags.FLAGS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -116,3 +116,11 @@ def test_unknown_flag_suggests_the_right_one():
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 1 and 'Traceback' not in result.stderr
     assert "Unknown command line flag 'nr_gpus'" in result.stderr and 'nr_gpu' in result.stderr
+
+
+def test_train_flags_are_the_originals_and_ours_not_sample_py_s():
+    names = set(train_flags.TRAIN_FLAGS)
+    assert {name for name, _, _ in ORIGINAL} | {'data_dir', 'save_dir'} <= names
+    assert {'nl_levels', 'focal_gamma', 'image_size', 'download', 'multi_worker', 'jit_compile',
+            'save_steps', 'keep_checkpoints'} <= names
+    assert not names & {'checkpoint', 'pretrained', 'method', 'output'}
