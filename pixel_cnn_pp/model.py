@@ -429,15 +429,19 @@ class PixelCNN(tf.Module):
         nats = np.concatenate(out)
         return nats if per_pixel else nats.sum(axis=(1, 2))
 
-    def sample(self, n, labels=None, seed=None):
-        """Draw n images, one forward pass per pixel (the exact, slow sampler).
+    def sample(self, n, labels=None, seed=None, method='fast'):
+        """Draw n images, pixel by pixel in raster order, with the current weights.
 
         Args:
           n: number of images.
           labels: int (n,) classes for a conditional model, else None.
-          seed: integer for reproducible samples (same seed, same images).
+          seed: integer for reproducible samples (same seed, same images, with
+            either method).
+          method: 'fast' (the cached sampler: every layer computes each position
+            once) or 'naive' (one forward pass of the whole network per pixel,
+            as the original). Both draw the same images for the same seed.
         Returns:
           uint8 (n, H, W, C).
         """
         from pixel_cnn_pp import sampling  # avoids a cycle: sampling builds on the model
-        return sampling.sample_naive(self, n, labels=labels, seed=seed)
+        return sampling.sample(self, n, labels=labels, seed=seed, method=method)

@@ -87,7 +87,11 @@ class _WeightNorm(tf.Module):
         # values it will really see (see README: the original's last version
         # passes on l2_normalize(out) instead).
         m, v = tf.nn.moments(pre_activation, axes)
-        s = self.init_scale / tf.sqrt(v + _INIT_EPS)
+        # A channel that does not vary over the batch (the u stream's first row sees
+        # no pixel, so at a one-row resolution, as in 4x4 images, it is a constant)
+        # keeps scale 1: the original's init_scale / sqrt(0 + eps) would multiply it,
+        # and every layer after it, by 1e5. Channels that vary are scaled as the original.
+        s = tf.where(v > _INIT_EPS, self.init_scale / tf.sqrt(v + _INIT_EPS), 1.0)
         self.g.assign(self.g * s)
         self.b.assign(s * (self.b - m))
         return s * (pre_activation - m)

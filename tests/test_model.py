@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pixel_cnn_pp import PixelCNN, Adam, nn
+from pixel_cnn_pp import PixelCNN, Adam, bits_per_dim, nn
 from tests.conftest import random_images
 
 TINY = dict(nr_resnet=1, nr_filters=16, nr_logistic_mix=2)
@@ -108,6 +108,21 @@ def test_init_gives_unit_preactivations():
     assert {layer.init_scale for layer, _ in recorded} == {0.1, 1.0}
 
 
+def test_init_leaves_constant_channels_unscaled_at_a_one_row_resolution():
+    # 4x4 images: the coarsest resolution is 1x1, where the u stream (which sees only
+    # rows above) is the same for every image. Scaling such a channel by
+    # init_scale / sqrt(0 + eps), as the original would, made the outputs ~1e24.
+    shape = (4, 4, 3)
+    model = PixelCNN(shape, seed=3, **TINY)
+    images = random_images(8, shape, seed=4)
+    model.initialize(images)
+    out = model.forward(model.scale_images(images)).numpy()
+    assert np.all(np.isfinite(out)) and np.abs(out).max() < 100, np.abs(out).max()
+    assert max(float(np.abs(v.numpy()).max()) for v in model.weights) < 1e3
+    bpd = bits_per_dim(model.nll(images), shape)
+    assert np.all(bpd < 16), bpd
+
+
 def fit(images, steps, learning_rate, shape=None, **options):
     """A dropout-free tiny model trained on one fixed batch; returns (model, x, losses)."""
     model = PixelCNN(shape or images.shape[1:], seed=0, dropout_p=0.0, **dict(TINY, **options))
@@ -148,6 +163,20 @@ def test_sample_is_uint8_reproducible_and_seed_dependent():
     assert a.dtype == np.uint8 and a.shape == (2, 4, 4, 3)
     np.testing.assert_array_equal(a, b)
     assert np.any(a != c)
+
+
+def test_sample_is_fast_by_default_and_naive_draws_the_same_images(monkeypatch):
+    from pixel_cnn_pp import sampling
+    model = tiny_model((4, 4, 3))
+    naive = model.sample(2, seed=3, method='naive')
+
+    def refuse(*args, **kwargs):
+        raise AssertionError('the default sampler ran the naive one')
+
+    monkeypatch.setattr(sampling, 'sample_naive', refuse)
+    np.testing.assert_array_equal(model.sample(2, seed=3), naive)
+    with pytest.raises(ValueError, match="'method' must be one of"):
+        model.sample(2, seed=3, method='slow')
 
 
 def test_conditional_sample_needs_labels():
