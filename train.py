@@ -20,7 +20,6 @@ import math
 import os
 import signal
 import sys
-import tempfile
 import time
 import types
 
@@ -166,13 +165,8 @@ def note_changed_flags(save_dir, values):
 
 def write_json(path, value):
     """Write JSON atomically (temporary file, then rename), readable as any new file."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.flags-', suffix='.tmp')
-    with os.fdopen(fd, 'w') as f:
-        json.dump(value, f, indent=1, sort_keys=True)
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)
-    os.replace(tmp, path)
+    from pixel_cnn_pp import files
+    files.write_json(path, value)
 
 
 # ------------------------------------------------------------ the run loop

@@ -12,10 +12,10 @@ name and shape.
 
 import json
 import os
-import tempfile
 
 import tensorflow as tf
 
+from pixel_cnn_pp import files
 from pixel_cnn_pp.model import DEFAULTS, PixelCNN
 from pixel_cnn_pp.optim import PolyakAverage
 
@@ -55,11 +55,7 @@ def training_checkpoint(model, polyak, **extra):
 
 def save_model_config(directory, model):
     """Write the model's options as JSON in `directory` (atomically: write, then rename)."""
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix='.config-', suffix='.tmp')
-    with os.fdopen(fd, 'w') as f:
-        json.dump(model.config, f, indent=1, sort_keys=True)
-    os.replace(tmp, os.path.join(directory, CONFIG_FILE))
+    files.write_json(os.path.join(directory, CONFIG_FILE), model.config)
 
 
 def read_model_config(prefix):

@@ -9,10 +9,10 @@ beside the target and renamed, so a reader never sees half a file.
 """
 
 import math
-import os
-import tempfile
 
 import numpy as np
+
+from pixel_cnn_pp.files import atomic_write
 
 
 def _check_batch(images):
@@ -56,30 +56,6 @@ def tile_images(images, columns=None, border=1, fill=255):
     return grid
 
 
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_write(path, write):
-    """Call write(temporary_path), then rename it to `path`."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    suffix = os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '-',
-                               suffix=suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it a file's usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def save_png(path, image):
     """Write one uint8 image (H, W, C) or (H, W) as PNG, atomically."""
     import imageio.v3 as iio  # lazily: only writers of images need it
@@ -90,7 +66,7 @@ def save_png(path, image):
                          % (image.dtype, image.shape))
     if image.ndim == 3 and image.shape[-1] == 1:
         image = image[..., 0]
-    _atomic_write(path, lambda tmp: iio.imwrite(tmp, image, extension='.png'))
+    atomic_write(path, lambda tmp: iio.imwrite(tmp, image, extension='.png'))
 
 
 def save_image_grid(path, images, max_images=100, columns=None):
@@ -101,4 +77,4 @@ def save_image_grid(path, images, max_images=100, columns=None):
 
 def save_npz(path, **arrays):
     """np.savez(path, **arrays), atomically."""
-    _atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
+    atomic_write(path, lambda tmp: np.savez(tmp, **arrays))

@@ -144,3 +144,17 @@ def test_own_checkpoint_with_conflicting_option_is_refused(tmp_path):
     _, _, _, folder = _trained_tiny_model(tmp_path)
     with pytest.raises(ValueError, match='trained with nr_filters=8, but nr_filters=16'):
         pixel_cnn_pp.load_checkpoint(str(folder / 'ckpt-1'), nr_filters=16)
+
+
+def test_model_config_is_readable_by_others_like_the_checkpoint(tmp_path):
+    # It was written through mkstemp (0600), so a colleague could read the checkpoint's
+    # weights but not the options needed to load them.
+    import stat
+    model = pixel_cnn_pp.PixelCNN((8, 8, 1), nr_resnet=1, nr_filters=8, nr_logistic_mix=2, seed=0)
+    old = os.umask(0o022)
+    try:
+        checkpoints.save_model_config(str(tmp_path), model)
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE(os.stat(tmp_path / checkpoints.CONFIG_FILE).st_mode)
+    assert mode == 0o644, oct(mode)

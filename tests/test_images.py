@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from pixel_cnn_pp import images
+from pixel_cnn_pp import files, images
 
 
 def _batch(n, h=3, w=2, c=3):
@@ -85,6 +85,6 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         raise OSError('disk full')
 
     with pytest.raises(OSError, match='disk full'):
-        images._atomic_write(str(path), broken)
+        files.atomic_write(str(path), broken)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ['grid.png']
