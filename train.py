@@ -163,12 +163,6 @@ def note_changed_flags(save_dir, values):
                   % (name, values.get(name), before[name]))
 
 
-def write_json(path, value):
-    """Write JSON atomically (temporary file, then rename), readable as any new file."""
-    from pixel_cnn_pp import files
-    files.write_json(path, value)
-
-
 # ------------------------------------------------------------ the run loop
 
 
@@ -253,12 +247,12 @@ class Outputs:
     def __init__(self, args, trainer, chief):
         import tensorflow as tf
 
-        from pixel_cnn_pp import checkpoints
+        from pixel_cnn_pp import checkpoints, files
 
         self.args, self.trainer, self.chief = args, trainer, chief
         if chief:
             os.makedirs(args.save_dir, exist_ok=True)
-            write_json(os.path.join(args.save_dir, 'flags.json'), args.flag_values)
+            files.write_json(os.path.join(args.save_dir, 'flags.json'), args.flag_values)
             checkpoints.save_model_config(args.save_dir, trainer.model)
             self.writer = tf.summary.create_file_writer(os.path.join(args.save_dir, 'tb'))
         else:
