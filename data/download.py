@@ -264,6 +264,33 @@ def _move_into(tmp, dest):
         os.replace(os.path.join(tmp, entry), target)
 
 
+def _give_usual_mode(path, directory=False):
+    """mkstemp and mkdtemp make their result private to its owner; give it a new file's or
+    folder's usual mode, so data written here is readable by whoever can read --data_dir."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, (0o777 if directory else 0o666) & ~mask)
+
+
+def write_atomically(path, write):
+    """Calls write(temporary_path) beside `path`, then renames it to `path`.
+
+    A reader (or a run killed half-way) sees the old file or the new one, never half
+    of one; the temporary file is removed if writing fails.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '-',
+                               suffix='.tmp')
+    os.close(fd)
+    try:
+        write(tmp)
+        _give_usual_mode(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def _extract_via_temp(dest, extract):
     """Runs extract(tmp_dir) in a temporary folder beside `dest`, then moves the result in."""
     dest = os.path.abspath(os.fspath(dest))
@@ -271,6 +298,7 @@ def _extract_via_temp(dest, extract):
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(dest)}.extracting-', dir=parent)
     try:
+        _give_usual_mode(tmp, directory=True)  # it becomes `dest` when that is new
         extract(tmp)
         _move_into(tmp, dest)
     finally:

@@ -20,11 +20,11 @@ References: van den Oord et al., "Pixel Recurrent Neural Networks", 2016; Chraba
 """
 
 import os
-import tempfile
 import zipfile
 
 import numpy as np
 
+from .download import write_atomically
 from .folder_data import list_images, read_images
 from .loader import DataError
 from .loader import DataLoader as _BaseLoader
@@ -158,16 +158,10 @@ def _cache_png_folders(folder, s, cache):
             raise DataError(f'images in {sub} are {"x".join(map(str, images.shape[1:]))}, '
                             f'expected {s}x{s}x3')
         arrays[key] = images
-    with tempfile.NamedTemporaryFile(dir=folder, prefix='.' + os.path.basename(cache),
-                                     suffix='.tmp', delete=False) as f:
-        tmp = f.name
-    try:
-        with open(tmp, 'wb') as f:
+    def write(tmp):
+        with open(tmp, 'wb') as f:  # a file object: np.savez would append .npz to a name
             np.savez(f, **arrays)
-        os.replace(tmp, cache)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_atomically(cache, write)
     return arrays
 
 

@@ -114,6 +114,19 @@ def test_png_folders_are_read_in_name_order_and_cached_as_npz(tmp_path):
         np.testing.assert_array_equal(z['trainx'], expected['train'][0])
 
 
+def test_png_cache_is_readable_by_others_sharing_the_data_folder(tmp_path):
+    # It was written through NamedTemporaryFile (0600): private to whoever built it.
+    import stat
+    write_imagenet_pngs(tmp_path, n_train=2, n_test=1)
+    old = os.umask(0o022)
+    try:
+        DataLoader(tmp_path, 'train', 2)
+    finally:
+        os.umask(old)
+    cache = tmp_path / 'small_imagenet' / 'imgnet_32x32.npz'
+    assert stat.S_IMODE(os.stat(cache).st_mode) == 0o644
+
+
 def test_a_lone_png_folder_is_an_error_naming_the_missing_one(tmp_path):
     write_imagenet_pngs(tmp_path, n_train=2, n_test=1)
     os.rename(tmp_path / 'small_imagenet' / 'valid_32x32', tmp_path / 'elsewhere')

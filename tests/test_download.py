@@ -227,6 +227,20 @@ def test_safe_extract_tar_puts_members_in_place_beside_existing_files(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ['cifar-10-python']  # no temporary folder left
 
 
+def test_safe_extract_into_a_new_folder_gives_it_a_folders_usual_mode(tmp_path):
+    # The temporary folder (mkdtemp: 0700) becomes the new folder: it must not stay private.
+    import stat
+    archive = tmp_path / 'a.tar.gz'
+    _tar(archive, [({'name': 'batches/one'}, b'1')])
+    old = os.umask(0o022)
+    try:
+        safe_extract_tar(archive, tmp_path / 'new')
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / 'new').st_mode) == 0o755
+    assert (tmp_path / 'new' / 'batches' / 'one').read_bytes() == b'1'
+
+
 @pytest.mark.parametrize('member', [
     {'name': '../evil'},
     {'name': '/tmp/evil'},
