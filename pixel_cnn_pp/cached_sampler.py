@@ -186,26 +186,44 @@ class _PixelConv:
     """An nn.DownRightShiftedConv2d ([2, 2], stride 1 or 2) computed one position at a time.
 
     The convolution at one position is the product of its flattened 2x2 window
-    with the flattened kernel. Cache: the last two rows of its input (see _Where).
+    with the flattened kernel, split by kernel row: the window's upper half (the
+    row above) is known for a whole row before the row starts, so `start_row`
+    computes it for every position of the row in one product (B*W rows, not B),
+    and `at` adds the lower half, the current row's two positions. Caches: the
+    last two rows of its input (see _Where) and the upper halves of this row.
     """
 
-    def __init__(self, state, layer, batch, width):
-        kh, kw, cin, _ = layer.V.shape
-        if (kh, kw) != (2, 2):
+    def __init__(self, state, layer, batch, width_in, stride=1):
+        kh, kw, cin, cout = layer.V.shape
+        if (kh, kw) != (2, 2) or layer.stride[1:3] != [stride, stride]:
             raise NotImplementedError('the cached sampler expects a [2, 2] kernel, got [%d, %d]'
                                       % (kh, kw))
-        self.W, self.b = state.weights(_flat_kernel(layer))
-        self.batch = batch
-        self.rows = state.positions(2 * (width + 1), batch, cin)
+
+        def halves(get):
+            W, b = _flat_kernel(layer)(get)  # (4C, F): rows of taps (0, 0), (0, 1), (1, 0), (1, 1)
+            return W[:2 * cin], W[2 * cin:], b
+        self.W_above, self.W_here, self.b = state.weights(halves)
+        self.batch, self.stride, self.width_in = batch, stride, width_in
+        self.rows = state.positions(2 * (width_in + 1), batch, cin)
+        self.above = state.positions(width_in // stride, batch, cout)
 
     def write(self, where, value):
-        """Store the input (B, C) at position `where` (a _Where)."""
+        """Store the input (B, C) at position `where` (a _Where of the input's level)."""
         self.rows.write(where.slot, value)
+
+    def start_row(self, i):
+        """The upper halves of every window of output row i (its input's row stride*i - 1)."""
+        w = self.width_in
+        half = ((self.stride * i - 1) % 2) * (w + 1)  # that row's half of the cache
+        row = self.rows.read_many(half + tf.range(w + 1))  # (B, W + 1, C), column -1 first
+        s = self.stride  # window of output j: input columns s*j - 1 and s*j (slots s*j, s*j + 1)
+        window = tf.concat([row[:, 0:w:s], row[:, 1:w + 1:s]], -1)  # (B, W / s, 2C)
+        self.above.assign_row(tf.matmul(window, self.W_above))
 
     def at(self, where):
         """Output (B, F) whose window ends at input position `where`."""
-        window = self.rows.read_many(where.window)  # (B, 4, C)
-        return tf.matmul(tf.reshape(window, [self.batch, -1]), self.W) + self.b
+        here = tf.reshape(self.rows.read_many(where.window[2:]), [self.batch, -1])  # (B, 2C)
+        return self.above.read(where.j // self.stride) + (here @ self.W_here + self.b)
 
     def __call__(self, where, value):
         self.write(where, value)
@@ -288,28 +306,41 @@ class _Block:
     """
 
     def __init__(self, state, block, batch, width, per_pixel):
-        conv = _PixelConv if per_pixel else _RowConv
         self.block = block
         self.f = block.nonlinearity
-        self.conv1 = conv(state, block.conv1, batch, width)
+        if per_pixel:
+            self.conv1 = _PixelConv(state, block.conv1, batch, width)
+            self.conv2 = _PixelConv(state, block.conv2, batch, width)
+        else:
+            self.conv1 = _RowConv(state, block.conv1, batch, width)
+            self.conv2 = _RowConv(state, block.conv2, batch, width)
         self.nin = _Dense(state, block.nin_a) if block.nin_a is not None else None
-        self.conv2 = conv(state, block.conv2, batch, width)
         # h . hw for this run's labels, (B, 2F); set at the start of every run.
         self.label_bias = (state.cache([batch, block.conv2.V.shape[-1]])
                            if block.hw is not None else None)
         self.width = block.conv2.V.shape[-1] // 2  # F, the block's output channels
 
-    def _aux(self, c1, a):
-        return c1 if a is None else c1 + self.nin(self.f(a))
+    def aux(self, a):
+        """The auxiliary input's term nin(f(a)), for a row or a position."""
+        return self.nin(self.f(a))
 
     def row(self, x, a=None):
         """x (B, W, F) at this level's current row, a (B, W, Fa) or None."""
-        c1 = self.f(self._aux(self.conv1(self.f(x)), a))
+        c1 = self.conv1(self.f(x))
+        c1 = self.f(c1 if a is None else c1 + self.aux(a))
         return self.block.gate(x, self.conv2(c1), self.label_bias)
 
-    def pixel(self, where, x, a=None):
-        """x (B, F) at this level's position `where` (a _Where), a (B, Fa) or None."""
-        c1 = self.f(self._aux(self.conv1(where, self.f(x)), a))
+    def start_row(self, i):
+        """Before the ul stream's positions of level row i: the convs' upper halves."""
+        self.conv1.start_row(i)
+        self.conv2.start_row(i)
+
+    def pixel(self, where, x, a=None, aux=None):
+        """x (B, F) at this level's position `where` (a _Where); a (B, Fa), or its term aux."""
+        c1 = self.conv1(where, self.f(x))
+        if a is not None:
+            aux = self.aux(a)
+        c1 = self.f(c1 if aux is None else c1 + aux)
         return self.block.gate(x, self.conv2(where, c1), self.label_bias)
 
 
@@ -416,15 +447,20 @@ class CachedSampler:
         self._attention = {
             l: _Attention(state, model.nl_blocks[k], n, (height >> l) * widths[l])
             for k, l in enumerate(nl_levels)}
-        self._strided = [(_RowConv(state, u, n, widths[l]), _PixelConv(state, ul, n, widths[l]))
+        self._strided = [(_RowConv(state, u, n, widths[l]),
+                          _PixelConv(state, ul, n, widths[l], stride=2))
                          for l, (u, ul) in enumerate(model.up_strided)]
         # down_strided[0] upsamples level 2 to level 1, [1] level 1 to level 0.
         self._deconv = {2 - k: (_RowDeconv(state, u, n, widths[2 - k]),
                                 _PixelDeconv(state, ul, n, widths[2 - k]))
                         for k, (u, ul) in enumerate(model.down_strided)}
         # The u stream's row at each level, after each block: what the ul blocks take as `a`.
+        # For the up pass only their term nin(f(u)) is needed, computed for the whole row;
+        # the attention block (-nl) takes the last block's u itself.
         self._u_up_rows = [[state.positions(widths[l], n, b[0].width) for b in self._up[l]]
                            for l in range(3)]
+        self._u_up_aux = [[state.positions(widths[l], n, b[1].width) for b in self._up[l]]
+                          for l in range(3)]
         self._u_down_rows = [[state.positions(widths[l], n, b[0].width) for b in self._down[l]]
                              for l in range(3)]
         self._out = _Dense(state, model.out)
@@ -448,10 +484,20 @@ class CachedSampler:
     def _u_up(self, l, u):
         """Level l's up pass on its current row from its first input u; the skip stack."""
         stack = [u]
-        for k, (block, _) in enumerate(self._up[l]):
+        for k, (block, ul_block) in enumerate(self._up[l]):
             stack.append(block.row(stack[-1]))
-            self._u_up_rows[l][k].assign_row(stack[-1])
+            if l in self._attention:
+                self._u_up_rows[l][k].assign_row(stack[-1])
+            self._u_up_aux[l][k].assign_row(ul_block.aux(stack[-1]))
         return stack
+
+    def _ul_start_row(self, l, i):
+        """Level l's ul convs before its row i: the upper halves of their windows."""
+        for pairs in (self._up[l], self._down[l]):
+            for _, block in pairs:
+                block.start_row(i)
+        if l > 0:
+            self._strided[l - 1][1].start_row(i)
 
     def _u_down(self, l, u, stack):
         """Level l's down pass on its current row, consuming the level's skip stack."""
@@ -473,12 +519,15 @@ class CachedSampler:
         self._ul_down_row.assign_row(
             model.ul_init_down.apply(x[:, 1:], self._ul_init_down)[:, 0] * live)
         L = _deepest_level(r)
+        self._ul_start_row(0, r)
         stack0 = self._u_up(0, u)
 
         def level1():
+            self._ul_start_row(1, r // 2)
             stack1 = self._u_up(1, self._strided[0][0](stack0[-1]))
 
             def level2():
+                self._ul_start_row(2, r // 4)
                 stack2 = self._u_up(2, self._strided[1][0](stack1[-1]))
                 self._u_down(2, stack2.pop(), stack2)
 
@@ -495,7 +544,7 @@ class CachedSampler:
         """Level l's up pass at position `where` from its first input ul; the skip stack."""
         stack = [ul]
         for k, (_, block) in enumerate(self._up[l]):
-            stack.append(block.pixel(where, stack[-1], self._u_up_rows[l][k].read(where.j)))
+            stack.append(block.pixel(where, stack[-1], aux=self._u_up_aux[l][k].read(where.j)))
         if l in self._attention:
             u = self._u_up_rows[l][-1].read(where.j)
             stack[-1] = self._attention[l](where.raster, stack[-1], u)
