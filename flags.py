@@ -30,7 +30,13 @@ flags.DEFINE_enum('data_set', 'cifar', sorted(DATA_SETS),
 flags.DEFINE_integer('save_interval', 20, 'Every how many epochs to write samples (a checkpoint '
                      'is written after every epoch).', lower_bound=1, short_name='t')
 flags.DEFINE_boolean('load_params', False, 'Restore training from the latest checkpoint in '
-                     '--save_dir and continue exactly where it stopped.', short_name='r')
+                     '--save_dir and continue exactly where it stopped; with none of ours there, '
+                     'start from OpenAI\'s params_<data_set>.ckpt in --save_dir, as the '
+                     'original does.', short_name='r')
+flags.DEFINE_string('init_checkpoint', None, 'Start a new run from the weights and Polyak '
+                    'averages of this checkpoint, ours or OpenAI\'s (e.g. params_cifar.ckpt): a '
+                    'prefix, its .index file or a folder. Adam, the epoch and the learning rate '
+                    'start afresh.')
 flags.DEFINE_integer('image_size', None, 'imagenet: 32 (default) or 64. folder: resize every '
                      'image to this size (default: keep; all must match).', lower_bound=1)
 flags.DEFINE_boolean('download', True, 'cifar and mnist: download missing files '

@@ -181,9 +181,9 @@ def _tf1_options(args, prefix):
 
 def load_model(args):
     """(model, checkpoint prefix) from --pretrained, --checkpoint or --save_dir."""
-    import tensorflow as tf
+    from pixel_cnn_pp import checkpoints  # first: it imports TensorFlow quietly
 
-    from pixel_cnn_pp import checkpoints
+    import tensorflow as tf
 
     if args.pretrained:
         path = fetch_pretrained(args.pretrained, args.pretrained_url, args.cache_dir,
@@ -295,7 +295,7 @@ def evaluate(args, model):
 
 def run(args):
     """Load, optionally evaluate, sample and write, from plain arguments."""
-    from pixel_cnn_pp import images, sampling
+    from pixel_cnn_pp import distribute, images, sampling
 
     if args.num_samples < 1:
         raise ValueError('--num_samples must be at least 1 (sample.py draws that many images); '
@@ -304,6 +304,7 @@ def run(args):
         raise ValueError('give --pretrained or --checkpoint, not both')
     check_writable(args.output)
     model, prefix = load_model(args)
+    print(distribute.describe_towers(distribute.sampling_devices()))
     print('loaded %s (%s%s)' % (prefix, model.describe(),
                                 ', Polyak averages' if args.use_ema else ', raw weights'))
     labels = choose_labels(args, model)
@@ -342,5 +343,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     app.run(main)

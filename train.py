@@ -305,45 +305,71 @@ class Outputs:
                             epoch=np.array(history['epoch']))
 
 
-def run(args):
-    """Train as the original train.py does, from plain arguments."""
+def resume_point(args):
+    """(our checkpoint to continue, or None; a checkpoint to start from, or None).
+
+    -r continues our latest checkpoint in --save_dir; with none there but OpenAI's
+    params_<data_set>.ckpt, it starts from that one's weights, as the original's -r.
+    --init_checkpoint starts a new run from any checkpoint.
+    """
     import tensorflow as tf
 
-    from pixel_cnn_pp import distribute
+    latest = tf.train.latest_checkpoint(args.save_dir) if os.path.isdir(args.save_dir) else None
+    if args.init_checkpoint and args.load_params:
+        raise ValueError('--init_checkpoint starts a new run and -r/--load_params continues one '
+                         'in --save_dir: pass one of them')
+    if args.load_params and latest is None:
+        openai = os.path.join(args.save_dir, 'params_%s.ckpt' % args.data_set)
+        if os.path.exists(openai + '.index'):
+            return None, openai
+        raise FileNotFoundError('-r/--load_params: no checkpoint to resume in --save_dir %s (it '
+                                'has no "checkpoint" file written by train.py, nor OpenAI\'s %s); '
+                                'run without -r to start training'
+                                % (args.save_dir, os.path.basename(openai) + '.index'))
+    if not args.load_params and latest is not None:
+        raise ValueError('--save_dir %s already holds a training run (%s): resume it with -r, '
+                         'or pass another --save_dir' % (args.save_dir, os.path.basename(latest)))
+    if args.init_checkpoint:
+        return None, os.path.expanduser(args.init_checkpoint)
+    return latest, None
+
+
+def run(args):
+    """Train as the original train.py does, from plain arguments."""
+    from pixel_cnn_pp import distribute  # first: it imports TensorFlow quietly
     from pixel_cnn_pp.training import Trainer
 
     # First, before TensorFlow starts (importing it does not): logical CPU devices
     # can only be made then.
     devices = distribute.configure_devices(args.nr_gpu, args.multi_worker)
-    latest = tf.train.latest_checkpoint(args.save_dir) if os.path.isdir(args.save_dir) else None
-    if args.load_params and latest is None:
-        raise FileNotFoundError('-r/--load_params: no checkpoint to resume in --save_dir %s (it '
-                                'has no "checkpoint" file written by train.py); run without -r to '
-                                'start training' % args.save_dir)
-    if not args.load_params and latest is not None:
-        raise ValueError('--save_dir %s already holds a training run (%s): resume it with -r, '
-                         'or pass another --save_dir' % (args.save_dir, os.path.basename(latest)))
+    latest, start_from = resume_point(args)
 
     strategy = distribute.make_strategy(devices, args.multi_worker)
     towers = strategy.num_replicas_in_sync
     train, test = load_data(args, towers)
     options = model_options(args, train)
-    if args.load_params:
+    if latest:
         check_resumable(latest, options)
     trainer = Trainer(strategy, options, args.batch_size, learning_rate=args.learning_rate,
                       lr_decay=args.lr_decay, polyak_decay=args.polyak_decay,
                       focal_gamma=args.focal_gamma, seed=args.seed, jit_compile=args.jit_compile)
-    print('%d tower(s) on %s%s; %d images per step (%d per tower); model: %s'
-          % (towers, ', '.join(devices), ' of this worker' if args.multi_worker else '',
-             trainer.global_batch_size, args.batch_size, trainer.model.describe()))
+    print('%s; %d images per step (%d per tower); model: %s'
+          % (distribute.describe_towers(devices, args.multi_worker), trainer.global_batch_size,
+             args.batch_size, trainer.model.describe()))
 
-    if args.load_params:
+    if latest:
         progress = trainer.restore(latest)
         if progress.get('loader') is not None:
             train.set_state(progress['loader'])
         print('resuming from %s: epoch %d, step %d, %d images into the epoch'
               % (latest, progress['epoch'], int(trainer.step.numpy()), progress['position']))
         note_changed_flags(args.save_dir, args.flag_values)
+    elif start_from:
+        # Checked against the flags' model (every option, name and shape) before any step.
+        prefix = trainer.start_from(start_from)
+        progress = fresh_progress()
+        print('starting from the weights and averages of %s (fresh Adam, epoch 0, learning rate '
+              '%g)' % (prefix, args.learning_rate))
     else:
         progress = fresh_progress()
         print('initializing the model on %d images...' % args.init_batch_size)
@@ -451,5 +477,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     app.run(main)

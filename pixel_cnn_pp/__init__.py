@@ -11,9 +11,15 @@ with Discretized Logistic Mixture Likelihood and Other Modifications", ICLR 2017
 openai/pixel-cnn.
 """
 
-from pixel_cnn_pp.checkpoints import load_checkpoint
-from pixel_cnn_pp.losses import bits_per_dim
-from pixel_cnn_pp.model import PixelCNN
-from pixel_cnn_pp.optim import Adam, PolyakAverage
+__version__ = '0.3.0'
 
-__all__ = ['PixelCNN', 'load_checkpoint', 'bits_per_dim', 'Adam', 'PolyakAverage']
+from pixel_cnn_pp._startup import import_tensorflow as _import_tensorflow
+
+_import_tensorflow()  # before any module of ours imports it (see _startup.py)
+
+from pixel_cnn_pp.checkpoints import load_checkpoint  # noqa: E402
+from pixel_cnn_pp.losses import bits_per_dim  # noqa: E402
+from pixel_cnn_pp.model import PixelCNN  # noqa: E402
+from pixel_cnn_pp.optim import Adam, PolyakAverage  # noqa: E402
+
+__all__ = ['__version__', 'PixelCNN', 'load_checkpoint', 'bits_per_dim', 'Adam', 'PolyakAverage']
