@@ -16,7 +16,6 @@ import textwrap
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from pixel_cnn_pp import PixelCNN, losses, sampling
 from tests.conftest import random_images
