@@ -1,24 +1,22 @@
 """How fast is sampling? The cached sampler against the naive one and one forward pass.
 
-For each model size, 16 images of 32x32x3 from a model with random weights and the
-data-dependent init (timing does not depend on what the weights learned):
+For each run (a batch size at a model size), images of 32x32x3 from a model with
+random weights and the data-dependent init (timing does not depend on what the
+weights learned), all in one process:
 
-- forward: one forward pass of the whole batch (compiled, warm). Any exact
-  sampler must compute every layer at every position once, so this is its floor.
-- fast: the cached sampler (pixel_cnn_pp.sampling.CachedSampler), every one of
-  the 1,024 pixel steps, timed twice: the first run (tracing and compiling its
-  steps included) and a second run with the same sampler (warm).
-- naive: one forward pass per pixel (sampling.sample_naive's step). Measured for
-  --naive_steps pixel steps after one warm-up step, and extrapolated to all
-  H*W steps (each step costs the same: a full forward pass).
+- forward: one forward pass of the batch (compiled, warm). Any exact sampler
+  must compute every layer at every position once, so this is its floor.
+- cached: pixel_cnn_pp.cached_sampler.CachedSampler, the whole run (1,024 pixel
+  steps in one compiled loop), timed twice: the first run (building the sampler,
+  tracing and, with XLA, compiling included) and a second run (warm); with and
+  without XLA (jit_compile).
+- naive: sampling.sample_naive (one forward pass per pixel), timed for its first
+  row (tracing included) and --naive_steps more steps, extrapolated to all H*W
+  steps (each step after the first is the same full forward pass).
 
-    python3 bench/sample_speed.py                       # default and small size
-    python3 bench/sample_speed.py --sizes 2x64 --naive_steps 64
+    python3 bench/sample_speed.py                      # 4 and 16 images at 2x64, 16 at 5x160
+    python3 bench/sample_speed.py --runs 4@2x64 --naive_steps 128 --jit_compile on
     TF_ENABLE_ONEDNN_OPTS=0 python3 bench/sample_speed.py   # TensorFlow's own CPU kernels
-
-TensorFlow's oneDNN kernels (on by default on x86) were faster here for the big
-convolutions of a forward pass, and slower for the sampler's small per-pixel
-matrix products on a quiet machine; the header line says which were used.
 
 Prints a table and ends with one JSON line.
 """
@@ -35,7 +33,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import tensorflow as tf  # noqa: E402
 
-from pixel_cnn_pp import PixelCNN, losses, sampling  # noqa: E402
+from pixel_cnn_pp import PixelCNN, sampling  # noqa: E402
+from pixel_cnn_pp.cached_sampler import CachedSampler  # noqa: E402
 
 
 def random_images(n, shape, seed):
@@ -54,104 +53,117 @@ def time_forward(model, images, repeats=3):
     return min(times)
 
 
-def time_naive_steps(model, n, steps, seed):
-    """Seconds per pixel step of sample_naive (its step function, on its inputs)."""
-    height, width, channels = model.image_shape
-    nr_mix = model.nr_logistic_mix
-    gumbel, logistic = sampling.draw_uniforms(n, model.image_shape, nr_mix, seed)
+class _Enough(Exception):
+    """Stops sample_naive once the rows to time are done."""
 
-    @tf.function
-    def pixel(x, row, col, g, u):  # as sample_naive: a whole forward pass, one pixel kept
-        out = model.forward(x)[:, row, col]
-        return losses.sample_from_mixture(out, nr_mix, channels, g, u)
 
-    x = np.zeros((n, height, width, channels), np.float32)
+def time_naive(model, n, steps, seed):
+    """(first, warm, steps timed): seconds of a whole sample_naive run, extrapolated.
+
+    Runs sample_naive itself for its first row (which traces its step function)
+    and whole rows after it covering `steps` pixel steps; every step after the
+    trace is the same full forward pass, so
+    first run = first row + (H - 1) rows at the mean, warm run = H rows at the mean.
+    """
+    height, width, _ = model.image_shape
+    rows = 1 + -(-steps // width)
     times = []
-    for k in range(steps + 1):  # step 0 traces and warms up
-        row, col = divmod(k, width)
-        start = time.perf_counter()
-        value = pixel(tf.constant(x), tf.constant(row), tf.constant(col),
-                      gumbel[:, row, col], logistic[:, row, col])
-        level = sampling.quantize(value.numpy())
-        x[:, row, col] = (level.astype(np.float32) - 127.5) / 127.5
-        times.append(time.perf_counter() - start)
-    return float(np.mean(times[1:]))
+    last = [time.perf_counter()]
+
+    def progress(done, _):
+        now = time.perf_counter()
+        times.append(now - last[0])
+        last[0] = now
+        if done == rows:
+            raise _Enough
+
+    try:
+        sampling.sample_naive(model, n, seed=seed, progress=progress)
+    except _Enough:
+        pass
+    row = float(np.mean(times[1:]))
+    return times[0] + row * (height - 1), row * height, (rows - 1) * width
 
 
 def time_fast(model, n, seed, jit_compile):
+    """(first, warm) seconds of the cached sampler: building, tracing, compiling in the first."""
+    gumbel, logistic = sampling.draw_uniforms(n, model.image_shape, model.nr_logistic_mix, seed)
     start = time.perf_counter()
-    sampler = sampling.CachedSampler(model, n, jit_compile=jit_compile)
-    first_images = sampler.sample(seed=seed)
+    sampler = CachedSampler(model, n, jit_compile=jit_compile)
+    first_images = sampler.run(gumbel, logistic)
     first = time.perf_counter() - start
     start = time.perf_counter()
-    second_images = sampler.sample(seed=seed)
+    second_images = sampler.run(gumbel, logistic)
     second = time.perf_counter() - start
     assert np.array_equal(first_images, second_images), 'the same seed gave other images'
     return first, second
 
 
-def parse_size(text):
-    resnet, filters = text.lower().split('x')
-    return int(resnet), int(filters)
+def parse_run(text):
+    """'4@2x64' -> (4 images, nr_resnet 2, nr_filters 64)."""
+    n, size = text.lower().split('@')
+    resnet, filters = size.split('x')
+    return int(n), int(resnet), int(filters)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--sizes', default='5x160,2x64',
-                        help='nr_resnet x nr_filters, comma-separated (default 5x160,2x64: the '
-                             "original's size and a small one)")
-    parser.add_argument('--num_samples', type=int, default=16, help='images per batch (16)')
-    parser.add_argument('--naive_steps', default='4,32',
-                        help='naive pixel steps to measure per size, comma-separated (4,32)')
+    parser.add_argument('--runs', default='4@2x64,16@2x64,16@5x160',
+                        help='images@nr_resnet x nr_filters, comma-separated (default '
+                             "4@2x64,16@2x64,16@5x160: a small model and the original's size)")
+    parser.add_argument('--naive_steps', default='64,64,4',
+                        help='naive pixel steps measured per run (after its first, tracing, '
+                             'row), comma-separated; rounded up to whole rows (64,64,4)')
     parser.add_argument('--jit_compile', default='both', choices=['both', 'on', 'off'],
                         help='time the cached sampler with XLA on, off, or both (both)')
     parser.add_argument('--seed', type=int, default=1)
     args = parser.parse_args()
-    sizes = [parse_size(s) for s in args.sizes.split(',')]
+    runs = [parse_run(s) for s in args.runs.split(',')]
     naive_steps = [int(s) for s in args.naive_steps.split(',')]
     if len(naive_steps) == 1:
-        naive_steps *= len(sizes)
-    jit_modes = {'both': [True, False], 'on': [True], 'off': [False]}[args.jit_compile]
+        naive_steps *= len(runs)
+    jit_modes = {'both': [False, True], 'on': [True], 'off': [False]}[args.jit_compile]
     shape = (32, 32, 3)
     pixels = shape[0] * shape[1]
-    n = args.num_samples
 
     rows = []
-    for (nr_resnet, nr_filters), steps in zip(sizes, naive_steps):
+    for (n, nr_resnet, nr_filters), steps in zip(runs, naive_steps):
         model = PixelCNN(shape, nr_resnet=nr_resnet, nr_filters=nr_filters, seed=args.seed)
-        images = random_images(n, shape, args.seed)
+        images = random_images(max(n, 16), shape, args.seed)
         model.initialize(images)
-        forward = time_forward(model, images)
-        naive_step = time_naive_steps(model, n, steps, args.seed)
-        naive = naive_step * pixels
-        row = dict(nr_resnet=nr_resnet, nr_filters=nr_filters, num_samples=n,
-                   forward_s=forward, naive_step_s=naive_step, naive_steps_measured=steps,
-                   naive_s_extrapolated=naive)
+        forward = time_forward(model, images[:n])
+        naive_first, naive_warm, measured = time_naive(model, n, steps, args.seed)
+        row = dict(num_samples=n, nr_resnet=nr_resnet, nr_filters=nr_filters, forward_s=forward,
+                   naive_first_s=naive_first, naive_warm_s=naive_warm,
+                   naive_steps_measured=measured, naive_extrapolated=True)
         for jit in jit_modes:
             first, warm = time_fast(model, n, args.seed, jit)
             key = 'xla' if jit else 'graph'
             row.update({'fast_%s_first_s' % key: first, 'fast_%s_warm_s' % key: warm})
         rows.append(row)
-        print('size %dx%d done' % (nr_resnet, nr_filters), file=sys.stderr, flush=True)
+        print('%d images at %dx%d done' % (n, nr_resnet, nr_filters), file=sys.stderr, flush=True)
 
     onednn = os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default (on)')
-    print('%d images of 32x32x3 on %d CPU core(s), TensorFlow %s, TF_ENABLE_ONEDNN_OPTS=%s. '
-          'naive: %s pixel steps measured, extrapolated to %d.'
-          % (n, os.cpu_count(), tf.__version__, onednn,
-             '/'.join(str(s) for s in naive_steps[:len(sizes)]), pixels))
-    print('%-8s %10s %12s %-6s %12s %10s %10s %10s' % (
-        'size', 'forward', 'naive (ext.)', 'fast', 'first run', 'warm run', 'speed-up',
-        'x forward'))
+    print('32x32x3 images on %d CPU core(s), TensorFlow %s, TF_ENABLE_ONEDNN_OPTS=%s. naive: '
+          'whole run extrapolated from the measured steps (each is one full forward pass).'
+          % (os.cpu_count(), tf.__version__, onednn))
+    header = ('images', 'size', 'forward', 'naive 1st', 'naive warm', 'cached', '1st run',
+              'warm run', 'compile', 'speed-up', 'x forward')
+    print('%-6s %-6s %8s %10s %10s %-6s %8s %8s %8s %9s %9s' % header)
     for row in rows:
         for jit in jit_modes:
             key = 'xla' if jit else 'graph'
             first, warm = row['fast_%s_first_s' % key], row['fast_%s_warm_s' % key]
-            print('%-8s %9.2fs %11.0fs %-6s %11.1fs %9.1fs %9.0fx %9.1fx' % (
-                '%dx%d' % (row['nr_resnet'], row['nr_filters']), row['forward_s'],
-                row['naive_s_extrapolated'], key, first, warm,
-                row['naive_s_extrapolated'] / first, warm / row['forward_s']))
-    print('speed-up: naive (extrapolated) / fast first run (compiling included); x forward: '
-          'fast warm run / one batch forward pass.')
+            row['speedup_%s_warm' % key] = row['naive_warm_s'] / warm
+            row['speedup_%s_first' % key] = row['naive_first_s'] / first
+            row['x_forward_%s' % key] = warm / row['forward_s']
+            print('%-6d %-6s %7.2fs %9.0fs %9.0fs %-6s %7.1fs %7.2fs %7.1fs %8.0fx %8.1fx' % (
+                row['num_samples'], '%dx%d' % (row['nr_resnet'], row['nr_filters']),
+                row['forward_s'], row['naive_first_s'], row['naive_warm_s'], key, first, warm,
+                first - warm, row['speedup_%s_warm' % key], row['x_forward_%s' % key]))
+    print('speed-up: naive warm / cached warm; compile: first run - warm run (building, tracing '
+          'and, with XLA, compiling the loop); x forward: cached warm / one forward pass of the '
+          'batch.')
     print(json.dumps(dict(bench='sample_speed', image_shape=list(shape), cpu_count=os.cpu_count(),
                           tensorflow=tf.__version__, onednn=onednn, results=rows)))
 

@@ -64,16 +64,37 @@ class CausalSelfAttention(tf.Module):
         return [('wq', self.wq), ('wk', self.wk), ('wv', self.wv), ('wo', self.wo),
                 ('bo', self.bo)]
 
+    # The block's arithmetic in parts, for the forward pass (every position at once)
+    # and the cached sampler (one query at a time against the keys so far).
+
+    def query(self, ul, get=lambda v: v):
+        """(..., F) -> (..., d)."""
+        return ul @ get(self.wq)
+
+    def key_value(self, u, ul, get=lambda v: v):
+        """Keys (..., d) and values (..., F) of positions holding u and ul (..., F)."""
+        kv_in = tf.concat([u, ul], -1)  # (..., 2F)
+        return kv_in @ get(self.wk), kv_in @ get(self.wv)
+
+    @staticmethod
+    def attend(q, k, v, visible):
+        """softmax(q k^T / sqrt(d)) v over the visible keys.
+
+        q (B, m, d), k (B, n, d), v (B, n, F), visible bool broadcasting to (B, m, n).
+        """
+        logits = tf.matmul(q, k, transpose_b=True) / np.sqrt(float(q.shape[-1]))  # (B, m, n)
+        logits = tf.where(visible, logits, tf.fill(tf.shape(logits), -1e30))
+        return tf.nn.softmax(logits, axis=-1) @ v  # (B, m, F)
+
+    def output(self, ul, attended, get=lambda v: v):
+        """The residual: ul + attended . wo + bo."""
+        return ul + (attended @ get(self.wo) + get(self.bo))
+
     def __call__(self, ul, u, get=lambda v: v):
         shape = tf.shape(ul)
         h, w, f = ul.shape[1], ul.shape[2], ul.shape[3]
         n = h * w
-        q = tf.reshape(ul, [-1, n, f]) @ get(self.wq)  # (B, n, d)
-        kv_in = tf.reshape(tf.concat([u, ul], -1), [-1, n, 2 * f])
-        k = kv_in @ get(self.wk)  # (B, n, d)
-        v = kv_in @ get(self.wv)  # (B, n, F)
-        logits = tf.matmul(q, k, transpose_b=True) / np.sqrt(float(q.shape[-1]))  # (B, n, n)
-        logits = tf.where(causal_mask(n), logits, tf.fill(tf.shape(logits), -1e30))
-        attended = tf.nn.softmax(logits, axis=-1) @ v  # (B, n, F)
-        out = attended @ get(self.wo) + get(self.bo)
-        return ul + tf.reshape(out, shape)
+        q = self.query(tf.reshape(ul, [-1, n, f]), get)  # (B, n, d)
+        k, v = self.key_value(tf.reshape(u, [-1, n, f]), tf.reshape(ul, [-1, n, f]), get)
+        attended = self.attend(q, k, v, causal_mask(n))  # (B, n, F)
+        return self.output(ul, tf.reshape(attended, shape), get)

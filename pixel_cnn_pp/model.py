@@ -428,22 +428,45 @@ class PixelCNN(tf.Module):
         nats = np.concatenate(out)
         return nats if per_pixel else nats.sum(axis=(1, 2))
 
-    def sample(self, n, labels=None, seed=None, method='fast'):
+    def sample(self, n, labels=None, seed=None, method='fast', devices=None, jit_compile=False):
         """Draw n images, pixel by pixel in raster order, with the current weights.
 
         Args:
           n: number of images.
           labels: int (n,) classes for a conditional model, else None.
           seed: integer for reproducible samples (same seed, same images, with
-            either method).
+            either method and on any devices).
           method: 'fast' (the cached sampler: every layer computes each position
             once) or 'naive' (one forward pass of the whole network per pixel,
-            as the original). Both draw the same images for the same seed.
+            as the original). Both draw the same images for the same seed, up to
+            float ties (see sampling.py).
+          devices: optional device names (distribute.configure_devices(N)) to
+            spread the images over, one tower per device.
+          jit_compile: compile the cached sampler's loop with XLA.
         Returns:
           uint8 (n, H, W, C).
         """
         from pixel_cnn_pp import sampling  # avoids a cycle: sampling builds on the model
-        return sampling.sample(self, n, labels=labels, seed=seed, method=method)
+        return sampling.sample(self, n, labels=labels, seed=seed, method=method,
+                               devices=devices, jit_compile=jit_compile)
+
+    def complete(self, images, known_rows, labels=None, seed=None, method='fast', devices=None,
+                 jit_compile=False):
+        """Keep the top `known_rows` rows of each image and sample the rest.
+
+        Args:
+          images: uint8 (N, H, W, C) of this model's image shape.
+          known_rows: K in 0..H, the rows kept.
+          labels, seed, method, devices, jit_compile: as `sample`.
+        Returns:
+          uint8 (N, H, W, C): rows < K are `images`' own, the rest drawn given them.
+
+        Example:
+            halves = model.complete(test_images[:8], known_rows=16, seed=0)
+        """
+        from pixel_cnn_pp import sampling
+        return sampling.complete(self, images, known_rows, labels=labels, seed=seed,
+                                 method=method, devices=devices, jit_compile=jit_compile)
 
 
 class _NegLogProbPerPixel:

@@ -11,6 +11,11 @@ Every layer's forward takes `get`, a function from a variable to the tensor to
 use for it: the identity for the raw weights, or a Polyak average's lookup (the
 original's `get_var_maybe_avg`). Passing `init=True` runs the data-dependent
 initialisation of that layer on the batch instead (eagerly, once).
+
+The arithmetic is written once, here, for both users: the forward pass calls a
+layer, which is `apply(pad(x), kernel(get))`; the cached sampler
+(cached_sampler.py) computes `kernel(get)` once per run and applies it to the
+positions a step computes, and finishes a resnet block with the block's `gate`.
 """
 
 import tensorflow as tf
@@ -110,10 +115,21 @@ class Conv2d(_WeightNorm):
                          num_filters, init_scale, rng)
         self.stride = [1, stride[0], stride[1], 1]
 
+    def kernel(self, get=identity):
+        """(W, b): the weight-normalised kernel (kh, kw, in, F) and the bias (F,)."""
+        return get(self.g) * tf.nn.l2_normalize(get(self.V), [0, 1, 2]), get(self.b)
+
+    def apply(self, x, kernel):
+        """The VALID convolution of an already padded x with kernel = (W, b)."""
+        W, b = kernel
+        return tf.nn.bias_add(tf.nn.conv2d(x, W, self.stride, 'VALID'), b)
+
+    def pad(self, x):
+        """What the layer does to its input before the VALID convolution (none here)."""
+        return x
+
     def __call__(self, x, get=identity, init=False):
-        V, g, b = get(self.V), get(self.g), get(self.b)
-        W = g * tf.nn.l2_normalize(V, [0, 1, 2])
-        out = tf.nn.bias_add(tf.nn.conv2d(x, W, self.stride, 'VALID'), b)
+        out = self.apply(self.pad(x), self.kernel(get))
         return self._initialize(out, [0, 1, 2]) if init else out
 
 
@@ -131,17 +147,31 @@ class Deconv2d(_WeightNorm):
         self.num_filters = num_filters
         self.stride = [1, stride[0], stride[1], 1]
 
-    def __call__(self, x, get=identity, init=False):
-        V, g, b = get(self.V), get(self.g), get(self.b)
-        W = g[None, None, :, None] * tf.nn.l2_normalize(V, [0, 1, 3])
+    def kernel(self, get=identity):
+        """(W, b): the weight-normalised kernel (kh, kw, F, in) and the bias (F,)."""
+        W = get(self.g)[None, None, :, None] * tf.nn.l2_normalize(get(self.V), [0, 1, 3])
+        return W, get(self.b)
+
+    def apply(self, x, kernel):
+        """The VALID transposed convolution of x with kernel = (W, b), before any crop."""
+        W, b = kernel
         shape = tf.shape(x)
         out_shape = [shape[0],
                      x.shape[1] * self.stride[1] + self.filter_size[0] - 1,
                      x.shape[2] * self.stride[2] + self.filter_size[1] - 1,
                      self.num_filters]
-        out = tf.nn.bias_add(
+        return tf.nn.bias_add(
             tf.nn.conv2d_transpose(x, W, out_shape, self.stride, padding='VALID'), b)
-        return self._initialize(out, [0, 1, 2]) if init else out
+
+    def crop(self, out):
+        """What the layer keeps of the VALID output (all of it here)."""
+        return out
+
+    def __call__(self, x, get=identity, init=False):
+        out = self.apply(x, self.kernel(get))
+        if init:
+            out = self._initialize(out, [0, 1, 2])
+        return self.crop(out)
 
 
 class Dense(_WeightNorm):
@@ -154,15 +184,23 @@ class Dense(_WeightNorm):
         super().__init__(namer('dense'), [in_units, num_units], num_units, init_scale, rng)
         self.num_units = num_units
 
-    def __call__(self, x, get=identity, init=False):
-        V, g, b = get(self.V), get(self.g), get(self.b)
+    def kernel(self, get=identity):
+        """(V, scale, b): the layer computes (x . V) * scale + b, scale = g / ||V|| (per unit)."""
+        V = get(self.V)
+        return V, get(self.g) / tf.sqrt(tf.reduce_sum(tf.square(V), [0])), get(self.b)
+
+    def apply(self, x, kernel, init=False):
+        """x (..., in) -> (..., units) with kernel = (V, scale, b)."""
+        V, scale, b = kernel
         shape = tf.shape(x)
         flat = tf.reshape(x, [-1, x.shape[-1]])  # (B*H*W, in): a 1x1 conv as a matmul
-        out = tf.matmul(flat, V)
-        out = out * (g / tf.sqrt(tf.reduce_sum(tf.square(V), [0]))) + b
+        out = tf.matmul(flat, V) * scale + b
         if init:
             out = self._initialize(out, [0])
         return tf.reshape(out, tf.concat([shape[:-1], [self.num_units]], 0))
+
+    def __call__(self, x, get=identity, init=False):
+        return self.apply(x, self.kernel(get), init)
 
 
 class DownShiftedConv2d(Conv2d):
@@ -178,8 +216,8 @@ class DownShiftedConv2d(Conv2d):
         kh, kw = filter_size
         self.padding = [[0, 0], [kh - 1, 0], [(kw - 1) // 2, (kw - 1) // 2], [0, 0]]
 
-    def __call__(self, x, get=identity, init=False):
-        return super().__call__(tf.pad(x, self.padding), get, init)
+    def pad(self, x):
+        return tf.pad(x, self.padding)
 
 
 class DownRightShiftedConv2d(Conv2d):
@@ -191,8 +229,8 @@ class DownRightShiftedConv2d(Conv2d):
         kh, kw = filter_size
         self.padding = [[0, 0], [kh - 1, 0], [kw - 1, 0], [0, 0]]
 
-    def __call__(self, x, get=identity, init=False):
-        return super().__call__(tf.pad(x, self.padding), get, init)
+    def pad(self, x):
+        return tf.pad(x, self.padding)
 
 
 class DownShiftedDeconv2d(Deconv2d):
@@ -206,8 +244,7 @@ class DownShiftedDeconv2d(Deconv2d):
                  init_scale=1.0, rng=None):
         super().__init__(namer, in_channels, num_filters, filter_size, stride, init_scale, rng)
 
-    def __call__(self, x, get=identity, init=False):
-        out = super().__call__(x, get, init)
+    def crop(self, out):
         kh, kw = self.filter_size
         side = (kw - 1) // 2
         return out[:, :out.shape[1] - kh + 1, side:out.shape[2] - side]
@@ -224,8 +261,7 @@ class DownRightShiftedDeconv2d(Deconv2d):
                  init_scale=1.0, rng=None):
         super().__init__(namer, in_channels, num_filters, filter_size, stride, init_scale, rng)
 
-    def __call__(self, x, get=identity, init=False):
-        out = super().__call__(x, get, init)
+    def crop(self, out):
         kh, kw = self.filter_size
         return out[:, :out.shape[1] - kh + 1, :out.shape[2] - kw + 1]
 
@@ -268,7 +304,21 @@ class GatedResnet(tf.Module):
         if dropout_p > 0:
             c1 = tf.nn.experimental.stateless_dropout(c1, rate=dropout_p, seed=dropout_seed)
         c2 = self.conv2(c1, get, init)
-        if self.hw is not None:
-            c2 += tf.matmul(h, get(self.hw))[:, None, None, :]  # (B, 1, 1, 2F)
+        return self.gate(x, c2, self.label_bias(h, get))
+
+    def label_bias(self, h, get=identity):
+        """h . hw, (B, 2F), the class's term of the second conv; None if unconditional."""
+        return tf.matmul(h, get(self.hw)) if self.hw is not None else None
+
+    @staticmethod
+    def gate(x, c2, label_bias=None):
+        """The block's output from its input x (..., F) and second conv's output c2 (..., 2F).
+
+        c2 (plus label_bias (B, 2F), broadcast over positions) splits into (p, q):
+        x + p * sigmoid(q). x and c2 may be maps (B, H, W, .), rows (B, W, .) or
+        positions (B, .).
+        """
+        if label_bias is not None:
+            c2 += tf.reshape(label_bias, [-1] + [1] * (c2.shape.rank - 2) + [c2.shape[-1]])
         p, q = tf.split(c2, 2, axis=-1)
         return x + p * tf.sigmoid(q)
