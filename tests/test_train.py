@@ -6,6 +6,7 @@ tiny model, so the whole file runs in a couple of minutes on 2 CPU cores.
 """
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -192,6 +193,24 @@ def test_killed_run_resumes_as_if_never_stopped(data_dir, tmp_path):
         assert len(a['test_bpd']) == 4
 
 
+def test_run_written_before_the_model_config_resumes_as_it_did(data_dir, tmp_path):
+    """A checkpoint of the code before issue 12 continues with -r as that code continued it."""
+    fixture = os.path.join(ROOT, 'tests', 'fixtures', 'run_before_config')
+    with open(os.path.join(fixture, 'expected.json')) as f:
+        expected = json.load(f)['resumed_history']
+    save_dir = str(tmp_path / 'save')
+    shutil.copytree(fixture, save_dir)
+    result = train('-q', '1', '-n', '4', '-m', '2', '-d', 'folder', '-b', '4', '-u', '8',
+                   '-g', '1', '-l', '0.004', '--polyak_decay', '0.9', '-c', '-nl', '-ns', '0',
+                   '-i', data_dir, '-o', save_dir, '-x', '2', '-r')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r'resuming from .*ckpt-1: epoch 1, step 16', result.stdout), result.stdout
+    with np.load(os.path.join(save_dir, 'test_bpd_folder.npz')) as z:
+        assert z['epoch'].tolist() == expected['epoch'] == [0, 1]
+        np.testing.assert_allclose(z['train_bpd'], expected['train_bpd'], rtol=1e-5)
+        np.testing.assert_allclose(z['test_bpd'], expected['test_bpd'], rtol=1e-5)
+
+
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(trained, tmp_path):
     save_dir = str(tmp_path / 'save')
     shutil.copytree(trained[0], save_dir)
@@ -256,8 +275,6 @@ def test_batch_larger_than_the_data_set_is_refused(data_dir, tmp_path):
 
 
 def test_sigterm_saves_the_step_it_stopped_at_and_exits(data_dir, tmp_path):
-    import json
-
     import tensorflow as tf
 
     save_dir = str(tmp_path / 'save')
