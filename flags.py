@@ -17,6 +17,7 @@ import math
 from absl import flags
 
 from data.loader import DATA_SETS
+from pixel_cnn_pp.config import NONLINEARITIES, SAMPLERS  # no TensorFlow: --help answers at once
 
 # ---------------------------------------------------------------------- data I/O
 flags.DEFINE_string('data_dir', '~/pxpp/data', 'Location for the dataset (data sets that '
@@ -43,7 +44,7 @@ flags.DEFINE_integer('nr_filters', 160, 'Number of filters to use across the mod
                      'larger model.', lower_bound=1, short_name='n')
 flags.DEFINE_integer('nr_logistic_mix', 10, 'Number of logistic components in the mixture. '
                      'Higher = more flexible model.', lower_bound=1, short_name='m')
-flags.DEFINE_enum('resnet_nonlinearity', 'concat_elu', ['concat_elu', 'elu', 'relu'],
+flags.DEFINE_enum('resnet_nonlinearity', 'concat_elu', list(NONLINEARITIES),
                   'Which nonlinearity to use in the ResNet layers.', short_name='z')
 flags.DEFINE_boolean('class_conditional', False, 'Condition generative model on labels?',
                      short_name='c')
@@ -164,7 +165,7 @@ flags.DEFINE_string('checksum', None, 'sample.py: expected checksum of pxpp.zip,
                     'the checkpoint must load with every variable and shape.')
 flags.DEFINE_list('labels', None, 'sample.py, class-conditional models: the class of each '
                   'sample, comma-separated (default: every class in turn).')
-flags.DEFINE_enum('method', 'fast', ['fast', 'naive'], 'sample.py: fast (cached: every layer '
+flags.DEFINE_enum('method', 'fast', list(SAMPLERS), 'sample.py: fast (cached: every layer '
                   'computes each position once) or naive (the whole network once per pixel, as '
                   'the original). The same seed gives the same images.')
 flags.DEFINE_string('output', None, 'sample.py: path prefix of the outputs, <output>.png (a '

@@ -5,15 +5,27 @@
     nats = model.nll(images)                                          # uint8 (N, 32, 32, 3)
     bpd = pixel_cnn_pp.bits_per_dim(nats, model.image_shape)
     samples = model.sample(16, seed=0)
+    model = pixel_cnn_pp.PixelCNN(pixel_cnn_pp.ModelConfig((32, 32, 3), nr_resnet=1))
 
 References: Salimans, Karpathy, Chen, Kingma, "PixelCNN++: Improving the PixelCNN
 with Discretized Logistic Mixture Likelihood and Other Modifications", ICLR 2017;
 openai/pixel-cnn.
 """
 
-from pixel_cnn_pp.checkpoints import load_checkpoint
-from pixel_cnn_pp.losses import bits_per_dim
-from pixel_cnn_pp.model import PixelCNN
-from pixel_cnn_pp.optim import Adam, PolyakAverage
+import importlib
 
-__all__ = ['PixelCNN', 'load_checkpoint', 'bits_per_dim', 'Adam', 'PolyakAverage']
+# name -> module. Imported on first use (PEP 562), so that `pixel_cnn_pp.config` and
+# `pixel_cnn_pp.progress` load without TensorFlow (flags.py reads the option choices).
+_EXPORTS = {'PixelCNN': 'model', 'ModelConfig': 'config', 'load_checkpoint': 'checkpoints',
+            'bits_per_dim': 'losses', 'Adam': 'optim', 'PolyakAverage': 'optim'}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError("module 'pixel_cnn_pp' has no attribute %r" % name)
+    return getattr(importlib.import_module('pixel_cnn_pp.' + _EXPORTS[name]), name)
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -58,9 +58,10 @@ import numpy as np
 import tensorflow as tf
 
 from pixel_cnn_pp import coords, losses, nn
+from pixel_cnn_pp.config import SAMPLERS
 
 _UNIFORM_EPS = 1e-5  # uniforms in (eps, 1 - eps), as the original
-METHODS = ('fast', 'naive')
+METHODS = SAMPLERS  # defined in config.py, for flags.py
 
 
 def draw_uniforms(n, image_shape, nr_mix, seed=None):
@@ -525,7 +526,7 @@ class CachedSampler:
         config = model.config
         state = self._state = _State(get)
         widths = [width, width // 2, width // 4]
-        nl_levels = config['nl_levels'] if config['non_local'] else []
+        nl_levels = config.nl_levels if config.non_local else []
 
         # The input: the image (scaled), coordinates with -ac, the channel of ones,
         # zero-padded: position (r + 2) * (W + 2) + c + 1 holds x_pad[r, c].

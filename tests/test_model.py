@@ -133,7 +133,7 @@ def fit(images, steps, learning_rate, shape=None, **options):
     @tf.function
     def step():
         with tf.GradientTape() as tape:
-            loss = model.loss(x)
+            loss = model.train_objective(x)[0]
         adam.apply_gradients(tape.gradient(loss, model.weights), model.weights, learning_rate)
         return loss
 
@@ -148,9 +148,9 @@ def test_training_step_decreases_loss_on_fixed_batch():
 def test_dropout_is_seeded_and_changes_output():
     model = tiny_model()
     x = model.scale_images(random_images(2, (8, 8, 3)))
-    a = model.loss(x, dropout_p=0.5, seed=tf.constant([1, 2]))
-    b = model.loss(x, dropout_p=0.5, seed=tf.constant([1, 2]))
-    c = model.loss(x, dropout_p=0.5, seed=tf.constant([1, 3]))
+    a = model.train_objective(x, dropout_p=0.5, seed=tf.constant([1, 2]))[0]
+    b = model.train_objective(x, dropout_p=0.5, seed=tf.constant([1, 2]))[0]
+    c = model.train_objective(x, dropout_p=0.5, seed=tf.constant([1, 3]))[0]
     assert float(a) == float(b)
     assert float(a) != float(c)
 

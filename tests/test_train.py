@@ -130,7 +130,7 @@ def test_two_towers_two_epochs_write_every_output_and_the_loss_falls(trained):
 
     # The library reads what train.py wrote: the averaged weights of the last checkpoint.
     model = pixel_cnn_pp.load_checkpoint(save_dir)
-    assert model.config['nr_filters'] == 8 and model.num_classes == 2
+    assert model.config.nr_filters == 8 and model.num_classes == 2
     with np.load(os.path.join(save_dir, 'folder_sample0.npz')) as z:
         assert np.isfinite(model.nll(z['samples'], z['labels'])).all()
 
