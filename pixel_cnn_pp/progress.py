@@ -99,9 +99,8 @@ class Progress:
             parts.append('%s %s/s' % (_number(rate), self.unit or 'it'))
         if self.note:
             parts.append(self.note)
-        if rate and self.total:
-            parts.append('~%s left' % _duration(max(self.total - self.done, 0) * self.scale
-                                                / rate))
+        if rate and self.total and self.done < self.total:
+            parts.append('~%s left' % _duration((self.total - self.done) * self.scale / rate))
         return '  '.join(parts)
 
     def close(self, note=None):
