@@ -164,6 +164,8 @@ class PixelCNN(tf.Module):
         """The trainable variables in the original's creation order."""
         return [v for _, v in self.named_weights()]
 
+    # Over 60 lines with its docstring: the up and down pass stay in one piece, to be
+    # read against Figure 2 of the paper.
     def forward(self, x, h=None, get=nn.identity, init=False, dropout_p=0.0, seed=None,
                 progress=None):
         """The network: mixture parameters at every pixel.

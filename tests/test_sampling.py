@@ -130,13 +130,23 @@ def test_progress_reports_every_row():
         assert calls == [(r, 4) for r in range(1, 5)]
 
 
-def test_energy_distance_model_falls_back_to_the_naive_sampler():
+def test_energy_distance_model_falls_back_to_the_naive_sampler(monkeypatch):
     model = PixelCNN((4, 4, 1), seed=0, energy_distance=True, **TINY)
     model.initialize(random_images(4, (4, 4, 1)))
     with pytest.raises(ValueError, match='energy-distance'):
         sampling.CachedSampler(model, 2)
-    fast = sampling.sample(model, 2, seed=4)
-    np.testing.assert_array_equal(fast, sampling.sample_naive(model, 2, seed=4))
+    naive, seeds = sampling.sample_naive, []
+
+    def recorded(*args, **kwargs):
+        seeds.append(kwargs['seed'])
+        return naive(*args, **kwargs)
+
+    monkeypatch.setattr(sampling, 'sample_naive', recorded)
+    first = sampling.sample(model, 2, seed=4)  # method 'fast' asked for
+    assert seeds == [4] and first.shape == (2, 4, 4, 1) and first.dtype == np.uint8
+    # The head's noise follows the seed: the same seed draws the same images, another not.
+    np.testing.assert_array_equal(sampling.sample(model, 2, seed=4), first)
+    assert np.any(sampling.sample(model, 2, seed=5) != first)
 
 
 def test_bad_arguments_are_refused():
