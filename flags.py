@@ -17,7 +17,10 @@ import math
 from absl import flags
 
 from data.loader import DATA_SETS
-from pixel_cnn_pp.config import NONLINEARITIES, SAMPLERS  # no TensorFlow: --help answers at once
+
+# Choices spelled out, not read from pixel_cnn_pp (config.NONLINEARITIES, sampling.METHODS):
+# importing the package starts TensorFlow, and --help or a bad flag should answer at once.
+# tests/test_flags.py holds them equal.
 
 # ---------------------------------------------------------------------- data I/O
 flags.DEFINE_string('data_dir', '~/pxpp/data', 'Location for the dataset (data sets that '
@@ -31,7 +34,13 @@ flags.DEFINE_enum('data_set', 'cifar', sorted(DATA_SETS),
 flags.DEFINE_integer('save_interval', 20, 'Every how many epochs to write samples (a checkpoint '
                      'is written after every epoch).', lower_bound=1, short_name='t')
 flags.DEFINE_boolean('load_params', False, 'Restore training from the latest checkpoint in '
-                     '--save_dir and continue exactly where it stopped.', short_name='r')
+                     '--save_dir and continue exactly where it stopped; with none of ours there, '
+                     'start from OpenAI\'s params_<data_set>.ckpt in --save_dir, as the '
+                     'original does.', short_name='r')
+flags.DEFINE_string('init_checkpoint', None, 'Start a new run from the weights and Polyak '
+                    'averages of this checkpoint, ours or OpenAI\'s (e.g. params_cifar.ckpt): a '
+                    'prefix, its .index file or a folder. Adam, the epoch and the learning rate '
+                    'start afresh.')
 flags.DEFINE_integer('image_size', None, 'imagenet: 32 (default) or 64. folder: resize every '
                      'image to this size (default: keep; all must match).', lower_bound=1)
 flags.DEFINE_boolean('download', True, 'cifar and mnist: download missing files '
@@ -44,7 +53,7 @@ flags.DEFINE_integer('nr_filters', 160, 'Number of filters to use across the mod
                      'larger model.', lower_bound=1, short_name='n')
 flags.DEFINE_integer('nr_logistic_mix', 10, 'Number of logistic components in the mixture. '
                      'Higher = more flexible model.', lower_bound=1, short_name='m')
-flags.DEFINE_enum('resnet_nonlinearity', 'concat_elu', list(NONLINEARITIES),
+flags.DEFINE_enum('resnet_nonlinearity', 'concat_elu', ['concat_elu', 'elu', 'relu'],
                   'Which nonlinearity to use in the ResNet layers.', short_name='z')
 flags.DEFINE_boolean('class_conditional', False, 'Condition generative model on labels?',
                      short_name='c')
@@ -165,7 +174,7 @@ flags.DEFINE_string('checksum', None, 'sample.py: expected checksum of pxpp.zip,
                     'the checkpoint must load with every variable and shape.')
 flags.DEFINE_list('labels', None, 'sample.py, class-conditional models: the class of each '
                   'sample, comma-separated (default: every class in turn).')
-flags.DEFINE_enum('method', 'fast', list(SAMPLERS), 'sample.py: fast (cached: every layer '
+flags.DEFINE_enum('method', 'fast', ['fast', 'naive'], 'sample.py: fast (cached: every layer '
                   'computes each position once) or naive (the whole network once per pixel, as '
                   'the original). The same seed gives the same images.')
 flags.DEFINE_string('output', None, 'sample.py: path prefix of the outputs, <output>.png (a '

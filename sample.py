@@ -39,7 +39,6 @@ import cli
 import flags as all_flags
 from data import pretrained
 from data.loader import DataError, get_loader, loader_options
-from pixel_cnn_pp.config import TRAINING_ONLY, ModelConfig
 
 FLAGS = absl_flags.FLAGS
 
@@ -50,6 +49,8 @@ TF1_IMAGE_SHAPES = {'cifar': (32, 32, 3), 'mnist': (28, 28, 1), 'patches': (32, 
 
 def arguments_from_flags():
     """Every flag as a plain namespace (the one place FLAGS is read)."""
+    from pixel_cnn_pp.config import TRAINING_ONLY, ModelConfig
+
     values = {f.name: f.value for f in FLAGS.get_flags_for_module(all_flags)}
     args = types.SimpleNamespace(**values)
     args.present = {name for name in values if FLAGS[name].present}
@@ -96,9 +97,10 @@ def _tf1_options(args, prefix):
 
 def load_model(args):
     """(model, checkpoint prefix) from --pretrained, --checkpoint or --save_dir."""
+    from pixel_cnn_pp import checkpoints  # first: it imports TensorFlow quietly
+
     import tensorflow as tf
 
-    from pixel_cnn_pp import checkpoints
     from pixel_cnn_pp.progress import download_display
 
     if args.pretrained:
@@ -186,7 +188,7 @@ def evaluate(args, model):
 
 def run(args):
     """Load, optionally evaluate, sample and write, from plain arguments."""
-    from pixel_cnn_pp import images, sampling
+    from pixel_cnn_pp import distribute, images, sampling
     from pixel_cnn_pp.progress import Progress
 
     if args.num_samples < 1:
@@ -196,6 +198,7 @@ def run(args):
         raise ValueError('give --pretrained or --checkpoint, not both')
     check_writable(args.output)
     model, prefix = load_model(args)
+    print(distribute.describe_towers(distribute.sampling_devices()))
     print('loaded %s (%s%s)' % (prefix, model.describe(),
                                 ', Polyak averages' if args.use_ema else ', raw weights'))
     labels = choose_labels(args, model)
@@ -220,5 +223,4 @@ main = cli.main_for('sample.py', arguments_from_flags, run,
                     errors=(ValueError, FileNotFoundError, DataError))
 
 if __name__ == '__main__':
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     app.run(main)

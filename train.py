@@ -27,11 +27,9 @@ from absl import flags as absl_flags
 import cli
 import flags as train_flags
 from data.loader import DataError, get_loader, loader_options, to_tf_dataset
-from pixel_cnn_pp.config import TRAINING_ONLY, ModelConfig
 
-# TensorFlow and the library that needs it are imported in the functions that use
-# them, after the flags are parsed: a bad flag or --help answers at once, without
-# TensorFlow's start-up lines (pixel_cnn_pp.config does not import it).
+# The library (which imports TensorFlow) is imported in the functions that use it,
+# after the flags are parsed: a bad flag or --help answers at once.
 
 FLAGS = absl_flags.FLAGS
 
@@ -55,6 +53,8 @@ for _flag in _train_flags():
 
 def arguments_from_flags():
     """Every flag of train.py as a plain namespace (the one place FLAGS is read)."""
+    from pixel_cnn_pp.config import ModelConfig
+
     values = {f.name: f.value for f in _train_flags()}
     args = types.SimpleNamespace(**values)
     args.flag_values = values
@@ -94,6 +94,8 @@ def load_data(args, towers):
 
 def model_config(args, train):
     """The ModelConfig of the flags (by field name) and the data's image shape and classes."""
+    from pixel_cnn_pp.config import ModelConfig
+
     return ModelConfig.from_values(
         args.flag_values, image_shape=train.get_observation_size(),
         num_classes=int(train.get_num_labels()) if args.class_conditional else 0)
@@ -102,6 +104,7 @@ def model_config(args, train):
 def check_resumable(checkpoint, config, option_flags):
     """Raise ValueError if the checkpoint was trained with another network."""
     from pixel_cnn_pp import checkpoints
+    from pixel_cnn_pp.config import TRAINING_ONLY
 
     stored = checkpoints.read_model_config(checkpoint)
     if stored is None:
@@ -128,31 +131,45 @@ def note_changed_flags(save_dir, values):
                   % (name, values.get(name), before[name]))
 
 
-def find_run(args):
-    """The checkpoint to resume (-r), or None; refuses -r without one, and a new run over one."""
+def resume_point(args):
+    """(our checkpoint to continue, or None; a checkpoint to start from, or None).
+
+    -r continues our latest checkpoint in --save_dir; with none there but OpenAI's
+    params_<data_set>.ckpt, it starts from that one's weights, as the original's -r.
+    --init_checkpoint starts a new run from any checkpoint.
+    """
     import tensorflow as tf
 
     latest = tf.train.latest_checkpoint(args.save_dir) if os.path.isdir(args.save_dir) else None
+    if args.init_checkpoint and args.load_params:
+        raise ValueError('--init_checkpoint starts a new run and -r/--load_params continues one '
+                         'in --save_dir: pass one of them')
     if args.load_params and latest is None:
+        openai = os.path.join(args.save_dir, 'params_%s.ckpt' % args.data_set)
+        if os.path.exists(openai + '.index'):
+            return None, openai
         raise FileNotFoundError('-r/--load_params: no checkpoint to resume in --save_dir %s (it '
-                                'has no "checkpoint" file written by train.py); run without -r to '
-                                'start training' % args.save_dir)
+                                'has no "checkpoint" file written by train.py, nor OpenAI\'s %s); '
+                                'run without -r to start training'
+                                % (args.save_dir, os.path.basename(openai) + '.index'))
     if not args.load_params and latest is not None:
         raise ValueError('--save_dir %s already holds a training run (%s): resume it with -r, '
                          'or pass another --save_dir' % (args.save_dir, os.path.basename(latest)))
-    return latest
+    if args.init_checkpoint:
+        return None, os.path.expanduser(args.init_checkpoint)
+    return latest, None
 
 
 def run(args):
     """Train as the original train.py does, from plain arguments."""
-    from pixel_cnn_pp import distribute
+    from pixel_cnn_pp import distribute  # first: it imports TensorFlow quietly
     from pixel_cnn_pp import run as training_run
     from pixel_cnn_pp.training import Trainer
 
     # First, before TensorFlow starts (importing it does not): logical CPU devices
     # can only be made then.
     devices = distribute.configure_devices(args.nr_gpu, args.multi_worker)
-    latest = find_run(args)
+    latest, start_from = resume_point(args)
     strategy = distribute.make_strategy(devices, args.multi_worker)
     towers = strategy.num_replicas_in_sync
     train, test = load_data(args, towers)
@@ -162,10 +179,11 @@ def run(args):
     trainer = Trainer(strategy, config, args.batch_size, learning_rate=args.learning_rate,
                       lr_decay=args.lr_decay, polyak_decay=args.polyak_decay,
                       focal_gamma=args.focal_gamma, seed=args.seed, jit_compile=args.jit_compile)
-    print('%d tower(s) on %s%s; %d images per step (%d per tower); model: %s'
-          % (towers, ', '.join(devices), ' of this worker' if args.multi_worker else '',
-             trainer.global_batch_size, args.batch_size, trainer.model.describe()))
-    record = training_run.begin(trainer, train, latest, args.init_batch_size)
+    print('%s; %d images per step (%d per tower); model: %s'
+          % (distribute.describe_towers(devices, args.multi_worker), trainer.global_batch_size,
+             args.batch_size, trainer.model.describe()))
+    record = training_run.begin(trainer, train, latest, args.init_batch_size,
+                                start_from=start_from)
     if latest:
         note_changed_flags(args.save_dir, args.flag_values)
     outputs = training_run.RunOutputs(
@@ -188,5 +206,4 @@ main = cli.main_for('train.py', arguments_from_flags, run,
                     errors=(ValueError, FileNotFoundError, FloatingPointError))
 
 if __name__ == '__main__':
-    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     app.run(main)

@@ -12,20 +12,16 @@ with Discretized Logistic Mixture Likelihood and Other Modifications", ICLR 2017
 openai/pixel-cnn.
 """
 
-import importlib
+__version__ = '0.3.0'
 
-# name -> module. Imported on first use (PEP 562), so that `pixel_cnn_pp.config` and
-# `pixel_cnn_pp.progress` load without TensorFlow (flags.py reads the option choices).
-_EXPORTS = {'PixelCNN': 'model', 'ModelConfig': 'config', 'load_checkpoint': 'checkpoints',
-            'bits_per_dim': 'losses', 'Adam': 'optim', 'PolyakAverage': 'optim'}
-__all__ = list(_EXPORTS)
+from pixel_cnn_pp._startup import import_tensorflow as _import_tensorflow
 
+_import_tensorflow()  # before any module of ours imports it (see _startup.py)
 
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError("module 'pixel_cnn_pp' has no attribute %r" % name)
-    return getattr(importlib.import_module('pixel_cnn_pp.' + _EXPORTS[name]), name)
+from pixel_cnn_pp.checkpoints import load_checkpoint  # noqa: E402
+from pixel_cnn_pp.config import ModelConfig  # noqa: E402
+from pixel_cnn_pp.losses import bits_per_dim  # noqa: E402
+from pixel_cnn_pp.model import PixelCNN  # noqa: E402
+from pixel_cnn_pp.optim import Adam, PolyakAverage  # noqa: E402
 
-
-def __dir__():
-    return sorted(list(globals()) + __all__)
+__all__ = ['__version__', 'ModelConfig', 'PixelCNN', 'load_checkpoint', 'bits_per_dim', 'Adam', 'PolyakAverage']

@@ -16,7 +16,7 @@ import os
 import tensorflow as tf
 
 from pixel_cnn_pp import files
-from pixel_cnn_pp.config import ModelConfig
+from pixel_cnn_pp.config import TRAINING_ONLY, ModelConfig
 from pixel_cnn_pp.model import PixelCNN
 from pixel_cnn_pp.optim import PolyakAverage
 
@@ -146,10 +146,11 @@ def load_checkpoint(path, use_ema=True, **model_options):
     return model
 
 
-def _assign_openai_weights(model, prefix, use_ema):
+def _openai_tensors(model, prefix, use_ema):
+    """The model's weights read by name from an OpenAI TF1 checkpoint, checked on the way."""
     reader = tf.train.load_checkpoint(prefix)
     shapes = reader.get_variable_to_shape_map()
-    expected_names = set()
+    expected_names, tensors = set(), []
     for name, var in model.named_weights():
         key = name + _EMA_SUFFIX if use_ema else name
         expected_names.add(name)
@@ -162,10 +163,59 @@ def _assign_openai_weights(model, prefix, use_ema):
             raise ValueError('checkpoint %s: variable %s has shape %s, but the model (%s) expects %s'
                              % (prefix, key, list(shapes[key]), model.describe(),
                                 var.shape.as_list()))
-        var.assign(reader.get_tensor(key))
+        tensors.append(reader.get_tensor(key))
     extra = sorted(k for k in shapes if k.startswith('model/') and not k.endswith(_EMA_SUFFIX)
                    and k not in expected_names)
     if extra:
         raise ValueError('checkpoint %s has variable %s (shape %s), which the model (%s) does '
                          'not have: the checkpoint was trained with other options'
                          % (prefix, extra[0], list(shapes[extra[0]]), model.describe()))
+    return tensors
+
+
+def _assign_openai_weights(model, prefix, use_ema):
+    for var, value in zip(model.weights, _openai_tensors(model, prefix, use_ema)):
+        var.assign(value)
+
+
+def read_weights(path, model):
+    """The raw weights and the Polyak averages a checkpoint holds, for `model`'s variables.
+
+    Used to start training from a checkpoint (ours or OpenAI's published one) with a
+    fresh optimizer: what `train.py --init_checkpoint` and `-r` on a folder holding
+    only `params_<data_set>.ckpt` do, as the original's `-r` did.
+
+    Args:
+      path: a checkpoint prefix, its .index file, or a folder (see `load_checkpoint`).
+      model: the PixelCNN the weights are for; its options must be the checkpoint's.
+    Returns:
+      (prefix, raw, averages): the checkpoint prefix read and two lists of numpy
+      arrays in `model.weights` order.
+    Raises:
+      FileNotFoundError: no checkpoint at `path`.
+      ValueError: the checkpoint does not fit `model`; names the first option,
+        variable or shape that differs.
+    """
+    prefix = resolve(path)
+    if is_openai_checkpoint(prefix):
+        raw = _openai_tensors(model, prefix, use_ema=False)
+        return prefix, raw, _openai_tensors(model, prefix, use_ema=True)
+    stored = read_model_config(prefix)
+    if stored is None:
+        raise ValueError('%s is not an OpenAI TF1 checkpoint (no model/conv2d_0/V) and has no %s '
+                         'beside it; expected a checkpoint written by train.py'
+                         % (prefix, CONFIG_FILE))
+    differences = stored.diff(model.config, ignore=TRAINING_ONLY)
+    if differences:
+        raise ValueError('checkpoint %s does not fit the model: %s' % (prefix, '; '.join(
+            '%s=%r in the checkpoint, %r here' % (k, theirs, ours)
+            for k, (theirs, ours) in differences.items())))
+    copy = PixelCNN(model.config, seed=0)
+    polyak = PolyakAverage(copy.weights)
+    try:
+        status = training_checkpoint(copy, polyak).read(prefix)
+        status.expect_partial().assert_existing_objects_matched()
+    except (ValueError, AssertionError, tf.errors.OpError) as e:
+        raise ValueError('checkpoint %s does not fit the model (%s): %s'
+                         % (prefix, model.describe(), e)) from None
+    return prefix, [w.numpy() for w in copy.weights], [s.numpy() for s in polyak.shadows]

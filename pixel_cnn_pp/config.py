@@ -11,8 +11,7 @@ network, its flag in flags.py.
     text = config.to_json()                    # stored as pixelcnn_config.json
     ModelConfig.from_json(text).diff(config)   # {} : nothing differs
 
-No TensorFlow here (it is imported only to check an attention block's size), so
-flags.py can read the choices below without starting it.
+Plain Python: TensorFlow is needed only to check an attention block's size.
 """
 
 import dataclasses
@@ -20,8 +19,6 @@ import json
 from typing import Tuple
 
 NONLINEARITIES = ('concat_elu', 'elu', 'relu')  # nn.NONLINEARITIES implements each
-# sampling.py's methods, here so that flags.py can list them without TensorFlow.
-SAMPLERS = ('fast', 'naive')
 NL_LEVELS = (0, 1, 2)  # full, half and quarter resolution
 
 

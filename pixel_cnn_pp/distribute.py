@@ -98,6 +98,25 @@ def configure_devices(nr_gpu, multi_worker=False):
     return ['/cpu:%d' % i for i in range(nr_gpu)]
 
 
+def describe_towers(devices, multi_worker=False):
+    """Where the towers run, in one line: 'no GPU visible: 1 tower on the CPU', ..."""
+    n = len(devices)
+    towers = '%d tower%s' % (n, '' if n == 1 else 's')
+    worker = ' of this worker' if multi_worker else ''
+    if devices and devices[0].startswith('/gpu'):
+        return '%s%s on GPU%s %s (%s)' % (towers, worker, '' if n == 1 else 's',
+                                          ', '.join(devices), _visible_gpus_note())
+    if n == 1:
+        return 'no GPU visible: %s%s on the CPU' % (towers, worker)
+    return ('no GPU visible: %s%s on %d logical CPU devices (they share the CPU\'s %d cores)'
+            % (towers, worker, n, os.cpu_count() or 1))
+
+
+def sampling_devices():
+    """The device sample.py draws on: the first visible GPU, else the CPU."""
+    return ['/gpu:0'] if tf.config.list_physical_devices('GPU') else ['/cpu:0']
+
+
 def make_strategy(devices, multi_worker=False):
     """A MirroredStrategy over `devices`, or a MultiWorkerMirroredStrategy from TF_CONFIG.
 

@@ -353,8 +353,7 @@ class PixelCNN(tf.Module):
         functions = self._compiled.functions
         key = ('nll', get)
         if key not in functions:
-            functions[key] = tf.function(
-                lambda x, h: -self.log_prob_per_pixel(x, h, get=get), reduce_retracing=True)
+            functions[key] = tf.function(_NegLogProbPerPixel(self, get), reduce_retracing=True)
         return functions[key]
 
     def nll(self, images, labels=None, per_pixel=False, batch_size=64, averages=None):
@@ -401,3 +400,18 @@ class PixelCNN(tf.Module):
           uint8 (n, H, W, C).
         """
         return sampling.sample(self, n, labels=labels, seed=seed, method=method)
+
+
+class _NegLogProbPerPixel:
+    """-log p per pixel of one model with one weight getter, as a callable object.
+
+    TensorFlow's retracing detector groups plain functions by their code, so a
+    process that loads several models (one trace each) would be warned about
+    "retracing"; an object is its own key, so each model's function is counted alone.
+    """
+
+    def __init__(self, model, get):
+        self.model, self.get = model, get
+
+    def __call__(self, x, h):
+        return -self.model.log_prob_per_pixel(x, h, get=self.get)

@@ -132,12 +132,14 @@ class RunOutputs:
         self.summaries.close()
 
 
-def begin(trainer, loader, resume_from=None, init_batch_size=16, log=print):
-    """The progress record to start from: a checkpoint's, or a fresh one after the init.
+def begin(trainer, loader, resume_from=None, init_batch_size=16, start_from=None, log=print):
+    """The progress record to start from: a checkpoint's, or a fresh one.
 
-    With `resume_from` (a checkpoint prefix) the trainer and the loader continue where
-    that checkpoint stopped; otherwise the data-dependent init runs on the loader's
-    first `init_batch_size` images, and the loader is rewound for a full first epoch.
+    With `resume_from` (our checkpoint prefix) the trainer and the loader continue where
+    that checkpoint stopped. With `start_from` (a checkpoint of ours or OpenAI's) a new
+    run starts from its weights and averages (Trainer.start_from: fresh Adam, epoch 0).
+    Otherwise the data-dependent init runs on the loader's first `init_batch_size`
+    images, and the loader is rewound for a full first epoch.
     """
     if resume_from is not None:
         record = trainer.restore(resume_from)
@@ -146,6 +148,12 @@ def begin(trainer, loader, resume_from=None, init_batch_size=16, log=print):
         log('resuming from %s: epoch %d, step %d, %d images into the epoch'
             % (resume_from, record['epoch'], int(trainer.step.numpy()), record['position']))
         return record
+    if start_from is not None:
+        # Checked against the trainer's model (every option, name and shape) before any step.
+        prefix = trainer.start_from(start_from)
+        log('starting from the weights and averages of %s (fresh Adam, epoch 0, learning rate '
+            '%g)' % (prefix, trainer.base_learning_rate))
+        return fresh_record()
     batch = loader.next(init_batch_size)
     loader.reset()  # rewind the iterator back to 0 to do one full epoch
     x, y = batch if trainer.model.num_classes else (batch, None)

@@ -118,6 +118,22 @@ class Trainer:
             self.model.initialize(images, labels, progress=progress)
             self.polyak.reset()
 
+    def start_from(self, path):
+        """Start from a checkpoint's weights and Polyak averages (ours or OpenAI's TF1 one).
+
+        The optimizer stays fresh (t = 1, zero moments), the step and learning rate at
+        their start: fine-tuning as the original's `-r` does from `params_cifar.ckpt`.
+        Returns the checkpoint prefix read. Raises ValueError naming the first option,
+        variable or shape that does not fit this trainer's model.
+        """
+        prefix, raw, averages = checkpoints.read_weights(path, self.model)
+        with self.strategy.scope():
+            for var, value in zip(self.weights, raw):
+                var.assign(value)
+            for shadow, value in zip(self.polyak.shadows, averages):
+                shadow.assign(value)
+        return prefix
+
     def _check_batch(self, images, labels):
         images, labels = self.model.check_inputs(images, labels)
         if len(images) != self.global_batch_size:

@@ -18,11 +18,12 @@ def _golden(golden_dir, name):
         config = json.load(f)
     options = {k: config[k] for k in ('image_shape', 'nr_resnet', 'nr_filters', 'nr_logistic_mix',
                                       'resnet_nonlinearity', 'num_classes')}
+    options['add_coords'] = config.get('add_coords', False)
     return os.path.join(folder, 'params_golden.ckpt'), options, np.load(
         os.path.join(folder, 'expected.npz'))
 
 
-@pytest.mark.parametrize('name', ['cifar_small', 'mnist_small'])
+@pytest.mark.parametrize('name', ['cifar_small', 'mnist_small', 'mnist_ac_fork'])
 def test_golden_nll_matches_original(golden_dir, name):
     path, options, expected = _golden(golden_dir, name)
     ema = pixel_cnn_pp.load_checkpoint(path, **options)
@@ -33,7 +34,7 @@ def test_golden_nll_matches_original(golden_dir, name):
     assert np.abs(expected['nll_ema_nats'] - expected['nll_raw_nats']).min() > 1.0
 
 
-@pytest.mark.parametrize('name', ['cifar_small', 'mnist_small'])
+@pytest.mark.parametrize('name', ['cifar_small', 'mnist_small', 'mnist_ac_fork'])
 def test_golden_network_output_matches_original(golden_dir, name):
     path, options, expected = _golden(golden_dir, name)
     model = pixel_cnn_pp.load_checkpoint(path, **options)

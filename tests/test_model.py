@@ -3,6 +3,8 @@ sampling, and the energy-distance head (-ed)."""
 
 import itertools
 
+import logging
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -252,6 +254,22 @@ def test_bad_options_are_refused(options, message):
     kwargs = dict(dict(image_shape=(8, 8, 3)), **options)
     with pytest.raises(ValueError, match=message):
         PixelCNN(**kwargs)
+
+
+def test_nll_in_a_loop_compiles_once_per_model_and_warns_nothing(caplog):
+    # The golden checks load a model per data set and call nll once on each; a script may
+    # call one model's nll in a loop. Neither may make TensorFlow warn that the compiled
+    # function is "retracing": each model traces once per input signature.
+    images = random_images(4, (8, 8, 3))
+    options = dict(image_shape=(8, 8, 3), nr_resnet=1, nr_filters=8, nr_logistic_mix=2)
+    with caplog.at_level(logging.WARNING, logger='tensorflow'):
+        model = PixelCNN(**options)
+        for _ in range(10):
+            model.nll(images)
+        assert model._compiled_per_pixel(nn.identity).experimental_get_tracing_count() == 1
+        for _ in range(10):
+            PixelCNN(**options).nll(images)
+    assert 'retracing' not in caplog.text
 
 
 # ---------------------------------------------------------------- energy distance (-ed)

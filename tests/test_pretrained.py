@@ -21,9 +21,11 @@ from data import pretrained
 from data.download import DownloadError
 from data.loader import DataError
 from pixel_cnn_pp import sampling
+from tests.conftest import GOLDEN
 from tests.test_download import closed_port_url, serve
 
 FLAGS = flags.FLAGS
+
 GOLDEN_MODEL = ['-q', '1', '-n', '16', '-m', '3']
 GOLDEN_OPTIONS = dict(nr_resnet=1, nr_filters=16, nr_logistic_mix=3)
 CHECKPOINT_FILES = ('params_cifar.ckpt.index', 'params_cifar.ckpt.data-00000-of-00001')
@@ -54,9 +56,7 @@ def make_zip(golden_dir, folder='pxpp/', extra=True, names=CHECKPOINT_FILES):
 
 @pytest.fixture(scope='module')
 def pxpp_zip(tmp_path_factory):
-    golden = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), '..',
-                          'shared', 'golden')
-    return make_zip(golden)
+    return make_zip(GOLDEN)
 
 
 @pytest.fixture

@@ -47,9 +47,14 @@ def data_dir(tmp_path_factory):
     return str(root)
 
 
-def train(*argv, timeout=300):
-    """Run train.py with these flags; returns the CompletedProcess (text output)."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
+def train(*argv, timeout=300, log_level='2'):
+    """Run train.py with these flags; returns the CompletedProcess (text output).
+
+    log_level: TF_CPP_MIN_LOG_LEVEL, or None for a user who has not set it.
+    """
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=log_level)
+    if log_level is None:
+        del env['TF_CPP_MIN_LOG_LEVEL']
     return subprocess.run([sys.executable, TRAIN] + [str(a) for a in argv], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -321,3 +326,93 @@ def test_weights_with_nan_are_never_saved(tmp_path):
     with pytest.raises(FloatingPointError, match='NaN or Inf at step 0: not saving .*ckpt-1'):
         trainer.save(manager, {'epoch': 1})
     assert snapshot(str(tmp_path)) == before
+
+
+# ----------------------------------------------- starting from a checkpoint of the original
+
+GOLDEN_MODEL = ['-q', '1', '-n', '16', '-m', '3']  # tests/golden/cifar_small's options
+# A learning rate too small to move a float32 weight, and averages that move by 1e-7 of
+# the gap: the run's first checkpoint shows the weights and averages it started from.
+STILL = ['-d', 'folder', '-b', '8', '-u', '8', '-g', '1', '-x', '1', '-ns', '0', '-p', '0', '-l', '1e-30',
+         '--polyak_decay', '0.9999999']
+
+
+@pytest.fixture(scope='module')
+def data_dir_32(tmp_path_factory):
+    """8 train and 4 test 32x32 RGB PNGs: one step per epoch at -b 8."""
+    import imageio.v3 as iio
+
+    root = tmp_path_factory.mktemp('smooth32')
+    rng = np.random.default_rng(1)
+    for subset, n in (('train', 8), ('test', 4)):
+        (root / subset).mkdir()
+        for k in range(n):
+            image = np.linspace(0, 255, 32)[:, None, None] * rng.uniform(0.2, 1.0, 3)
+            image = np.broadcast_to(image, (32, 32, 3)) + rng.integers(0, 8, (32, 32, 3))
+            iio.imwrite(root / subset / ('%d.png' % k), np.clip(image, 0, 255).astype(np.uint8))
+    return str(root)
+
+
+def _golden_values(golden_dir, suffix=''):
+    import tensorflow as tf
+
+    reader = tf.train.load_checkpoint(os.path.join(golden_dir, 'cifar_small', 'params_golden.ckpt'))
+    return {name[:-len(suffix)] if suffix else name: reader.get_tensor(name)
+            for name in reader.get_variable_to_shape_map()
+            if name.startswith('model/') and name.endswith(suffix)
+            and (suffix or not name.endswith('/ExponentialMovingAverage'))}
+
+
+def _assert_started_from_golden(save_dir, golden_dir):
+    import pixel_cnn_pp
+
+    for use_ema, suffix in ((False, ''), (True, '/ExponentialMovingAverage')):
+        want = _golden_values(golden_dir, suffix)
+        model = pixel_cnn_pp.load_checkpoint(str(save_dir), use_ema=use_ema)
+        got = dict(model.named_weights())
+        assert set(got) == set(want)
+        for name, value in want.items():
+            np.testing.assert_allclose(got[name].numpy(), value, rtol=1e-5, atol=1e-6,
+                                       err_msg=name)
+
+
+def test_resume_from_openais_checkpoint_layout_starts_from_its_weights(data_dir_32, golden_dir,
+                                                                       tmp_path):
+    save_dir = tmp_path / 'finetune'
+    save_dir.mkdir()
+    prefix = os.path.join(golden_dir, 'cifar_small', 'params_golden.ckpt')
+    for suffix in ('.index', '.data-00000-of-00001'):
+        shutil.copy(prefix + suffix, save_dir / ('params_folder.ckpt' + suffix))
+    result = train(*GOLDEN_MODEL, *STILL, '-i', data_dir_32, '-o', save_dir, '-r')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert ('starting from the weights and averages of %s' % (save_dir / 'params_folder.ckpt')
+            in result.stdout), result.stdout
+    _assert_started_from_golden(save_dir, golden_dir)
+
+
+def test_init_checkpoint_starts_a_new_run_from_its_weights(data_dir_32, golden_dir, tmp_path):
+    save_dir = tmp_path / 'new'
+    prefix = os.path.join(golden_dir, 'cifar_small', 'params_golden.ckpt')
+    result = train(*GOLDEN_MODEL, *STILL, '-i', data_dir_32, '-o', save_dir,
+                   '--init_checkpoint', prefix, log_level=None)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'starting from the weights and averages of %s' % prefix in result.stdout
+    # A user who has not set TF_CPP_MIN_LOG_LEVEL sees no TensorFlow start-up notices (on a
+    # CPU machine: "E0000 ... failed call to cuInit"), and one line on where the towers run.
+    assert 'cuInit' not in result.stderr and 'oneDNN' not in result.stderr, result.stderr
+    assert 'E0000' not in result.stderr and 'I0000' not in result.stderr, result.stderr
+    assert 'no GPU visible: 1 tower on the CPU' in result.stdout
+    _assert_started_from_golden(save_dir, golden_dir)
+
+
+def test_init_checkpoint_of_another_model_is_refused_naming_the_variable(data_dir_32, golden_dir,
+                                                                        tmp_path):
+    save_dir = tmp_path / 'mismatch'
+    prefix = os.path.join(golden_dir, 'cifar_small', 'params_golden.ckpt')
+    argv = ['-q', '1', '-n', '8', '-m', '3'] + STILL
+    line = one_error_line(train(*argv, '-i', data_dir_32, '-o', save_dir, '--init_checkpoint',
+                                prefix))
+    assert re.search(r'variable model/conv2d_0/V has shape \[2, 3, 4, 16\].*expects '
+                     r'\[2, 3, 4, 8\]', line), line
+    assert not any(name.startswith('ckpt-') for name in os.listdir(save_dir)) \
+        if save_dir.exists() else True
