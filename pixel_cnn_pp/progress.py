@@ -18,10 +18,12 @@ Keras's Progbar is not used: it treats every POSIX stream as a terminal and writ
 \\r into pipes. No TensorFlow here: data downloads get this display as a callback.
 """
 
+import os
 import sys
 import time
 
-DEFAULT_INTERVAL = 30.0  # seconds between plain lines when the stream is not a terminal
+# Seconds between plain lines when the stream is not a terminal ($PIXELCNN_PROGRESS_SECONDS).
+DEFAULT_INTERVAL = float(os.environ.get('PIXELCNN_PROGRESS_SECONDS', '30'))
 _TTY_INTERVAL = 0.2
 _WIDTH = 24
 

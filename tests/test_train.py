@@ -47,12 +47,13 @@ def data_dir(tmp_path_factory):
     return str(root)
 
 
-def train(*argv, timeout=300, log_level='2'):
+def train(*argv, timeout=300, log_level='2', **env_vars):
     """Run train.py with these flags; returns the CompletedProcess (text output).
 
-    log_level: TF_CPP_MIN_LOG_LEVEL, or None for a user who has not set it.
+    log_level: TF_CPP_MIN_LOG_LEVEL, or None for a user who has not set it; env_vars:
+    more environment variables.
     """
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=log_level)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=log_level, **env_vars)
     if log_level is None:
         del env['TF_CPP_MIN_LOG_LEVEL']
     return subprocess.run([sys.executable, TRAIN] + [str(a) for a in argv], cwd=ROOT, env=env,
@@ -92,7 +93,8 @@ def checkpoint_values(save_dir):
 def trained(data_dir, tmp_path_factory):
     """A class-conditional run of 2 epochs on 2 towers, as the end-to-end test runs it."""
     save_dir = str(tmp_path_factory.mktemp('run') / 'save')
-    result = train(*TINY, '-c', '-i', data_dir, '-o', save_dir, '-x', '2', '-t', '1')
+    result = train(*TINY, '-c', '-i', data_dir, '-o', save_dir, '-x', '2', '-t', '1',
+                   PIXELCNN_PROGRESS_SECONDS='0.2')
     assert result.returncode == 0, result.stderr[-3000:]
     return save_dir, result
 
@@ -110,6 +112,9 @@ def test_two_towers_two_epochs_write_every_output_and_the_loss_falls(trained):
             'folder_sample0.png', 'folder_sample0.npz', 'folder_sample1.png',
             'folder_sample1.npz'} <= files
     assert {'ckpt-1.index', 'ckpt-2.index'} <= files
+    # Output into a pipe: plain progress lines every 0.2 s, never a carriage return.
+    assert '\r' not in result.stdout + result.stderr
+    assert len(re.findall(r'^epoch 1  \[', result.stderr, re.M)) >= 2, result.stderr[-3000:]
     assert not [f for f in files if f.startswith('.')]  # no temporary file left behind
 
     with np.load(os.path.join(save_dir, 'test_bpd_folder.npz')) as z:
