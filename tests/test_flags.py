@@ -129,5 +129,5 @@ def test_train_flags_are_the_originals_and_ours_not_sample_py_s():
 def test_choices_spelled_out_in_flags_are_the_librarys():
     from pixel_cnn_pp import config, sampling
 
-    assert FLAGS['resnet_nonlinearity'].enum_values == list(config.NONLINEARITIES)
-    assert FLAGS['method'].enum_values == list(sampling.METHODS)
+    assert FLAGS['resnet_nonlinearity'].parser.enum_values == list(config.NONLINEARITIES)
+    assert FLAGS['method'].parser.enum_values == list(sampling.METHODS)
