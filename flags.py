@@ -18,6 +18,10 @@ from absl import flags
 
 from data.loader import DATA_SETS
 
+# Choices spelled out, not read from pixel_cnn_pp (config.NONLINEARITIES, sampling.METHODS):
+# importing the package starts TensorFlow, and --help or a bad flag should answer at once.
+# tests/test_flags.py holds them equal.
+
 # ---------------------------------------------------------------------- data I/O
 flags.DEFINE_string('data_dir', '~/pxpp/data', 'Location for the dataset (data sets that '
                     'download put their files here).', short_name='i')

@@ -26,141 +26,59 @@ For OpenAI's TF1 checkpoints, which do not store their options, the model flags
 image shape (cifar 32x32x3, mnist 28x28x1, imagenet --image_size).
 """
 
-import glob
 import os
-import sys
 import tempfile
 import time
 import types
-import warnings
 
 import numpy as np
 from absl import app
 from absl import flags as absl_flags
-from absl import logging
 
+import cli
 import flags as all_flags
+from data import pretrained
+from data.loader import DataError, get_loader, loader_options
 
 FLAGS = absl_flags.FLAGS
 
-PRETRAINED_URL = 'http://alpha.openai.com/pxpp.zip'
-URL_ENV, CACHE_ENV = 'PIXELCNN_PRETRAINED_URL', 'PIXELCNN_CACHE_DIR'
-DEFAULT_CACHE_DIR = '~/.cache/pixel_cnn_pp'
-# --pretrained name -> (archive, checkpoint prefix inside it)
-PRETRAINED = {'cifar': ('pxpp.zip', 'params_cifar.ckpt')}
 DEFAULT_NUM_SAMPLES = 16
 # Image shape of a TF1 checkpoint (which does not store it), by --data_set.
 TF1_IMAGE_SHAPES = {'cifar': (32, 32, 3), 'mnist': (28, 28, 1), 'patches': (32, 32, 3)}
-# Model flags that may be given for a TF1 checkpoint (ours store them, and any given must agree).
-MODEL_FLAGS = ('nr_resnet', 'nr_filters', 'nr_logistic_mix', 'resnet_nonlinearity', 'add_coords',
-               'non_local', 'nl_levels', 'energy_distance')
 
 
 def arguments_from_flags():
     """Every flag as a plain namespace (the one place FLAGS is read)."""
+    from pixel_cnn_pp.config import TRAINING_ONLY, ModelConfig
+
     values = {f.name: f.value for f in FLAGS.get_flags_for_module(all_flags)}
     args = types.SimpleNamespace(**values)
     args.present = {name for name in values if FLAGS[name].present}
     args.data_dir = os.path.expanduser(args.data_dir)
     args.save_dir = os.path.expanduser(args.save_dir)
-    args.nl_levels = [int(v) for v in args.nl_levels]
     if 'num_samples' not in args.present:
         args.num_samples = DEFAULT_NUM_SAMPLES
-    args.pretrained_url = args.pretrained_url or os.environ.get(URL_ENV) or PRETRAINED_URL
-    args.cache_dir = os.path.expanduser(args.cache_dir or os.environ.get(CACHE_ENV)
-                                        or DEFAULT_CACHE_DIR)
+    args.pretrained_url = (args.pretrained_url or os.environ.get(pretrained.URL_ENV)
+                           or pretrained.PRETRAINED_URL)
+    args.cache_dir = os.path.expanduser(args.cache_dir or os.environ.get(pretrained.CACHE_ENV)
+                                        or pretrained.DEFAULT_CACHE_DIR)
     if args.output is None:
         args.output = os.path.join(args.save_dir, 'samples_seed%d' % args.seed)
     args.output = os.path.expanduser(args.output)
+    # The model options given by a flag of their name (sampling has no use for dropout).
+    args.model_options = {name: values[name] for name in ModelConfig.field_names()
+                          if name in args.present and name not in TRAINING_ONLY}
     return args
-
-
-# ----------------------------------------------------------- OpenAI's checkpoint
-
-
-def parse_checksum(text):
-    """'sha256:<hex>' or 'md5:<hex>' -> download() keyword arguments."""
-    if not text:
-        return {}
-    kind, _, digest = text.partition(':')
-    lengths = {'sha256': 64, 'md5': 32}
-    digest = digest.strip().lower()
-    if kind.lower() not in lengths or len(digest) != lengths[kind.lower()] or any(
-            ch not in '0123456789abcdef' for ch in digest):
-        raise ValueError('--checksum must be sha256:<64 hex digits> or md5:<32 hex digits>; '
-                         'got %r' % text)
-    return {kind.lower(): digest}
-
-
-def _checkpoint_members(names, prefix):
-    """The zip members that make up checkpoint `prefix` (index, data shards; not .meta)."""
-    return [name for name in names
-            if not name.endswith('/') and (os.path.basename(name) == prefix or (
-                os.path.basename(name).startswith(prefix + '.')
-                and not name.endswith('.meta')))]
-
-
-def _extracted_prefix(folder, prefix):
-    found = sorted(glob.glob(os.path.join(glob.escape(folder), '**', prefix + '.index'),
-                             recursive=True))
-    return found[0][:-len('.index')] if found else None
-
-
-def fetch_pretrained(name, url, cache_dir, checksum=None, progress=True):
-    """The checkpoint prefix of OpenAI's published model `name`, downloaded once.
-
-    Downloads the archive to <cache_dir>/<archive> (resuming <archive>.part,
-    checking --checksum or else that the zip is whole, renaming it into place
-    only then), and extracts only the checkpoint's files into <cache_dir>/<name>
-    (through a temporary folder, so a failed extraction leaves nothing behind).
-    A checkpoint extracted by an earlier run is used as it is.
-
-    Raises:
-      data.download.DownloadError: offline, or every URL failed; names the URL and
-        the path to put the archive by hand.
-      data.loader.DataError: the archive is corrupt or holds no such checkpoint.
-    """
-    import zipfile
-
-    from data.download import download, safe_extract_zip
-    from data.loader import DataError
-
-    archive_name, prefix = PRETRAINED[name]
-    folder = os.path.join(cache_dir, name)
-    sums = parse_checksum(checksum)
-    found = _extracted_prefix(folder, prefix)
-    if found and not sums:
-        return found
-    archive = os.path.join(cache_dir, archive_name)
-    if not sums and not os.path.exists(archive):
-        print('OpenAI publishes no checksum for %s: it will be checked for being a whole zip, '
-              'and the checkpoint for every variable and shape (--checksum to check one)'
-              % archive_name, file=sys.stderr)
-    with warnings.catch_warnings():  # said just above, in sample.py's words
-        warnings.filterwarnings('ignore', message='no checksum known')
-        download(url, archive, progress=progress, **sums)
-    try:
-        with zipfile.ZipFile(archive) as z:
-            names = z.namelist()
-    except (OSError, zipfile.BadZipFile) as e:
-        raise DataError('%s is not a whole zip archive (%s). Delete it to download it again.'
-                        % (archive, e)) from None
-    members = _checkpoint_members(names, prefix)
-    if not any(m.endswith(prefix + '.index') for m in members):
-        raise DataError('%s holds no checkpoint %s (no %s.index among %s)'
-                        % (archive, prefix, prefix, ', '.join(names[:10]) or 'no files'))
-    safe_extract_zip(archive, folder, members)
-    return _extracted_prefix(folder, prefix)
 
 
 # ------------------------------------------------------------------ the model
 
 
 def _tf1_options(args, prefix):
-    """PixelCNN options for a TF1 checkpoint from the flags given (the rest: the original's)."""
-    import tensorflow as tf
+    """ModelConfig fields for a TF1 checkpoint from the flags given (the rest: the original's)."""
+    from pixel_cnn_pp import checkpoints
 
-    options = {name: getattr(args, name) for name in MODEL_FLAGS if name in args.present}
+    options = dict(args.model_options)
     if 'data_set' in args.present or args.eval:
         if args.data_set == 'imagenet':
             size = args.image_size or 32
@@ -169,13 +87,11 @@ def _tf1_options(args, prefix):
             options['image_shape'] = TF1_IMAGE_SHAPES[args.data_set]
         elif args.image_size:
             options['image_shape'] = (args.image_size, args.image_size, 3)
-    if args.class_conditional:  # the number of classes is the rows of the first hw
-        shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
-        hw = shapes.get('model/conditional_weights_0/hw')
-        if hw is None:
+    if args.class_conditional:
+        options['num_classes'] = checkpoints.openai_num_classes(prefix)
+        if not options['num_classes']:
             raise ValueError('-c/--class_conditional given, but the checkpoint %s has no '
                              'conditional weights: it is unconditional' % prefix)
-        options['num_classes'] = int(hw[0])
     return options
 
 
@@ -185,17 +101,17 @@ def load_model(args):
 
     import tensorflow as tf
 
+    from pixel_cnn_pp.progress import download_display
+
     if args.pretrained:
-        path = fetch_pretrained(args.pretrained, args.pretrained_url, args.cache_dir,
-                                args.checksum)
+        path = pretrained.fetch_pretrained(args.pretrained, args.pretrained_url, args.cache_dir,
+                                           args.checksum, progress=download_display)
     else:
         path = os.path.expanduser(args.checkpoint) if args.checkpoint else args.save_dir
-    prefix = checkpoints._resolve(path)
+    prefix = checkpoints.resolve(path)
     try:
-        if checkpoints.is_openai_checkpoint(prefix):
-            options = _tf1_options(args, prefix)
-        else:
-            options = {name: getattr(args, name) for name in MODEL_FLAGS if name in args.present}
+        options = (_tf1_options(args, prefix) if checkpoints.is_openai_checkpoint(prefix)
+                   else args.model_options)
         model = checkpoints.load_checkpoint(prefix, use_ema=args.use_ema, **options)
     except (tf.errors.OpError, IndexError, RuntimeError) as e:  # TF's reader, on bad files
         hint = ('; delete %s to extract it again from the archive'
@@ -217,7 +133,7 @@ def choose_labels(args, model):
                              '(num_classes=0)')
         return None
     if not args.labels:
-        return np.mod(np.arange(n), model.num_classes).astype(np.int32)  # a balanced sweep
+        return model.every_class(n)
     try:
         labels = np.array([int(v) for v in args.labels], np.int64)
     except ValueError:
@@ -244,33 +160,12 @@ def check_writable(output):
                          % (folder, e.strerror or e)) from None
 
 
-class Progress:
-    """Prints 'sampling: row 12/32, 3.1 images/s, ~40 s left' on one line of stderr."""
-
-    def __init__(self, n, stream=sys.stderr):
-        self.n, self.stream, self.start = n, stream, time.perf_counter()
-
-    def __call__(self, rows_done, total_rows):
-        elapsed = time.perf_counter() - self.start
-        rate = self.n * rows_done / total_rows / max(elapsed, 1e-9)
-        left = elapsed * (total_rows - rows_done) / rows_done
-        self.stream.write('\rsampling: row %d/%d, %.2f images/s, ~%.0f s left '
-                          % (rows_done, total_rows, rate, left))
-        if rows_done == total_rows:
-            self.stream.write('\n')
-        self.stream.flush()
-
-
 def evaluate(args, model):
     """Test bits/dim of the model on --data_set (the first --eval_images images, or all)."""
-    from data.loader import get_loader
     from pixel_cnn_pp import bits_per_dim
+    from pixel_cnn_pp.progress import Progress, download_display
 
-    opts = {}
-    if args.image_size is not None and args.data_set in ('imagenet', 'folder'):
-        opts['image_size'] = args.image_size
-    if args.data_set in ('cifar', 'mnist'):
-        opts['download'] = args.download
+    opts = loader_options(args.data_set, args.image_size, args.download, download_display)
     # Batches are made below (the last one may be short), so the loader only holds the arrays.
     test = get_loader(args.data_set, args.data_dir, 'test', 1,
                       return_labels=bool(model.num_classes), **opts)
@@ -281,21 +176,20 @@ def evaluate(args, model):
                             'x'.join(map(str, model.image_shape))))
     images, labels = test.data, test.labels if model.num_classes else None
     count = len(images) if not args.eval_images else min(args.eval_images, len(images))
-    nats, start = [], time.perf_counter()
+    nats, display = [], Progress('evaluating', count, unit='images')
     for first in range(0, count, args.batch_size):
         last = min(first + args.batch_size, count)
         nats.append(model.nll(images[first:last], None if labels is None else labels[first:last],
                               batch_size=args.batch_size))
-        sys.stderr.write('\revaluating: %d/%d images, %.1f images/s '
-                         % (last, count, last / (time.perf_counter() - start)))
-        sys.stderr.flush()
-    sys.stderr.write('\n')
+        display.update(last)
+    display.close()
     return float(bits_per_dim(np.concatenate(nats).mean(), model.image_shape)), count
 
 
 def run(args):
     """Load, optionally evaluate, sample and write, from plain arguments."""
     from pixel_cnn_pp import distribute, images, sampling
+    from pixel_cnn_pp.progress import Progress
 
     if args.num_samples < 1:
         raise ValueError('--num_samples must be at least 1 (sample.py draws that many images); '
@@ -311,10 +205,10 @@ def run(args):
     if args.eval:
         bpd, count = evaluate(args, model)
         print('test bits/dim: %.4f (%d %s test images)' % (bpd, count, args.data_set))
-    start = time.perf_counter()
+    start, display = time.perf_counter(), Progress('sampling', unit='rows')
     samples = sampling.sample(model, args.num_samples, labels, seed=args.seed,
-                              method=args.method, progress=Progress(args.num_samples),
-                              jit_compile=args.jit_compile)
+                              method=args.method, progress=display, jit_compile=args.jit_compile)
+    display.close()
     seconds = time.perf_counter() - start
     images.save_image_grid(args.output + '.png', samples)
     arrays = dict(samples=samples) if labels is None else dict(samples=samples, labels=labels)
@@ -325,22 +219,8 @@ def run(args):
     return samples
 
 
-def main(argv):
-    from data.loader import DataError
-
-    if len(argv) > 1:
-        print('sample.py: error: unexpected arguments %s (flags start with - or --)'
-              % ' '.join(argv[1:]), file=sys.stderr)
-        sys.exit(2)
-    if not FLAGS['verbosity'].present:
-        logging.set_verbosity(logging.WARNING)
-    args = arguments_from_flags()
-    try:
-        run(args)
-    except (ValueError, FileNotFoundError, DataError) as e:
-        print('sample.py: error: %s' % e, file=sys.stderr)
-        sys.exit(1)
-
+main = cli.main_for('sample.py', arguments_from_flags, run,
+                    errors=(ValueError, FileNotFoundError, DataError))
 
 if __name__ == '__main__':
     app.run(main)

@@ -1,7 +1,7 @@
 """Does -ac / -nl pay? Equal-sized models, same steps, same data: test bits/dim and step time.
 
-Trains a PixelCNN++ with no extension, with CoordConv (-ac), with causal non-local
-blocks (-nl) and with both, on the bundled offline patches (data/patches), each for
+Trains a PixelCNN++ (train.py's Trainer on one device) with no extension, with
+CoordConv (-ac), with causal non-local blocks (-nl) and with both, on the bundled offline patches (data/patches), each for
 the same number of steps from the same seed and data order, then reports the test
 bits/dim with the Polyak-averaged weights and the mean time of a training step.
 
@@ -20,55 +20,42 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import tensorflow as tf  # noqa: E402
-
 from data.loader import get_loader  # noqa: E402
-from pixel_cnn_pp import Adam, PixelCNN, PolyakAverage, bits_per_dim, optim  # noqa: E402
+from pixel_cnn_pp import ModelConfig, bits_per_dim, distribute  # noqa: E402
 
 VARIANTS = [('none', {}), ('-ac', dict(add_coords=True)), ('-nl', dict(non_local=True)),
             ('-ac -nl', dict(add_coords=True, non_local=True))]
 
 
-def run(name, options, args):
+def run(name, options, args, strategy):
+    """Train one variant with train.py's Trainer; its test bits/dim and step time."""
+    from pixel_cnn_pp.training import Trainer
+
     rng = np.random.RandomState(args.seed)
     train = get_loader('patches', None, 'train', args.batch_size, rng=rng, shuffle=True)
     test = get_loader('patches', None, 'test', 100)
-    model = PixelCNN(train.get_observation_size(), nr_resnet=args.nr_resnet,
-                     nr_filters=args.nr_filters, nr_logistic_mix=args.nr_logistic_mix,
-                     dropout_p=args.dropout_p, seed=args.seed, **options)
-    model.initialize(train.next(args.batch_size))
+    config = ModelConfig(train.get_observation_size(), nr_resnet=args.nr_resnet,
+                         nr_filters=args.nr_filters, nr_logistic_mix=args.nr_logistic_mix,
+                         dropout_p=args.dropout_p, **options)
+    trainer = Trainer(strategy, config, args.batch_size, learning_rate=args.learning_rate,
+                      lr_decay=args.lr_decay, polyak_decay=args.polyak_decay, seed=args.seed)
+    trainer.initialize(train.next(args.batch_size))
     train.reset()
-    adam = Adam(model.weights)
-    polyak = PolyakAverage(model.weights, args.polyak_decay)
-    seeds = tf.random.Generator.from_seed(args.seed)
-
-    @tf.function
-    def step(x, k):
-        with tf.GradientTape() as tape:
-            objective, nll = model.train_objective(model.scale_images(x), dropout_p=model.dropout_p,
-                                                   seed=seeds.make_seeds(1)[:, 0])
-        lr = optim.decayed_learning_rate(args.learning_rate, args.lr_decay, k)
-        adam.apply_gradients(tape.gradient(objective, model.weights), model.weights, lr)
-        polyak.update()
-        return nll
-
     times, train_nats = [], []
-    k = 0
-    while k < args.steps:
+    while len(times) < args.steps:
         for x in train:
-            k += 1
             start = time.perf_counter()
-            train_nats.append(float(step(tf.constant(x), tf.constant(k))))
+            train_nats.append(float(trainer.train_step(x)[1]))
             times.append(time.perf_counter() - start)
-            if k == args.steps:
+            if len(times) == args.steps:
                 break
-    test_nats = model.nll(test.data, averages=polyak)
-    shape = model.image_shape
-    return dict(variant=name, params=int(sum(np.prod(v.shape) for v in model.weights)),
+    nats, count = trainer.evaluate(test.data)
+    shape = config.image_shape
+    return dict(variant=name, params=int(sum(np.prod(v.shape) for v in trainer.weights)),
                 steps=args.steps,
                 train_bpd_last50=float(bits_per_dim(np.mean(train_nats[-50:]) / args.batch_size,
                                                     shape)),
-                test_bpd=float(bits_per_dim(test_nats.mean(), shape)),
+                test_bpd=float(bits_per_dim(nats / count, shape)),
                 step_seconds=float(np.median(times[1:])))
 
 
@@ -88,7 +75,8 @@ def main():
                         help='comma-separated subset of: ' + ', '.join(n for n, _ in VARIANTS))
     args = parser.parse_args()
     wanted = [v.strip() for v in args.variants.split(',')]
-    rows = [run(name, options, args) for name, options in VARIANTS if name in wanted]
+    strategy = distribute.make_strategy(distribute.configure_devices(1))
+    rows = [run(name, options, args, strategy) for name, options in VARIANTS if name in wanted]
     print('%-8s %9s %6s %16s %9s %10s' % ('flags', 'params', 'steps', 'train bpd (50)',
                                           'test bpd', 's/step'))
     for r in rows:

@@ -90,30 +90,30 @@ def forward_flops(model):
     return int(total)
 
 
-def model_options():
+def model_config():
+    """The ModelConfig train.py would build from the same flags (by field name)."""
+    from pixel_cnn_pp.config import ModelConfig
+
     size = FLAGS.image_size or 32
-    return dict(image_shape=(size, size, FLAGS.channels), nr_resnet=FLAGS.nr_resnet,
-                nr_filters=FLAGS.nr_filters, nr_logistic_mix=FLAGS.nr_logistic_mix,
-                resnet_nonlinearity=FLAGS.resnet_nonlinearity,
-                num_classes=FLAGS.num_classes if FLAGS.class_conditional else 0,
-                dropout_p=FLAGS.dropout_p, add_coords=FLAGS.add_coords,
-                non_local=FLAGS.non_local, nl_levels=[int(v) for v in FLAGS.nl_levels],
-                energy_distance=FLAGS.energy_distance)
+    return ModelConfig.from_values(
+        {name: FLAGS[name].value for name in ModelConfig.field_names() if name in FLAGS},
+        image_shape=(size, size, FLAGS.channels),
+        num_classes=FLAGS.num_classes if FLAGS.class_conditional else 0)
 
 
-def build_trainer(devices, options, jit):
+def build_trainer(devices, config, jit):
     """A Trainer with the bench's model, initialised, and a random batch to train on."""
     from pixel_cnn_pp import distribute
     from pixel_cnn_pp.training import Trainer
 
     strategy = distribute.make_strategy(devices)
-    trainer = Trainer(strategy, options, FLAGS.batch_size, seed=FLAGS.seed, jit_compile=jit,
+    trainer = Trainer(strategy, config, FLAGS.batch_size, seed=FLAGS.seed, jit_compile=jit,
                       focal_gamma=FLAGS.focal_gamma if FLAGS.focal_loss else 0.0)
     rng = np.random.default_rng(FLAGS.seed)
     shape = (trainer.global_batch_size,) + trainer.image_shape
     images = rng.integers(0, 256, shape).astype(np.uint8)
-    labels = (rng.integers(0, options['num_classes'], shape[0]).astype(np.int32)
-              if options['num_classes'] else None)
+    labels = (rng.integers(0, config.num_classes, shape[0]).astype(np.int32)
+              if config.num_classes else None)
     trainer.initialize(images[:FLAGS.init_batch_size],
                        None if labels is None else labels[:FLAGS.init_batch_size])
     return trainer, images, labels
@@ -127,7 +127,7 @@ def step_seconds(trainer, images, labels):
     return time.perf_counter() - start
 
 
-def time_settings(devices, options, settings):
+def time_settings(devices, config, settings):
     """Median step time per setting, the settings' steps interleaved.
 
     Interleaving (one step of each setting in turn) makes the comparison fair on
@@ -135,7 +135,7 @@ def time_settings(devices, options, settings):
     """
     runs = []
     for jit in settings:
-        trainer, images, labels = build_trainer(devices, options, jit)
+        trainer, images, labels = build_trainer(devices, config, jit)
         first = step_seconds(trainer, images, labels)
         for _ in range(FLAGS.warmup):
             step_seconds(trainer, images, labels)
@@ -161,18 +161,18 @@ def main(argv):
     devices = distribute.configure_devices(FLAGS.nr_gpu)
     from pixel_cnn_pp.model import PixelCNN
 
-    options = model_options()
-    flops = forward_flops(PixelCNN(**options, seed=0))
+    config = model_config()
+    flops = forward_flops(PixelCNN(config, seed=0))
     settings = {'both': [False, True], 'off': [False], 'on': [True]}[FLAGS.jit]
     peak = matmul_peak_flops(FLAGS.peak_size)
-    results = time_settings(devices, options, settings)
+    results = time_settings(devices, config, settings)
     peak = max(peak, matmul_peak_flops(FLAGS.peak_size))  # the best of before and after
 
-    config = 'nr_resnet %d, nr_filters %d, batch %d x %d tower(s), %s' % (
-        FLAGS.nr_resnet, FLAGS.nr_filters, FLAGS.batch_size, FLAGS.nr_gpu,
-        'x'.join(map(str, options['image_shape'])))
+    described = 'nr_resnet %d, nr_filters %d, batch %d x %d tower(s), %s' % (
+        config.nr_resnet, config.nr_filters, FLAGS.batch_size, FLAGS.nr_gpu,
+        'x'.join(map(str, config.image_shape)))
     onednn = os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset (on)')
-    print('config: %s; TF_ENABLE_ONEDNN_OPTS %s' % (config, onednn))
+    print('config: %s; TF_ENABLE_ONEDNN_OPTS %s' % (described, onednn))
     print('forward GFLOP/image %.3f, training ~3x = %.3f; float32 matmul peak %.1f GFLOP/s '
           '(%d x %d)' % (flops / 1e9, 3 * flops / 1e9, peak / 1e9, FLAGS.peak_size,
                          FLAGS.peak_size))
@@ -187,7 +187,7 @@ def main(argv):
                  100 * r['fraction_of_peak']))
     best = max(results, key=lambda r: r['images_per_sec'])
     print(json.dumps(dict(images_per_sec=best['images_per_sec'], jit_compile=best['jit_compile'],
-                          fraction_of_peak=best['fraction_of_peak'], config=config,
+                          fraction_of_peak=best['fraction_of_peak'], config=described,
                           towers=FLAGS.nr_gpu, batch_size=FLAGS.batch_size, onednn=onednn,
                           forward_flops_per_image=flops, train_flops_per_image=3 * flops,
                           matmul_peak_flops=peak, results=results)))

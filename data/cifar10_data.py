@@ -31,7 +31,7 @@ def batches_dir(data_dir):
     return os.path.join(data_dir, 'cifar-10-python', 'cifar-10-batches-py')
 
 
-def maybe_download_and_extract(data_dir, subset, download=True):
+def maybe_download_and_extract(data_dir, subset, download=True, progress=None):
     """Makes sure the subset's batch files exist, downloading the archive if allowed."""
     folder = batches_dir(data_dir)
     missing = [f for f in BATCH_FILES[subset] if not os.path.isfile(os.path.join(folder, f))]
@@ -44,7 +44,7 @@ def maybe_download_and_extract(data_dir, subset, download=True):
         raise DataError(f'CIFAR-10 not found: {folder} lacks {", ".join(missing)}. {hint}')
     archive = os.path.join(where, os.path.basename(URL))
     try:
-        _download.download(URL, archive, md5=MD5)
+        _download.download(URL, archive, md5=MD5, progress=progress)
     except _download.DownloadError as e:
         raise DataError(f'CIFAR-10 not found in {folder} and download failed (offline?). '
                         f'{hint}\nDetails: {e}') from e
@@ -86,18 +86,20 @@ class DataLoader(_BaseLoader):
 
     Args (beyond the common ones):
       download: fetch the official archive when batch files are missing (default True).
+      progress: how to show a download (data/download.py's `progress`; None: quiet).
 
     Example: DataLoader('/data', 'train', 64, rng=np.random.RandomState(1), shuffle=True)
     """
 
     def __init__(self, data_dir, subset, batch_size, rng=None, shuffle=False,
-                 return_labels=False, download=True):
-        self.download = download
+                 return_labels=False, download=True, progress=None):
+        self.download, self.progress = download, progress
         super().__init__(data_dir, subset, batch_size, rng=rng, shuffle=shuffle,
                          return_labels=return_labels)
 
     def _load(self, data_dir, subset):
-        folder = maybe_download_and_extract(data_dir, subset, self.download)
+        folder = maybe_download_and_extract(data_dir, subset, self.download,
+                                           self.progress)
         parts = [load_batch(os.path.join(folder, f)) for f in BATCH_FILES[subset]]
         images = np.concatenate([p[0] for p in parts])
         labels = np.concatenate([p[1] for p in parts])

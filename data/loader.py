@@ -256,7 +256,8 @@ def get_loader(data_set, data_dir, subset, batch_size, rng=None, shuffle=False,
     """The DataLoader of the data set called `data_set` (see DATA_SETS).
 
     `opts` go to that data set's loader: image_size=32|64 for 'imagenet', image_size=None|int|
-    (height, width) for 'folder', download=True|False for 'cifar' and 'mnist'.
+    (height, width) for 'folder', download=True|False and progress for 'cifar' and 'mnist'
+    (`loader_options` builds them).
 
     Example: get_loader('imagenet', '/data', 'test', 100, image_size=64)
     """
@@ -266,6 +267,28 @@ def get_loader(data_set, data_dir, subset, batch_size, rng=None, shuffle=False,
     module = importlib.import_module(DATA_SETS[data_set], __package__)
     return module.DataLoader(data_dir, subset, batch_size, rng=rng, shuffle=shuffle,
                              return_labels=return_labels, **opts)
+
+
+# Which data sets take which option of loader_options.
+_SIZED, _DOWNLOADED = ('imagenet', 'folder'), ('cifar', 'mnist')
+
+
+def loader_options(data_set, image_size=None, download=True, progress=None):
+    """The `opts` of get_loader for `data_set`, from the options every script has.
+
+    image_size applies to imagenet (32 or 64) and folder (resize); given for another
+    data set it is a ValueError rather than silently ignored. download and progress
+    (data/download.py's callback) apply to the data sets that download.
+    """
+    opts = {}
+    if image_size is not None:
+        if data_set not in _SIZED:
+            raise ValueError('--image_size applies to --data_set imagenet (32 or 64) and folder '
+                             '(resize), not to %s' % data_set)
+        opts['image_size'] = image_size
+    if data_set in _DOWNLOADED:
+        opts.update(download=download, progress=progress)
+    return opts
 
 
 def to_tf_dataset(loader, prefetch=None):

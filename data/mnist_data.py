@@ -93,7 +93,7 @@ def _read_keras_npz(path, subset):
     return images, labels
 
 
-def load(mnist_dir, subset, download=True):
+def load(mnist_dir, subset, download=True, progress=None):
     """(images uint8 (N, 28, 28), labels (N,)) of a subset, downloading if needed."""
     names = FILES[subset]
     paths = [_find(mnist_dir, n) for n in names]
@@ -109,7 +109,7 @@ def load(mnist_dir, subset, download=True):
         try:
             for name in missing:
                 _download.download([m + name for m in MIRRORS], os.path.join(mnist_dir, name),
-                                   md5=MD5[name])
+                                   md5=MD5[name], progress=progress)
         except _download.DownloadError as e:
             raise DataError(f'MNIST not found in {mnist_dir} and download failed (offline?): '
                             f'{hint}\nDetails: {e}') from e
@@ -127,18 +127,20 @@ class DataLoader(_BaseLoader):
 
     Args (beyond the common ones):
       download: fetch missing IDX files from the mirrors (default True).
+      progress: how to show a download (data/download.py's `progress`; None: quiet).
 
     Example: DataLoader('/data', 'test', 100, return_labels=True)
     """
 
     def __init__(self, data_dir, subset, batch_size, rng=None, shuffle=False,
-                 return_labels=False, download=True):
-        self.download = download
+                 return_labels=False, download=True, progress=None):
+        self.download, self.progress = download, progress
         super().__init__(data_dir, subset, batch_size, rng=rng, shuffle=shuffle,
                          return_labels=return_labels)
 
     def _load(self, data_dir, subset):
-        images, labels = load(os.path.join(data_dir, 'mnist'), subset, self.download)
+        images, labels = load(os.path.join(data_dir, 'mnist'), subset, self.download,
+                             self.progress)
         if len(labels) and labels.max() >= NUM_LABELS:
             raise DataError(f'MNIST labels in {data_dir}/mnist go up to {labels.max()}, '
                             'expected 0..9')

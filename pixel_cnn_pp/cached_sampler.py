@@ -426,7 +426,7 @@ class CachedSampler:
         state = self._state = _State(get)
         widths = [width, width // 2, width // 4]
         self._widths = widths
-        nl_levels = config['nl_levels'] if config['non_local'] else []
+        nl_levels = config.nl_levels if config.non_local else []
 
         # The input: the image (scaled), coordinates with -ac, the channel of ones,
         # zero-padded: position (r + 2) * (W + 2) + c + 1 holds x_pad[r, c].

@@ -16,15 +16,19 @@ import os
 import tensorflow as tf
 
 from pixel_cnn_pp import files
-from pixel_cnn_pp.model import DEFAULTS, PixelCNN
+from pixel_cnn_pp.config import TRAINING_ONLY, ModelConfig
+from pixel_cnn_pp.model import PixelCNN
 from pixel_cnn_pp.optim import PolyakAverage
 
 CONFIG_FILE = 'pixelcnn_config.json'
 _EMA_SUFFIX = '/ExponentialMovingAverage'
 
 
-def _resolve(path):
-    """A checkpoint prefix from a prefix, an .index file or a folder of checkpoints."""
+def resolve(path):
+    """A checkpoint prefix from a prefix, an .index file or a folder of checkpoints.
+
+    Raises FileNotFoundError saying what was looked for.
+    """
     path = os.fspath(path)
     if path.endswith('.index'):
         path = path[:-len('.index')]
@@ -54,17 +58,35 @@ def training_checkpoint(model, polyak, **extra):
 
 
 def save_model_config(directory, model):
-    """Write the model's options as JSON in `directory` (atomically: write, then rename)."""
-    files.write_json(os.path.join(directory, CONFIG_FILE), model.config)
+    """Write the model's ModelConfig as JSON in `directory` (atomically: write, then rename)."""
+    files.write_json(os.path.join(directory, CONFIG_FILE), model.config.to_dict())
 
 
 def read_model_config(prefix):
-    """The options stored beside our checkpoint `prefix`, or None if there are none."""
+    """The ModelConfig stored beside our checkpoint `prefix`, or None if there is none.
+
+    A file written before an option existed gives that option its default.
+    """
     config_path = os.path.join(os.path.dirname(prefix), CONFIG_FILE)
     if not os.path.exists(config_path):
         return None
     with open(config_path) as f:
-        return json.load(f)
+        values = json.load(f)
+    try:
+        return ModelConfig.from_dict(values)
+    except ValueError as e:
+        raise ValueError('%s: %s' % (config_path, e)) from None
+
+
+def openai_num_classes(prefix):
+    """The number of classes of a TF1 checkpoint in OpenAI's layout (0: unconditional).
+
+    Read from the rows of its first conditional weight, which is all such a
+    checkpoint says about its labels.
+    """
+    shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
+    hw = shapes.get('model/conditional_weights_0/hw')
+    return 0 if hw is None else int(hw[0])
 
 
 def is_openai_checkpoint(prefix):
@@ -80,7 +102,7 @@ def load_checkpoint(path, use_ema=True, **model_options):
         its .index file, or a folder (its latest checkpoint).
       use_ema: load the Polyak-averaged weights (what the original tests and
         samples with) instead of the raw ones.
-      **model_options: PixelCNN options. For our checkpoints they are read from
+      **model_options: ModelConfig fields. For our checkpoints they are read from
         the JSON beside it and need not be given (any given must agree); for
         OpenAI's they default to the original's: image_shape (32, 32, 3),
         nr_resnet 5, nr_filters 160, nr_logistic_mix 10, concat_elu, unconditional.
@@ -95,10 +117,9 @@ def load_checkpoint(path, use_ema=True, **model_options):
         model = load_checkpoint('pxpp/params_cifar.ckpt')
         bpd = bits_per_dim(model.nll(test_images).mean(), (32, 32, 3))
     """
-    prefix = _resolve(path)
+    prefix = resolve(path)
     if is_openai_checkpoint(prefix):
-        options = dict(DEFAULTS, **model_options)
-        model = PixelCNN(**options, seed=0)
+        model = PixelCNN(ModelConfig(**model_options), seed=0)
         _assign_openai_weights(model, prefix, use_ema)
         return model
     stored = read_model_config(prefix)
@@ -106,19 +127,20 @@ def load_checkpoint(path, use_ema=True, **model_options):
         raise ValueError('%s is not an OpenAI TF1 checkpoint (no model/conv2d_0/V) and has no %s '
                          'beside it; expected a checkpoint written by train.py'
                          % (prefix, CONFIG_FILE))
-    for key, value in model_options.items():
-        want = list(value) if key == 'image_shape' else value
-        if key in stored and stored[key] != want:
-            raise ValueError('checkpoint %s was trained with %s=%r, but %s=%r was asked for'
-                             % (prefix, key, stored[key], key, value))
-    options = dict(stored, **model_options)
-    model = PixelCNN(**options, seed=0)
+    options = stored.replace(**model_options)
+    differences = stored.diff(options)
+    if differences:
+        raise ValueError('checkpoint %s was trained with %s, but %s was asked for'
+                         % (prefix, ', '.join('%s=%r' % (k, v[0]) for k, v in differences.items()),
+                            ', '.join('%s=%r' % (k, v[1]) for k, v in differences.items())))
+    model = PixelCNN(options, seed=0)
     polyak = PolyakAverage(model.weights)
     try:
         status = training_checkpoint(model, polyak).read(prefix)
         status.expect_partial().assert_existing_objects_matched()
     except (ValueError, AssertionError, tf.errors.OpError) as e:
-        raise ValueError('checkpoint %s does not fit the model (%s): %s' % (prefix, model.describe(), e)) from None
+        raise ValueError('checkpoint %s does not fit the model (%s): %s'
+                         % (prefix, model.describe(), e)) from None
     if use_ema:
         polyak.copy_to_weights()
     return model
@@ -156,22 +178,6 @@ def _assign_openai_weights(model, prefix, use_ema):
         var.assign(value)
 
 
-def _network_differences(stored, config):
-    """'option: stored vs wanted' for every option that changes the network (not dropout)."""
-    out = []
-    for key, value in config.items():
-        if key == 'dropout_p' or (key == 'nl_levels' and not config.get('non_local')):
-            continue
-        theirs = stored.get(key, DEFAULTS.get(key))
-        ours = list(value) if isinstance(value, (list, tuple)) else value
-        theirs = list(theirs) if isinstance(theirs, (list, tuple)) else theirs
-        if key == 'nl_levels':
-            ours, theirs = sorted(set(ours)), sorted(set(theirs))
-        if ours != theirs:
-            out.append('%s=%r in the checkpoint, %r here' % (key, theirs, ours))
-    return out
-
-
 def read_weights(path, model):
     """The raw weights and the Polyak averages a checkpoint holds, for `model`'s variables.
 
@@ -190,7 +196,7 @@ def read_weights(path, model):
       ValueError: the checkpoint does not fit `model`; names the first option,
         variable or shape that differs.
     """
-    prefix = _resolve(path)
+    prefix = resolve(path)
     if is_openai_checkpoint(prefix):
         raw = _openai_tensors(model, prefix, use_ema=False)
         return prefix, raw, _openai_tensors(model, prefix, use_ema=True)
@@ -199,11 +205,12 @@ def read_weights(path, model):
         raise ValueError('%s is not an OpenAI TF1 checkpoint (no model/conv2d_0/V) and has no %s '
                          'beside it; expected a checkpoint written by train.py'
                          % (prefix, CONFIG_FILE))
-    differences = _network_differences(stored, model.config)
+    differences = stored.diff(model.config, ignore=TRAINING_ONLY)
     if differences:
-        raise ValueError('checkpoint %s does not fit the model: %s'
-                         % (prefix, '; '.join(differences)))
-    copy = PixelCNN(**model.config, seed=0)
+        raise ValueError('checkpoint %s does not fit the model: %s' % (prefix, '; '.join(
+            '%s=%r in the checkpoint, %r here' % (k, theirs, ours)
+            for k, (theirs, ours) in differences.items())))
+    copy = PixelCNN(model.config, seed=0)
     polyak = PolyakAverage(copy.weights)
     try:
         status = training_checkpoint(copy, polyak).read(prefix)

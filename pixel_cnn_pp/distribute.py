@@ -16,6 +16,7 @@ TensorFlow initialises its runtime: call `configure_devices` first thing.
 
 import json
 import os
+import warnings
 
 import tensorflow as tf
 
@@ -53,7 +54,7 @@ def configure_devices(nr_gpu, multi_worker=False):
     Must run before TensorFlow initialises its runtime (before the first op or
     variable). If the runtime is already up, existing logical CPU devices are used
     when there are enough of them; otherwise a RuntimeError says to start a fresh
-    process.
+    process. GPUs that can no longer be hidden then stay visible, with a warning.
 
     Args:
       nr_gpu: towers on this machine.
@@ -68,8 +69,13 @@ def configure_devices(nr_gpu, multi_worker=False):
         if nr_gpu < len(gpus):
             try:
                 tf.config.set_visible_devices(gpus[:nr_gpu], 'GPU')
-            except RuntimeError:  # runtime already up: the strategy picks devices by name
-                pass
+            except RuntimeError:
+                # The runtime is already up: the towers still run on the first nr_gpu
+                # GPUs (the strategy names them), but TensorFlow holds memory on all.
+                warnings.warn('configure_devices(%d) ran after TensorFlow started, so all %d '
+                              'GPUs stay visible (%s): the towers use the first %d; call it '
+                              'first thing to hide the others' % (nr_gpu, len(gpus),
+                                                                  _visible_gpus_note(), nr_gpu))
         return ['/gpu:%d' % i for i in range(nr_gpu)]
     if multi_worker:
         if nr_gpu != 1:

@@ -11,53 +11,21 @@ numbered per kind (conv2d_0, ..., dense_0, ..., deconv2d_0, ...), so a checkpoin
 original loads by name (see checkpoints.py).
 """
 
-import json
 import types
 
 import numpy as np
 import tensorflow as tf
 
-from pixel_cnn_pp import attention, coords, losses, nn
-
-# The options a PixelCNN is built from, with the original's defaults. Stored in
-# our checkpoints, so a checkpoint knows which network it belongs to.
-DEFAULTS = dict(image_shape=(32, 32, 3), nr_resnet=5, nr_filters=160, nr_logistic_mix=10,
-                resnet_nonlinearity='concat_elu', num_classes=0, dropout_p=0.5,
-                add_coords=False, non_local=False, nl_levels=(1, 2), energy_distance=False)
+from pixel_cnn_pp import attention, coords, losses, nn, sampling
+from pixel_cnn_pp.config import ModelConfig
 
 # The original's energy-distance head (-ed): samples per image, noise channels, width.
 ED_SAMPLES, ED_NOISE_CHANNELS, ED_WIDTH = 10, 4, 64
 
 
-def _check_options(image_shape, nr_resnet, nr_filters, nr_logistic_mix, resnet_nonlinearity,
-                   num_classes, dropout_p, non_local, nl_levels):
-    if len(image_shape) != 3:
-        raise ValueError("'image_shape' must have length 3, representing [height, width, "
-                         "channels]; got %r" % (image_shape,))
-    h, w, c = image_shape
-    if c not in (1, 3):
-        raise ValueError("'image_shape' must have 3 (RGB) or 1 channel; got %r" % (image_shape,))
-    if h % 4 or w % 4 or h < 4 or w < 4:
-        raise ValueError("'image_shape' height and width must be positive multiples of 4 (the "
-                         "network works at 3 resolutions, halving twice); got %r" % (image_shape,))
-    for name, value in (('nr_resnet', nr_resnet), ('nr_filters', nr_filters),
-                        ('nr_logistic_mix', nr_logistic_mix)):
-        if int(value) != value or value < 1:
-            raise ValueError("'%s' must be a positive integer; got %r" % (name, value))
-    if resnet_nonlinearity not in nn.NONLINEARITIES:
-        raise ValueError("'resnet_nonlinearity' must be one of %s; got %r"
-                         % (sorted(nn.NONLINEARITIES), resnet_nonlinearity))
-    if int(num_classes) != num_classes or num_classes < 0:
-        raise ValueError("'num_classes' must be 0 (unconditional) or a positive integer; got %r"
-                         % (num_classes,))
-    if not 0 <= dropout_p < 1:
-        raise ValueError("'dropout_p' must be in [0, 1); got %r" % (dropout_p,))
-    if non_local:
-        if not nl_levels or any(level not in (0, 1, 2) for level in nl_levels):
-            raise ValueError("'nl_levels' must be a non-empty subset of 0 (full resolution), "
-                             "1 (half), 2 (quarter); got %r" % (nl_levels,))
-        for level in nl_levels:
-            attention.check_fits(h >> level, w >> level, level)
+def _generator(seed):
+    return (tf.random.Generator.from_seed(seed) if seed is not None
+            else tf.random.Generator.from_non_deterministic_state())
 
 
 class PixelCNN(tf.Module):
@@ -75,19 +43,10 @@ class PixelCNN(tf.Module):
             x[:, i, j, :] = draw from the mixture given network(x)[:, i, j]
 
     Args:
-      image_shape: (H, W, C), H and W multiples of 4, C 3 or 1.
-      nr_resnet: gated resnet blocks per resolution (original: 5).
-      nr_filters: channels of every hidden layer (original: 160).
-      nr_logistic_mix: mixture components per pixel (original: 10).
-      resnet_nonlinearity: 'concat_elu' (original), 'elu' or 'relu'.
-      num_classes: 0 for an unconditional model, else K classes (labels 0..K-1).
-      dropout_p: dropout in each resnet block while training (original: 0.5).
-      add_coords: CoordConv (-ac): two coordinate channels added to the input.
-      non_local: causal self-attention blocks (-nl) on the hidden streams.
-      nl_levels: resolutions that get a block: 0 full, 1 half, 2 quarter.
-      energy_distance: the original's energy-distance generator head (-ed)
-        instead of the mixture likelihood (such a model has no likelihood).
+      config: a ModelConfig (every option, with the original's defaults), or an
+        image shape (H, W, C) as a shorthand for ModelConfig(image_shape=...).
       seed: optional integer for the random initial weights.
+      **options: ModelConfig fields that replace the config's (nr_resnet=1, ...).
 
     Example (unconditional, 8x8 RGB):
         model = PixelCNN((8, 8, 3), nr_resnet=1, nr_filters=16, nr_logistic_mix=2)
@@ -102,66 +61,51 @@ class PixelCNN(tf.Module):
         x = model.sample(10, labels=np.arange(10), seed=0)
     """
 
-    def __init__(self, image_shape=DEFAULTS['image_shape'], nr_resnet=5, nr_filters=160,
-                 nr_logistic_mix=10, resnet_nonlinearity='concat_elu', num_classes=0,
-                 dropout_p=0.5, add_coords=False, non_local=False, nl_levels=(1, 2),
-                 energy_distance=False, seed=None):
+    def __init__(self, config=None, seed=None, **options):
         super().__init__(name='model')
-        image_shape = tuple(int(d) for d in image_shape)
-        nl_levels = tuple(sorted(set(int(level) for level in nl_levels)))
-        _check_options(image_shape, nr_resnet, nr_filters, nr_logistic_mix,
-                       resnet_nonlinearity, num_classes, dropout_p, non_local, nl_levels)
-        # Kept as a JSON string: tf.Module would wrap a dict for tracking.
-        self._config_json = json.dumps(dict(
-            image_shape=list(image_shape), nr_resnet=int(nr_resnet), nr_filters=int(nr_filters),
-            nr_logistic_mix=int(nr_logistic_mix), resnet_nonlinearity=resnet_nonlinearity,
-            num_classes=int(num_classes), dropout_p=float(dropout_p),
-            add_coords=bool(add_coords), non_local=bool(non_local), nl_levels=list(nl_levels),
-            energy_distance=bool(energy_distance)))
-        self.image_shape = image_shape
-        self.num_classes = int(num_classes)
-        self.nr_logistic_mix = int(nr_logistic_mix)
-        self.dropout_p = float(dropout_p)
-        self.nr_resnet = int(nr_resnet)
-        self.add_coords = bool(add_coords)
-        self.energy_distance = bool(energy_distance)
-
-        rng = (tf.random.Generator.from_seed(seed) if seed is not None
-               else tf.random.Generator.from_non_deterministic_state())
+        if not isinstance(config, ModelConfig):
+            config = ModelConfig() if config is None else ModelConfig(image_shape=config)
+        c = self._config = config.replace(**options) if options else config
+        self.image_shape, self.num_classes = c.image_shape, c.num_classes
+        self.nr_logistic_mix, self.dropout_p = c.nr_logistic_mix, c.dropout_p
+        self.nr_resnet, self.add_coords = c.nr_resnet, c.add_coords
+        self.energy_distance = c.energy_distance
         # The extensions draw from their own generator, so that with the same
         # seed the original layers get the same weights with or without them.
-        ext_rng = (tf.random.Generator.from_seed(seed + 1) if seed is not None
-                   else tf.random.Generator.from_non_deterministic_state())
-        namer = nn.Namer()
-        F, R, K = int(nr_filters), self.nr_resnet, self.num_classes
-        # The image, two coordinate channels with -ac, and a channel of ones.
-        in_channels = image_shape[-1] + (2 if add_coords else 0) + 1
+        rng, ext_rng = _generator(seed), _generator(None if seed is None else seed + 1)
         # Creation order of every layer and block (not tracked by tf.Module).
         self._order = types.SimpleNamespace(items=[], nl_index={})
+        self._build(c, nn.Namer(), rng, ext_rng)
+        self._compiled = types.SimpleNamespace(functions={})  # not tracked by tf.Module
+
+    def _build(self, c, namer, rng, ext_rng):
+        """Every layer and block, created in the original's order (forward() uses them)."""
+        F, R, K = c.nr_filters, c.nr_resnet, c.num_classes
+        # The image, two coordinate channels with -ac, and a channel of ones.
+        in_channels = c.image_shape[-1] + (2 if c.add_coords else 0) + 1
 
         def created(item):
             self._order.items.append(item)
             return item
 
         def u_block(aux):  # a gated resnet of the u stream (sees above)
-            return created(nn.GatedResnet(namer, F, nn.DownShiftedConv2d, resnet_nonlinearity,
+            return created(nn.GatedResnet(namer, F, nn.DownShiftedConv2d, c.resnet_nonlinearity,
                                           aux, K, rng))
 
         def ul_block(aux):  # a gated resnet of the ul stream (sees above and left)
             return created(nn.GatedResnet(namer, F, nn.DownRightShiftedConv2d,
-                                          resnet_nonlinearity, aux, K, rng))
+                                          c.resnet_nonlinearity, aux, K, rng))
 
         def layer(cls, *args, **kwargs):
             return created(cls(namer, *args, rng=rng, **kwargs))
 
-        # Created in the original's order; see forward() for how they are used.
         self.u_init = layer(nn.DownShiftedConv2d, in_channels, F, (2, 3))
         self.ul_init_down = layer(nn.DownShiftedConv2d, in_channels, F, (1, 3))
         self.ul_init_right = layer(nn.DownRightShiftedConv2d, in_channels, F, (2, 1))
         self.up_blocks, self.up_strided, self.nl_blocks = [], [], []
         for level in range(3):
             self.up_blocks.append([(u_block(0), ul_block(F)) for _ in range(R)])
-            if non_local and level in nl_levels:
+            if c.non_local and level in c.nl_levels:
                 self._order.nl_index[level] = len(self.nl_blocks)
                 self.nl_blocks.append(created(attention.CausalSelfAttention(
                     'nonlocal_%d' % len(self.nl_blocks), F, max(F // 2, 8), ext_rng)))
@@ -176,25 +120,24 @@ class PixelCNN(tf.Module):
                 self.down_strided.append((
                     layer(nn.DownShiftedDeconv2d, F, F, stride=(2, 2)),
                     layer(nn.DownRightShiftedDeconv2d, F, F, stride=(2, 2))))
-        if energy_distance:
+        if c.energy_distance:
             # The original's -ed head: noise-fed 1x1 layers giving image samples.
             self.ed_head = [layer(nn.Dense, F, ED_WIDTH),
                             layer(nn.Dense, ED_NOISE_CHANNELS, ED_WIDTH),
                             layer(nn.Dense, 2 * ED_WIDTH, ED_WIDTH),
-                            layer(nn.Dense, 2 * ED_WIDTH, image_shape[-1], init_scale=0.1)]
+                            layer(nn.Dense, 2 * ED_WIDTH, c.image_shape[-1], init_scale=0.1)]
         else:
             self.out = layer(nn.Dense, F,
-                             losses.output_channels(image_shape[-1], nr_logistic_mix))
-        self._compiled = types.SimpleNamespace(functions={})  # not tracked by tf.Module
+                             losses.output_channels(c.image_shape[-1], c.nr_logistic_mix))
 
     @property
     def config(self):
-        """The options this model was built with, as a plain dict (stored in checkpoints)."""
-        return json.loads(self._config_json)
+        """The ModelConfig this model was built from (stored beside our checkpoints)."""
+        return self._config
 
     def describe(self):
         """The options as 'name=value, ...', for messages."""
-        return ', '.join('%s=%r' % kv for kv in self.config.items())
+        return self._config.describe()
 
     # ------------------------------------------------------------------ network
 
@@ -221,7 +164,10 @@ class PixelCNN(tf.Module):
         """The trainable variables in the original's creation order."""
         return [v for _, v in self.named_weights()]
 
-    def forward(self, x, h=None, get=nn.identity, init=False, dropout_p=0.0, seed=None):
+    # Over 60 lines with its docstring: the up and down pass stay in one piece, to be
+    # read against Figure 2 of the paper.
+    def forward(self, x, h=None, get=nn.identity, init=False, dropout_p=0.0, seed=None,
+                progress=None):
         """The network: mixture parameters at every pixel.
 
         Args:
@@ -233,6 +179,8 @@ class PixelCNN(tf.Module):
           dropout_p: dropout rate in the resnet blocks (0 for evaluation).
           seed: int32 (2,) seed for the dropout masks when dropout_p > 0 (and
             for the noise of an energy-distance head).
+          progress: optional callable(blocks_done, total_blocks), called after each
+            gated resnet block (for the eager init pass, which is slow on big models).
         Returns:
           float (B, H, W, 10*M) for RGB, (B, H, W, 3*M) for one channel; with
           energy_distance, a list of ED_SAMPLES samples (B, H, W, C) in [-1, 1].
@@ -245,8 +193,13 @@ class PixelCNN(tf.Module):
                 return None
             return tf.random.experimental.stateless_fold_in(seed, block_index[0])
 
+        total_blocks = 2 * sum(len(level) for level in self.up_blocks + self.down_blocks)
+
         def gr(block, x, a=None):
-            return block(x, a, h, get, init, dropout_p, block_seed())
+            out = block(x, a, h, get, init, dropout_p, block_seed())
+            if progress is not None:
+                progress(block_index[0], total_blocks)
+            return out
 
         if self.add_coords:
             x = coords.add_coords(x)
@@ -346,17 +299,18 @@ class PixelCNN(tf.Module):
                              % (self.num_classes - 1, labels.min(), labels.max()))
         return labels.astype(np.int32)
 
-    def initialize(self, images, labels=None):
+    def initialize(self, images, labels=None, progress=None):
         """Data-dependent initialisation on one batch (uint8 NHWC), as the original.
 
         Every weight-normalised layer's pre-activation gets mean 0 and standard
         deviation init_scale (0.1 for the second conv of a resnet block, else 1)
-        on this batch. Dropout is off during this pass.
+        on this batch. Dropout is off during this pass. `progress`, if given, is
+        called as progress(blocks_done, total_blocks) after each gated resnet block.
         """
         images, labels = self.check_inputs(images, labels)
         x = self.scale_images(images)
         h = self.one_hot(labels) if labels is not None else None
-        self.forward(x, h, init=True)
+        self.forward(x, h, init=True, progress=progress)
 
     def _require_likelihood(self):
         if self.energy_distance:
@@ -395,10 +349,6 @@ class PixelCNN(tf.Module):
             return -tf.reduce_sum(losses.focal_weight(log_p, focal_gamma) * log_p), nll
         return nll, nll
 
-    def loss(self, x, h=None, get=nn.identity, dropout_p=0.0, seed=None):
-        """The original's training objective: NLL in nats summed over the batch."""
-        return self.train_objective(x, h, get, dropout_p, seed)[0]
-
     def _compiled_per_pixel(self, get):
         functions = self._compiled.functions
         key = ('nll', get)
@@ -428,6 +378,13 @@ class PixelCNN(tf.Module):
         nats = np.concatenate(out)
         return nats if per_pixel else nats.sum(axis=(1, 2))
 
+    def every_class(self, n):
+        """int32 (n,) labels 0, 1, ..., K-1, 0, 1, ... (every class in turn, as the
+        original samples), or None for an unconditional model."""
+        if not self.num_classes:
+            return None
+        return np.mod(np.arange(n), self.num_classes).astype(np.int32)
+
     def sample(self, n, labels=None, seed=None, method='fast', devices=None, jit_compile=False):
         """Draw n images, pixel by pixel in raster order, with the current weights.
 
@@ -446,7 +403,6 @@ class PixelCNN(tf.Module):
         Returns:
           uint8 (n, H, W, C).
         """
-        from pixel_cnn_pp import sampling  # avoids a cycle: sampling builds on the model
         return sampling.sample(self, n, labels=labels, seed=seed, method=method,
                                devices=devices, jit_compile=jit_compile)
 
@@ -464,7 +420,6 @@ class PixelCNN(tf.Module):
         Example:
             halves = model.complete(test_images[:8], known_rows=16, seed=0)
         """
-        from pixel_cnn_pp import sampling
         return sampling.complete(self, images, known_rows, labels=labels, seed=seed,
                                  method=method, devices=devices, jit_compile=jit_compile)
 

@@ -16,7 +16,7 @@ One training step on a global batch of towers x batch_size images:
 Bits/dim of the step = total nats / (towers * b * H * W * C * ln 2).
 
     strategy = tf.distribute.MirroredStrategy(devices)
-    trainer = Trainer(strategy, dict(image_shape=(32, 32, 3), nr_resnet=1, nr_filters=32),
+    trainer = Trainer(strategy, ModelConfig((32, 32, 3), nr_resnet=1, nr_filters=32),
                       batch_size=16)
     trainer.initialize(init_images)                 # data-dependent init, averages reset
     objective, nll = trainer.train_step(images)     # uint8 (towers*16, 32, 32, 3)
@@ -26,21 +26,15 @@ The library never reads flags or data sets: train.py does, and hands plain value
 """
 
 import json
-import math
 
 import numpy as np
 import tensorflow as tf
-from tensorflow.core.framework import summary_pb2
 
 from pixel_cnn_pp import checkpoints, optim
+from pixel_cnn_pp.config import ModelConfig
 from pixel_cnn_pp.model import PixelCNN
 
 _SUM = tf.distribute.ReduceOp.SUM
-
-
-def bits_per_dim_of(nats, num_images, image_shape):
-    """Bits per dimension of `nats` summed over `num_images` images of `image_shape`."""
-    return float(nats) / (num_images * int(np.prod(image_shape)) * math.log(2.0))
 
 
 class Trainer:
@@ -52,8 +46,8 @@ class Trainer:
 
     Args:
       strategy: a tf.distribute strategy; its replicas are the towers.
-      model_options: PixelCNN options (image_shape, nr_resnet, ...; dropout_p is the
-        training dropout).
+      config: the ModelConfig (or a dict of its fields) of the model to train;
+        its dropout_p is the training dropout.
       batch_size: images per tower per step (the original's per-GPU --batch_size).
       learning_rate: lr of step 0; step k uses learning_rate * lr_decay ** k.
       lr_decay: per-step decay of the learning rate.
@@ -63,7 +57,7 @@ class Trainer:
       jit_compile: compile each tower's forward and backward pass with XLA.
     """
 
-    def __init__(self, strategy, model_options, batch_size, learning_rate=1e-3,
+    def __init__(self, strategy, config, batch_size, learning_rate=1e-3,
                  lr_decay=0.999995, polyak_decay=0.9995, focal_gamma=0.0, seed=1,
                  jit_compile=False):
         if int(batch_size) != batch_size or batch_size < 1:
@@ -91,7 +85,8 @@ class Trainer:
         self.dropout_rng = tf.random.Generator.from_seed(self.seed + 1)
         self.progress = tf.Variable('{}', dtype=tf.string, trainable=False, name='progress')
         with strategy.scope():
-            self.model = PixelCNN(**model_options, seed=self.seed)
+            config = config if isinstance(config, ModelConfig) else ModelConfig(**config)
+            self.model = PixelCNN(config, seed=self.seed)
             self.weights = self.model.weights
             self.optimizer = optim.Adam(self.weights)
             self.polyak = optim.PolyakAverage(self.weights, polyak_decay)
@@ -114,10 +109,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ set-up
 
-    def initialize(self, images, labels=None):
-        """The original's data-dependent init on one batch, then averages from those weights."""
+    def initialize(self, images, labels=None, progress=None):
+        """The original's data-dependent init on one batch, then averages from those weights.
+
+        progress: optional callable(blocks_done, total_blocks), as PixelCNN.initialize.
+        """
         with self.strategy.scope():
-            self.model.initialize(images, labels)
+            self.model.initialize(images, labels, progress=progress)
             self.polyak.reset()
 
     def start_from(self, path):
@@ -237,13 +235,14 @@ class Trainer:
             nats = self.strategy.run(self._test_tower, args=(images, labels, mask))
             return self.strategy.reduce(_SUM, nats, axis=None)
 
-    def evaluate(self, images, labels=None):
+    def evaluate(self, images, labels=None, progress=None):
         """NLL in nats of every image with the Polyak-averaged weights, dropout off.
 
         Images go through the towers in global batches; the last one is padded and
         the padding masked out, so every image counts once (the original drops the
         last partial batch). For an energy-distance model (no likelihood) the summed
-        energy distance of the full batches is returned instead.
+        energy distance of the full batches is returned instead. `progress`, if
+        given, is called as progress(images_done, images_total) after each batch.
 
         Returns:
           (total nats as a Python float, number of images it covers).
@@ -267,12 +266,14 @@ class Trainer:
                 y = None if y is None else np.concatenate([y, np.zeros(g - n, y.dtype)])
             total += float(self._test_fn(x, y, mask))
             count += n
+            if progress is not None:
+                progress(start + n, end)
         return total, count
 
     def averaged_model(self):
         """A single-device PixelCNN holding the Polyak-averaged weights (to sample from)."""
         if self._averaged_model is None:
-            self._averaged_model = PixelCNN(**self.model.config, seed=self.seed)
+            self._averaged_model = PixelCNN(self.model.config, seed=self.seed)
         with self.strategy.scope():
             for target, shadow in zip(self._averaged_model.weights, self.polyak.shadows):
                 target.assign(shadow.read_value())
@@ -313,31 +314,3 @@ class Trainer:
             raise ValueError('checkpoint %s does not fit this model (%s): %s'
                              % (path, self.model.describe(), str(e).splitlines()[0])) from None
         return json.loads(self.progress.numpy().decode('utf-8'))
-
-
-# ------------------------------------------------------------------ TensorBoard
-
-
-def _summary_metadata(plugin, data_class):
-    return summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name=plugin),
-        data_class=data_class)
-
-
-def summary_scalar(name, value, step):
-    """A TensorBoard scalar, written by TensorFlow itself.
-
-    The same event as tf.summary.scalar, which needs the tensorboard package
-    installed just to write; viewing the events still needs TensorBoard.
-    """
-    return tf.summary.write(name, tf.constant(value, tf.float32), step=step,
-                            metadata=_summary_metadata('scalars', summary_pb2.DATA_CLASS_SCALAR))
-
-
-def summary_image(name, image, step):
-    """A TensorBoard image from uint8 (H, W, C) (C 1 or 3), as tf.summary.image writes it."""
-    image = tf.convert_to_tensor(image, tf.uint8)
-    height, width = image.shape[0], image.shape[1]
-    blob = tf.stack([tf.as_string(width), tf.as_string(height), tf.io.encode_png(image)])
-    metadata = _summary_metadata('images', summary_pb2.DATA_CLASS_BLOB_SEQUENCE)
-    return tf.summary.write(name, blob, step=step, metadata=metadata)

@@ -122,7 +122,7 @@ def _trained_tiny_model(tmp_path):
     x = model.scale_images(images)
     for _ in range(3):
         with tf.GradientTape() as tape:
-            loss = model.loss(x)
+            loss = model.train_objective(x)[0]
         adam.apply_gradients(tape.gradient(loss, model.weights), model.weights, 1e-2)
         polyak.update()
     folder = tmp_path / 'run'
@@ -159,3 +159,20 @@ def test_model_config_is_readable_by_others_like_the_checkpoint(tmp_path):
         os.umask(old)
     mode = stat.S_IMODE(os.stat(tmp_path / checkpoints.CONFIG_FILE).st_mode)
     assert mode == 0o644, oct(mode)
+
+
+# A run of train.py written before the model options became one ModelConfig (issue 12):
+# tests/fixtures/run_before_config, with the NLLs that code computed from it.
+BEFORE_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures',
+                             'run_before_config')
+
+
+@pytest.mark.parametrize('use_ema', [True, False])
+def test_checkpoint_written_before_the_model_config_loads_with_its_nlls(use_ema):
+    with open(os.path.join(BEFORE_CONFIG, 'expected.json')) as f:
+        expected = json.load(f)
+    model = pixel_cnn_pp.load_checkpoint(BEFORE_CONFIG, use_ema=use_ema)
+    assert model.num_classes == 2 and model.image_shape == (8, 8, 3)
+    images, labels = random_images(4, (8, 8, 3), seed=0), np.array([0, 1, 0, 1])
+    want = expected['nll_ema' if use_ema else 'nll_raw']
+    np.testing.assert_allclose(model.nll(images, labels), want, rtol=1e-5)

@@ -196,8 +196,10 @@ def test_without_checksum_a_warning_is_given_and_a_truncated_zip_refused(tmp_pat
 
 
 def test_progress_bar_goes_to_stderr(tmp_path, capsys):
+    from pixel_cnn_pp.progress import download_display
+
     with serve({'/blob.bin': BLOB}) as (url, _):
-        download(url + '/blob.bin', tmp_path / 'blob.bin', md5=MD5, progress=True)
+        download(url + '/blob.bin', tmp_path / 'blob.bin', md5=MD5, progress=download_display)
     err = capsys.readouterr().err
     assert 'blob.bin' in err and '100.0%' in err and 'MiB' in err
 

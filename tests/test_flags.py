@@ -124,3 +124,10 @@ def test_train_flags_are_the_originals_and_ours_not_sample_py_s():
     assert {'nl_levels', 'focal_gamma', 'image_size', 'download', 'multi_worker', 'jit_compile',
             'save_steps', 'keep_checkpoints'} <= names
     assert not names & {'checkpoint', 'pretrained', 'method', 'output'}
+
+
+def test_choices_spelled_out_in_flags_are_the_librarys():
+    from pixel_cnn_pp import config, sampling
+
+    assert FLAGS['resnet_nonlinearity'].parser.enum_values == list(config.NONLINEARITIES)
+    assert FLAGS['method'].parser.enum_values == list(sampling.METHODS)

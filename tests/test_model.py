@@ -1,4 +1,7 @@
-"""The PixelCNN network: the autoregressive property, inputs, init, training, sampling."""
+"""The PixelCNN network: the autoregressive property (every option), inputs, init, training,
+sampling, and the energy-distance head (-ed)."""
+
+import itertools
 
 import logging
 
@@ -45,6 +48,14 @@ def assert_autoregressive(model, labels=None, positions=None, seed=0):
     assert np.abs(out1 - out0).reshape(2, h * w, -1)[:, 1:].max() > 1e-4
 
 
+def scramble_attention(model, seed=0):
+    """Give every non-local block a non-zero output projection, so it does something."""
+    rng = np.random.default_rng(seed)
+    for block in model.nl_blocks:
+        block.wo.assign(rng.normal(0, 0.1, block.wo.shape).astype(np.float32))
+        block.bo.assign(rng.normal(0, 0.05, block.bo.shape).astype(np.float32))
+
+
 @pytest.mark.parametrize('shape', [(8, 8, 3), (8, 8, 1)])
 def test_output_ignores_future_pixels(shape):
     assert_autoregressive(tiny_model(shape))
@@ -60,6 +71,19 @@ def test_output_ignores_future_pixels_class_conditional(shape):
 def test_output_ignores_future_pixels_other_nonlinearities(nonlinearity):
     model = tiny_model((8, 8, 3), resnet_nonlinearity=nonlinearity)
     assert_autoregressive(model, positions=[0, 27, 63])
+
+
+@pytest.mark.parametrize('add_coords,non_local,conditional',
+                         list(itertools.product([False, True], repeat=3)))
+def test_output_ignores_future_pixels_for_every_option(add_coords, non_local, conditional):
+    shape = (8, 8, 3) if conditional else (8, 8, 1)
+    model = tiny_model(shape, add_coords=add_coords, non_local=non_local, nl_levels=(0, 1, 2),
+                       num_classes=3 if conditional else 0)
+    if non_local:
+        assert len(model.nl_blocks) == 3  # a block at each of the 3 resolutions
+        scramble_attention(model)
+    assert_autoregressive(model, labels=np.array([1, 2]) if conditional else None,
+                          positions=[0, 9, 36, 63], seed=1)
 
 
 def test_class_label_changes_the_likelihood():
@@ -135,7 +159,7 @@ def fit(images, steps, learning_rate, shape=None, **options):
     @tf.function
     def step():
         with tf.GradientTape() as tape:
-            loss = model.loss(x)
+            loss = model.train_objective(x)[0]
         adam.apply_gradients(tape.gradient(loss, model.weights), model.weights, learning_rate)
         return loss
 
@@ -150,9 +174,9 @@ def test_training_step_decreases_loss_on_fixed_batch():
 def test_dropout_is_seeded_and_changes_output():
     model = tiny_model()
     x = model.scale_images(random_images(2, (8, 8, 3)))
-    a = model.loss(x, dropout_p=0.5, seed=tf.constant([1, 2]))
-    b = model.loss(x, dropout_p=0.5, seed=tf.constant([1, 2]))
-    c = model.loss(x, dropout_p=0.5, seed=tf.constant([1, 3]))
+    a = model.train_objective(x, dropout_p=0.5, seed=tf.constant([1, 2]))[0]
+    b = model.train_objective(x, dropout_p=0.5, seed=tf.constant([1, 2]))[0]
+    c = model.train_objective(x, dropout_p=0.5, seed=tf.constant([1, 3]))[0]
     assert float(a) == float(b)
     assert float(a) != float(c)
 
@@ -246,3 +270,50 @@ def test_nll_in_a_loop_compiles_once_per_model_and_warns_nothing(caplog):
         for _ in range(10):
             PixelCNN(**options).nll(images)
     assert 'retracing' not in caplog.text
+
+
+# ---------------------------------------------------------------- energy distance (-ed)
+
+
+@pytest.mark.parametrize('shape', [(8, 8, 3), (8, 8, 1)])
+def test_energy_distance_trains_and_samples(shape):
+    model = PixelCNN(shape, seed=0, energy_distance=True, dropout_p=0.0, **TINY)
+    images = random_images(4, shape)
+    model.initialize(images)
+    x = model.scale_images(images)
+    samples = model.forward(x, seed=tf.constant([0, 1]))
+    assert len(samples) == 10 and samples[0].shape == (4,) + shape
+    assert all(float(tf.reduce_max(tf.abs(s))) <= 1.0 for s in samples)
+    with tf.GradientTape() as tape:
+        objective, reported = model.train_objective(x, seed=tf.constant([0, 1]))
+    assert np.isfinite(float(objective)) and float(objective) == float(reported)
+    grads = tape.gradient(objective, model.weights)
+    assert all(g is not None for g in grads)
+    assert float(tf.reduce_sum(tf.abs(grads[-1]))) > 0
+    out = model.sample(2, seed=0)
+    assert out.shape == (2,) + shape and out.dtype == np.uint8
+
+
+def test_energy_distance_output_ignores_future_pixels():
+    shape = (8, 8, 3)
+    model = PixelCNN(shape, seed=0, energy_distance=True, **TINY)
+    images = random_images(2, shape)
+    model.initialize(images)
+    seed = tf.constant([3, 4])
+    base = model.forward(model.scale_images(images), seed=seed)[0].numpy().reshape(2, 64, 3)
+    changed = images.reshape(2, 64, 3).copy()
+    changed[:, 30:] = 255 - changed[:, 30:]
+    out = model.forward(model.scale_images(changed.reshape(images.shape)), seed=seed)[0]
+    out = out.numpy().reshape(2, 64, 3)
+    np.testing.assert_allclose(out[:, :31], base[:, :31], atol=1e-6)  # the pixel 30 output too
+    assert np.abs(out[:, 31:] - base[:, 31:]).max() > 1e-4
+
+
+def test_energy_distance_has_no_likelihood_and_refuses_focal():
+    model = PixelCNN((8, 8, 3), energy_distance=True, **TINY)
+    images = random_images(2, (8, 8, 3))
+    model.initialize(images)
+    with pytest.raises(ValueError, match='no likelihood'):
+        model.nll(images)
+    with pytest.raises(ValueError, match=r'focal loss \(-fl\)'):
+        model.train_objective(model.scale_images(images), focal_gamma=2.0)

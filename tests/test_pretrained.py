@@ -17,6 +17,7 @@ from absl import flags
 
 import pixel_cnn_pp
 import sample
+from data import pretrained
 from data.download import DownloadError
 from data.loader import DataError
 from pixel_cnn_pp import sampling
@@ -35,7 +36,7 @@ def _no_proxy(monkeypatch):
     for var in ('http_proxy', 'https_proxy', 'HTTP_PROXY', 'HTTPS_PROXY'):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv('no_proxy', '127.0.0.1,localhost')
-    for var in (sample.URL_ENV, sample.CACHE_ENV):
+    for var in (pretrained.URL_ENV, pretrained.CACHE_ENV):
         monkeypatch.delenv(var, raising=False)
 
 
@@ -97,7 +98,7 @@ def test_download_interrupted_resumed_unzipped_loaded_and_sampled(cli, pxpp_zip,
     np.testing.assert_array_equal(samples, sampling.sample(golden_model(golden_dir), 2, seed=4))
     assert os.path.exists(tmp_path / 'out.png') and os.path.exists(tmp_path / 'out.npz')
     # Next time, no network is needed.
-    prefix = sample.fetch_pretrained('cifar', closed_port_url('pxpp.zip'), str(cache))
+    prefix = pretrained.fetch_pretrained('cifar', closed_port_url('pxpp.zip'), str(cache))
     assert prefix == str(cache / 'cifar' / 'pxpp' / 'params_cifar.ckpt')
 
 
@@ -107,22 +108,24 @@ def test_partial_file_of_an_earlier_run_is_resumed(pxpp_zip, tmp_path):
     third = len(pxpp_zip) // 3
     (cache / 'pxpp.zip.part').write_bytes(pxpp_zip[:third])
     with serve({'/pxpp.zip': pxpp_zip}) as (url, server):
-        prefix = sample.fetch_pretrained('cifar', url + '/pxpp.zip', str(cache), progress=False)
+        prefix = pretrained.fetch_pretrained('cifar', url + '/pxpp.zip', str(cache),
+                                              progress=False)
     assert server.requests == [('/pxpp.zip', 'bytes=%d-' % third)]
     pixel_cnn_pp.load_checkpoint(prefix, **GOLDEN_OPTIONS)  # every variable and shape
 
 
 def test_url_and_cache_folder_come_from_the_environment(pxpp_zip, tmp_path, monkeypatch):
     with serve({'/mirror/pxpp.zip': pxpp_zip}) as (url, server):
-        monkeypatch.setenv(sample.URL_ENV, url + '/mirror/pxpp.zip')
-        monkeypatch.setenv(sample.CACHE_ENV, str(tmp_path / 'env_cache'))
+        monkeypatch.setenv(pretrained.URL_ENV, url + '/mirror/pxpp.zip')
+        monkeypatch.setenv(pretrained.CACHE_ENV, str(tmp_path / 'env_cache'))
         FLAGS.unparse_flags()
         FLAGS(['sample.py', '--pretrained', 'cifar'])
         args = sample.arguments_from_flags()
         FLAGS.unparse_flags()
         assert args.pretrained_url == url + '/mirror/pxpp.zip'
         assert args.cache_dir == str(tmp_path / 'env_cache')
-        sample.fetch_pretrained('cifar', args.pretrained_url, args.cache_dir, progress=False)
+        pretrained.fetch_pretrained('cifar', args.pretrained_url, args.cache_dir,
+                                    progress=False)
     assert [p for p, _ in server.requests] == ['/mirror/pxpp.zip']
     assert os.path.exists(tmp_path / 'env_cache' / 'pxpp.zip')
 
@@ -132,15 +135,15 @@ def test_checksum_is_checked_when_given(pxpp_zip, tmp_path):
     wrong = 'md5:' + hashlib.md5(b'something else').hexdigest()
     with serve({'/pxpp.zip': pxpp_zip}) as (url, _):
         with pytest.raises(DownloadError, match='checksum mismatch: MD5'):
-            sample.fetch_pretrained('cifar', url + '/pxpp.zip', str(tmp_path), wrong,
+            pretrained.fetch_pretrained('cifar', url + '/pxpp.zip', str(tmp_path), wrong,
                                     progress=False)
         assert extracted(tmp_path) == []  # the wrong file was not kept, nothing extracted
-        prefix = sample.fetch_pretrained('cifar', url + '/pxpp.zip', str(tmp_path), right,
+        prefix = pretrained.fetch_pretrained('cifar', url + '/pxpp.zip', str(tmp_path), right,
                                          progress=False)
     pixel_cnn_pp.load_checkpoint(prefix, **GOLDEN_OPTIONS)
     for bad in ('sha256:1234', 'crc32:' + '0' * 8, 'sha256:' + 'g' * 64):
         with pytest.raises(ValueError, match='--checksum must be sha256:'):
-            sample.parse_checksum(bad)
+            pretrained.parse_checksum(bad)
 
 
 def test_corrupt_or_truncated_download_is_never_used(pxpp_zip, tmp_path):
@@ -150,7 +153,8 @@ def test_corrupt_or_truncated_download_is_never_used(pxpp_zip, tmp_path):
         cache = tmp_path / name
         with serve({'/pxpp.zip': body}) as (url, _):
             with pytest.raises(DownloadError, match='pxpp.zip'):
-                sample.fetch_pretrained('cifar', url + '/pxpp.zip', str(cache), progress=False)
+                pretrained.fetch_pretrained('cifar', url + '/pxpp.zip', str(cache),
+                                              progress=False)
         assert extracted(cache) == [], name
 
 
@@ -159,7 +163,7 @@ def test_corrupt_archive_placed_by_hand_is_refused_and_nothing_extracted(pxpp_zi
     corrupt[len(corrupt) // 2] ^= 0xFF
     (tmp_path / 'pxpp.zip').write_bytes(bytes(corrupt))
     with pytest.raises(DataError, match='corrupt zip archive.*Delete it'):
-        sample.fetch_pretrained('cifar', closed_port_url('pxpp.zip'), str(tmp_path),
+        pretrained.fetch_pretrained('cifar', closed_port_url('pxpp.zip'), str(tmp_path),
                                 progress=False)
     assert extracted(tmp_path) == ['pxpp.zip']
 
@@ -185,7 +189,7 @@ def test_archive_without_a_safe_checkpoint_is_refused(golden_dir, tmp_path, body
         data = make_zip(golden_dir, folder='../', extra=False)
     with serve({'/pxpp.zip': data}) as (url, _):
         with pytest.raises(DataError, match=message):
-            sample.fetch_pretrained('cifar', url + '/pxpp.zip', str(tmp_path / 'c'),
+            pretrained.fetch_pretrained('cifar', url + '/pxpp.zip', str(tmp_path / 'c'),
                                     progress=False)
     assert not os.path.exists(tmp_path / 'pxpp.zip')
     assert extracted(tmp_path / 'c') == ['pxpp.zip']
@@ -201,7 +205,8 @@ def test_wrong_model_options_for_the_checkpoint_name_the_variable(cli, pxpp_zip,
 def test_damaged_extracted_checkpoint_is_reported_with_what_to_delete(cli, pxpp_zip, tmp_path):
     cache = tmp_path / 'c'
     with serve({'/pxpp.zip': pxpp_zip}) as (url, _):
-        prefix = sample.fetch_pretrained('cifar', url + '/pxpp.zip', str(cache), progress=False)
+        prefix = pretrained.fetch_pretrained('cifar', url + '/pxpp.zip', str(cache),
+                                              progress=False)
     data = prefix + '.data-00000-of-00001'
     with open(data, 'r+b') as f:
         f.truncate(os.path.getsize(data) // 2)

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from pixel_cnn_pp import PixelCNN, losses, sampling
+from pixel_cnn_pp.cached_sampler import CachedSampler
 from tests.conftest import random_images
 from tests.test_attention import scramble_attention
 from tests.test_model import TINY, tiny_model
@@ -126,11 +127,23 @@ def test_progress_reports_every_row():
         assert calls == [(r, 4) for r in range(1, 5)]
 
 
-def test_energy_distance_model_falls_back_to_the_naive_sampler():
+def test_energy_distance_model_falls_back_to_the_naive_sampler(monkeypatch):
     model = PixelCNN((4, 4, 1), seed=0, energy_distance=True, **TINY)
     model.initialize(random_images(4, (4, 4, 1)))
-    fast = sampling.sample(model, 2, seed=4)
-    np.testing.assert_array_equal(fast, sampling.sample_naive(model, 2, seed=4))
+    with pytest.raises(ValueError, match='energy-distance'):
+        CachedSampler(model, 2)
+    naive, calls = sampling._naive, []
+
+    def recorded(*args, **kwargs):
+        calls.append(kwargs['noise_seed'])
+        return naive(*args, **kwargs)
+
+    monkeypatch.setattr(sampling, '_naive', recorded)
+    first = sampling.sample(model, 2, seed=4)  # method 'fast' asked for
+    assert len(calls) == 1 and first.shape == (2, 4, 4, 1) and first.dtype == np.uint8
+    # The head's noise follows the seed: the same seed draws the same images, another not.
+    np.testing.assert_array_equal(sampling.sample(model, 2, seed=4), first)
+    assert np.any(sampling.sample(model, 2, seed=5) != first)
     completed = sampling.complete(model, random_images(2, (4, 4, 1), seed=1), 2, seed=4)
     np.testing.assert_array_equal(completed[:, :2], random_images(2, (4, 4, 1), seed=1)[:, :2])
 

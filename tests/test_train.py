@@ -6,6 +6,7 @@ tiny model, so the whole file runs in a couple of minutes on 2 CPU cores.
 """
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -46,12 +47,13 @@ def data_dir(tmp_path_factory):
     return str(root)
 
 
-def train(*argv, timeout=300, log_level='2'):
+def train(*argv, timeout=300, log_level='2', **env_vars):
     """Run train.py with these flags; returns the CompletedProcess (text output).
 
-    log_level: TF_CPP_MIN_LOG_LEVEL, or None for a user who has not set it.
+    log_level: TF_CPP_MIN_LOG_LEVEL, or None for a user who has not set it; env_vars:
+    more environment variables.
     """
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=log_level)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=log_level, **env_vars)
     if log_level is None:
         del env['TF_CPP_MIN_LOG_LEVEL']
     return subprocess.run([sys.executable, TRAIN] + [str(a) for a in argv], cwd=ROOT, env=env,
@@ -91,7 +93,8 @@ def checkpoint_values(save_dir):
 def trained(data_dir, tmp_path_factory):
     """A class-conditional run of 2 epochs on 2 towers, as the end-to-end test runs it."""
     save_dir = str(tmp_path_factory.mktemp('run') / 'save')
-    result = train(*TINY, '-c', '-i', data_dir, '-o', save_dir, '-x', '2', '-t', '1')
+    result = train(*TINY, '-c', '-i', data_dir, '-o', save_dir, '-x', '2', '-t', '1',
+                   PIXELCNN_PROGRESS_SECONDS='0.2')
     assert result.returncode == 0, result.stderr[-3000:]
     return save_dir, result
 
@@ -103,13 +106,16 @@ def test_two_towers_two_epochs_write_every_output_and_the_loss_falls(trained):
     import pixel_cnn_pp
 
     save_dir, result = trained
-    assert ('no GPU visible: 2 towers on 2 logical CPU devices (they share the CPU\'s %d cores); '
-            '8 images per step (4 per tower)' % os.cpu_count()) in result.stdout
+    assert ('2 towers on 2 logical CPU devices (they share the CPU\'s %d cores); 8 images per '
+            'step (4 per tower)' % (os.cpu_count() or 1)) in result.stdout
     files = set(os.listdir(save_dir))
     assert {'flags.json', 'pixelcnn_config.json', 'checkpoint', 'test_bpd_folder.npz',
             'folder_sample0.png', 'folder_sample0.npz', 'folder_sample1.png',
             'folder_sample1.npz'} <= files
     assert {'ckpt-1.index', 'ckpt-2.index'} <= files
+    # Output into a pipe: plain progress lines every 0.2 s, never a carriage return.
+    assert '\r' not in result.stdout + result.stderr
+    assert len(re.findall(r'^epoch 1  \[', result.stderr, re.M)) >= 2, result.stderr[-3000:]
     assert not [f for f in files if f.startswith('.')]  # no temporary file left behind
 
     with np.load(os.path.join(save_dir, 'test_bpd_folder.npz')) as z:
@@ -135,7 +141,7 @@ def test_two_towers_two_epochs_write_every_output_and_the_loss_falls(trained):
 
     # The library reads what train.py wrote: the averaged weights of the last checkpoint.
     model = pixel_cnn_pp.load_checkpoint(save_dir)
-    assert model.config['nr_filters'] == 8 and model.num_classes == 2
+    assert model.config.nr_filters == 8 and model.num_classes == 2
     with np.load(os.path.join(save_dir, 'folder_sample0.npz')) as z:
         assert np.isfinite(model.nll(z['samples'], z['labels'])).all()
 
@@ -196,6 +202,24 @@ def test_killed_run_resumes_as_if_never_stopped(data_dir, tmp_path):
         np.testing.assert_allclose(b['test_bpd'], a['test_bpd'], rtol=1e-6)
         np.testing.assert_allclose(b['train_bpd'], a['train_bpd'], rtol=1e-6)
         assert len(a['test_bpd']) == 4
+
+
+def test_run_written_before_the_model_config_resumes_as_it_did(data_dir, tmp_path):
+    """A checkpoint of the code before issue 12 continues with -r as that code continued it."""
+    fixture = os.path.join(ROOT, 'tests', 'fixtures', 'run_before_config')
+    with open(os.path.join(fixture, 'expected.json')) as f:
+        expected = json.load(f)['resumed_history']
+    save_dir = str(tmp_path / 'save')
+    shutil.copytree(fixture, save_dir)
+    result = train('-q', '1', '-n', '4', '-m', '2', '-d', 'folder', '-b', '4', '-u', '8',
+                   '-g', '1', '-l', '0.004', '--polyak_decay', '0.9', '-c', '-nl', '-ns', '0',
+                   '-i', data_dir, '-o', save_dir, '-x', '2', '-r')
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert re.search(r'resuming from .*ckpt-1: epoch 1, step 16', result.stdout), result.stdout
+    with np.load(os.path.join(save_dir, 'test_bpd_folder.npz')) as z:
+        assert z['epoch'].tolist() == expected['epoch'] == [0, 1]
+        np.testing.assert_allclose(z['train_bpd'], expected['train_bpd'], rtol=1e-5)
+        np.testing.assert_allclose(z['test_bpd'], expected['test_bpd'], rtol=1e-5)
 
 
 def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(trained, tmp_path):
@@ -262,8 +286,6 @@ def test_batch_larger_than_the_data_set_is_refused(data_dir, tmp_path):
 
 
 def test_sigterm_saves_the_step_it_stopped_at_and_exits(data_dir, tmp_path):
-    import json
-
     import tensorflow as tf
 
     save_dir = str(tmp_path / 'save')

@@ -1,0 +1,32 @@
+"""What train.py and sample.py share around their run(): one main() for absl.app.run.
+
+Not in flags.py (which only defines flags) nor in the library (which never reads the
+command line).
+"""
+
+import sys
+
+from absl import flags as absl_flags
+from absl import logging
+
+
+def main_for(program, arguments_from_flags, run, errors=(ValueError, FileNotFoundError)):
+    """An absl main(argv): refuse stray arguments, quiet TF's INFO logging, run, report errors.
+
+    An error of a class in `errors` is one line `<program>: error: <message>` and exit 1
+    (no traceback: the message says what to do).
+    """
+    def main(argv):
+        if len(argv) > 1:
+            print('%s: error: unexpected arguments %s (flags start with - or --)'
+                  % (program, ' '.join(argv[1:])), file=sys.stderr)
+            sys.exit(2)
+        if not absl_flags.FLAGS['verbosity'].present:
+            logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines are noise here
+        args = arguments_from_flags()
+        try:
+            run(args)
+        except errors as e:
+            print('%s: error: %s' % (program, e), file=sys.stderr)
+            sys.exit(1)
+    return main

@@ -1,0 +1,258 @@
+"""A training run: epochs of steps, test bits/dim, samples, checkpoints, summaries, signals.
+
+The original's train.py loop, from plain arguments and callbacks (no flags, no data
+sets: the caller hands in a DataLoader and a function giving its batches). What a
+run writes goes through a `RunOutputs`; the loop decides when.
+
+    trainer = Trainer(strategy, config, batch_size=16)
+    outputs = RunOutputs(save_dir, trainer, name='cifar', sample_batches=1, seed=1)
+    record = begin(trainer, loader, resume_from=None, init_batch_size=16)
+    train_epochs(trainer, loader, lambda: to_tf_dataset(loader), test_images, test_labels,
+                 record, outputs, max_epochs=10, stop=StopRequest())
+
+Per epoch: every step of the loader's epoch (a NaN or Inf loss stops the run without
+saving), a scalar summary every 10 steps, a checkpoint every `save_steps` steps and
+when a stop is requested, then the test bits/dim with the Polyak averages, samples
+every `sample_interval` epochs (and after the first and last), a checkpoint, and the
+history of bits/dim. A checkpoint holds the progress record (epoch, position in it,
+the loader's state, the history), so `begin(..., resume_from=path)` continues exactly.
+"""
+
+import math
+import os
+import signal
+import time
+
+import numpy as np
+
+from pixel_cnn_pp import checkpoints, files, images, progress as progress_display, sampling
+from pixel_cnn_pp.losses import bits_per_dim
+from pixel_cnn_pp.summaries import Summaries
+
+SUMMARY_EVERY = 10  # steps between scalar summaries (and at step 1)
+
+
+def fresh_record():
+    """The JSON record kept in every checkpoint: where the run is, and its history."""
+    return dict(epoch=0, position=0, loader=None, epoch_bpd_sum=0.0, epoch_steps=0,
+                history=dict(epoch=[], train_bpd=[], test_bpd=[]))
+
+
+class StopRequest:
+    """SIGTERM or SIGINT: finish the step, save a checkpoint, stop. A second SIGINT aborts.
+
+    Making one installs the handlers; `signum` is the signal received, or None.
+    """
+
+    def __init__(self):
+        self.signum = None
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.signum is not None and signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        self.signum = signum
+
+
+class Stopped(Exception):
+    """The run stopped on a signal after saving: `signum`, `where` ('at step 12'), `path`."""
+
+    def __init__(self, signum, where, path):
+        super().__init__('stopped by signal %d %s: saved %s' % (signum, where, path))
+        self.signum, self.where, self.path = signum, where, path
+
+
+class RunOutputs:
+    """What a run writes into `save_dir`: checkpoints, summaries in tb/, samples, history.
+
+    Only the chief worker writes (`chief=False`: a worker of a multi-worker run whose
+    files would duplicate the chief's); every worker still takes part in saving.
+
+    Args:
+      save_dir: the run's folder.
+      trainer: the Trainer being run.
+      name: prefix of the sample and history files (the data set: cifar_sample3.png,
+        test_bpd_cifar.npz).
+      sample_batches: samples drawn per sampling, in global batches (0: none).
+      seed: samples of epoch e are drawn with seed + e.
+      keep_checkpoints: how many recent checkpoints to keep.
+      settings: a JSON-ready dict written as flags.json (the command line of the run).
+    """
+
+    def __init__(self, save_dir, trainer, name, sample_batches=1, seed=1, keep_checkpoints=3,
+                 chief=True, settings=None):
+        import tensorflow as tf
+
+        self.save_dir, self.trainer, self.name, self.chief = save_dir, trainer, name, chief
+        self.sample_batches, self.seed = sample_batches, seed
+        if chief:
+            os.makedirs(save_dir, exist_ok=True)
+            if settings is not None:
+                files.write_json(os.path.join(save_dir, 'flags.json'), settings)
+            checkpoints.save_model_config(save_dir, trainer.model)
+        self.summaries = Summaries(os.path.join(save_dir, 'tb') if chief else None)
+        self.manager = tf.train.CheckpointManager(trainer.checkpoint, save_dir,
+                                                  keep_checkpoints, checkpoint_name='ckpt')
+
+    def save(self, record):
+        """A checkpoint holding `record`; its path (None on a worker that is not the chief)."""
+        return self.trainer.save(self.manager, record) if self.chief else None
+
+    def scalars(self, step, values):
+        self.summaries.scalars(step, values)
+
+    def samples(self, epoch, log=print):
+        """sample_batches global batches from the averaged weights: PNG, .npz, TensorBoard."""
+        if not self.chief or not self.sample_batches:
+            return
+        trainer = self.trainer
+        n = self.sample_batches * trainer.global_batch_size
+        model = trainer.averaged_model()
+        labels = model.every_class(n)
+        start = time.time()
+        samples = sampling.sample(model, n, labels=labels, seed=self.seed + epoch)
+        path = os.path.join(self.save_dir, '%s_sample%d' % (self.name, epoch))
+        images.save_image_grid(path + '.png', samples)
+        arrays = dict(samples=samples) if labels is None else dict(samples=samples, labels=labels)
+        images.save_npz(path + '.npz', **arrays)
+        self.summaries.image('samples', images.tile_images(samples[:100]),
+                             int(trainer.step.numpy()))
+        log('wrote %d samples to %s.png/.npz (%.0fs)' % (n, path, time.time() - start))
+
+    def history(self, history):
+        if self.chief:
+            images.save_npz(os.path.join(self.save_dir, 'test_bpd_%s.npz' % self.name),
+                            test_bpd=np.array(history['test_bpd']),
+                            train_bpd=np.array(history['train_bpd']),
+                            epoch=np.array(history['epoch']))
+
+    def close(self):
+        self.summaries.close()
+
+
+def begin(trainer, loader, resume_from=None, init_batch_size=16, start_from=None, log=print):
+    """The progress record to start from: a checkpoint's, or a fresh one.
+
+    With `resume_from` (our checkpoint prefix) the trainer and the loader continue where
+    that checkpoint stopped. With `start_from` (a checkpoint of ours or OpenAI's) a new
+    run starts from its weights and averages (Trainer.start_from: fresh Adam, epoch 0).
+    Otherwise the data-dependent init runs on the loader's first `init_batch_size`
+    images, and the loader is rewound for a full first epoch.
+    """
+    if resume_from is not None:
+        record = trainer.restore(resume_from)
+        if record.get('loader') is not None:
+            loader.set_state(record['loader'])
+        log('resuming from %s: epoch %d, step %d, %d images into the epoch'
+            % (resume_from, record['epoch'], int(trainer.step.numpy()), record['position']))
+        return record
+    if start_from is not None:
+        # Checked against the trainer's model (every option, name and shape) before any step.
+        prefix = trainer.start_from(start_from)
+        log('starting from the weights and averages of %s (fresh Adam, epoch 0, learning rate '
+            '%g)' % (prefix, trainer.base_learning_rate))
+        return fresh_record()
+    batch = loader.next(init_batch_size)
+    loader.reset()  # rewind the iterator back to 0 to do one full epoch
+    x, y = batch if trainer.model.num_classes else (batch, None)
+    display = progress_display.Progress('initializing on %d images' % init_batch_size,
+                                        unit='blocks')
+    trainer.initialize(x, y, progress=display)
+    display.close()
+    return fresh_record()
+
+
+def train_epochs(trainer, loader, batches, test_images, test_labels, record, outputs,
+                 max_epochs, save_steps=0, sample_interval=20, stop=None, log=print):
+    """Train until `max_epochs` epochs are done (see the module docstring).
+
+    Args:
+      trainer: a Trainer, initialised or restored (see `begin`).
+      loader: the train DataLoader (len() steps per epoch; get_state for checkpoints).
+      batches: callable giving one epoch of the loader's batches (e.g. through tf.data).
+      test_images, test_labels: the test set (labels None if unconditional).
+      record: the progress record (`begin`'s); updated in place.
+      outputs: a RunOutputs, or anything with its methods.
+      save_steps: also save every this many steps (0: only after each epoch).
+      sample_interval: draw samples after every this many epochs.
+      stop: a StopRequest (or anything with `signum`), checked after every step.
+      log: prints a line.
+    Raises:
+      FloatingPointError: the loss is NaN or Inf (nothing is saved).
+      Stopped: a signal stopped the run after saving.
+    """
+    # An energy-distance model has no likelihood: the original prints its loss, scaled
+    # the same way, as bits_per_dim; here it is named for what it is.
+    measure = 'energy_distance_per_dim' if trainer.model.energy_distance else 'bits_per_dim'
+    if record['epoch'] >= max_epochs:
+        log('nothing to do: the run has done %d epochs, max_epochs is %d'
+            % (record['epoch'], max_epochs))
+    for epoch in range(record['epoch'], max_epochs):
+        begun = time.time()
+        rate = _train_one_epoch(trainer, loader, batches, record, outputs, epoch, measure,
+                                save_steps, stop)
+        train_bpd = record['epoch_bpd_sum'] / max(record['epoch_steps'], 1)
+        display = progress_display.Progress('evaluating', len(test_images), unit='images')
+        nats, count = trainer.evaluate(test_images, test_labels, progress=display)
+        display.close()
+        test_bpd = float(bits_per_dim(nats / count, trainer.image_shape))
+        for key, value in (('epoch', epoch), ('train_bpd', train_bpd), ('test_bpd', test_bpd)):
+            record['history'][key].append(value)
+        log('Iteration %d, time = %ds, train %s = %.4f, test %s = %.4f'
+            % (epoch, time.time() - begun, measure, train_bpd, measure, test_bpd))
+        scalars = {'train/epoch_' + measure: train_bpd, 'test/' + measure: test_bpd}
+        if rate:
+            scalars['train/images_per_sec'] = rate
+        outputs.scalars(int(trainer.step.numpy()), scalars)
+        if epoch % sample_interval == 0 or epoch == max_epochs - 1:
+            outputs.samples(epoch, log=log)
+        record.update(epoch=epoch + 1, position=0, epoch_bpd_sum=0.0, epoch_steps=0,
+                      loader=loader.get_state())
+        path = outputs.save(record)
+        outputs.history(record['history'])
+        if path:
+            log('saved %s' % path)
+        if stop is not None and stop.signum is not None:
+            raise Stopped(stop.signum, 'after epoch %d' % epoch, path)
+    outputs.close()
+
+
+def _train_one_epoch(trainer, loader, batches, record, outputs, epoch, measure, save_steps,
+                     stop):
+    """The steps of one epoch (from where `record` says it is); returns images/s or None."""
+    global_batch, conditional = trainer.global_batch_size, bool(trainer.model.num_classes)
+    display = progress_display.Progress('epoch %d' % epoch, len(loader) * global_batch,
+                                        unit='images')
+    for batch in batches():
+        x, y = batch if conditional else (batch, None)
+        objective, nll = (float(v) for v in trainer.train_step(x, y))
+        step = int(trainer.step.numpy())
+        if not (math.isfinite(nll) and math.isfinite(objective)):
+            raise FloatingPointError(
+                'the training loss is %s at step %d (epoch %d): stopping without saving; the '
+                'last good checkpoint (%s) is kept. Try a lower learning rate'
+                % (objective if math.isfinite(nll) else nll, step, epoch,
+                   outputs.manager.latest_checkpoint or 'none yet'))
+        bpd = float(bits_per_dim(nll / global_batch, trainer.image_shape))
+        record['position'] += global_batch
+        record['epoch_bpd_sum'] += bpd
+        record['epoch_steps'] += 1
+        running = record['epoch_bpd_sum'] / record['epoch_steps']
+        display.update(record['epoch_steps'] * global_batch,
+                       '%.4f %s' % (running, measure.replace('_per_', '/')))
+        if step % SUMMARY_EVERY == 0 or step == 1:
+            outputs.scalars(step, {'train/' + measure: bpd,
+                                   'train/learning_rate': float(trainer.learning_rate.numpy())})
+        stopping = stop is not None and stop.signum is not None
+        last_step = record['epoch_steps'] == len(loader)  # the epoch's save follows
+        if stopping or (save_steps and step % save_steps == 0 and not last_step):
+            # The loader runs ahead (prefetch): record the images actually used.
+            record['loader'] = loader.get_state(position=record['position'])
+            path = outputs.save(record)
+            if stopping:
+                display.close()
+                raise Stopped(stop.signum, 'at step %d' % step, path)
+    display.close()
+    return display.rate()

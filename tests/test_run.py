@@ -1,0 +1,140 @@
+"""The training run of the library: steps, NaN stop, saves, signals, samples, summaries.
+
+In-process with a tiny model on one device, a list of batches standing in for the
+data set, and an outputs object that records what the run asked it to write.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pixel_cnn_pp import run
+from pixel_cnn_pp.config import ModelConfig
+from pixel_cnn_pp.training import Trainer
+from tests.conftest import random_images
+
+SHAPE = (4, 4, 3)
+
+
+class Loader:
+    """The parts of a DataLoader the run uses: len(), get_state, set_state, next, reset."""
+
+    def __init__(self, steps=3, batch=2):
+        self.batches = [random_images(batch, SHAPE, seed=k) for k in range(steps)]
+        self.state = None
+
+    def __len__(self):
+        return len(self.batches)
+
+    def get_state(self, position=None):
+        return {'position': position}
+
+    def set_state(self, state):
+        self.state = state
+
+    def next(self, n):
+        return np.concatenate(self.batches)[:n]
+
+    def reset(self):
+        pass
+
+
+class Outputs:
+    """Records every call the run makes."""
+
+    def __init__(self):
+        self.saves, self.scalar_steps, self.sampled, self.histories = [], [], [], []
+        self.manager = type('Manager', (), {'latest_checkpoint': 'ckpt-7'})()
+        self.closed = False
+
+    def save(self, record):
+        self.saves.append(dict(record))
+        return 'ckpt-%d' % len(self.saves)
+
+    def scalars(self, step, values):
+        self.scalar_steps.append((step, sorted(values)))
+
+    def samples(self, epoch, log=print):
+        self.sampled.append(epoch)
+
+    def history(self, history):
+        self.histories.append({k: list(v) for k, v in history.items()})
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture
+def trainer():
+    strategy = tf.distribute.MirroredStrategy(['/cpu:0'])
+    trainer = Trainer(strategy, ModelConfig(SHAPE, nr_resnet=1, nr_filters=4,
+                                            nr_logistic_mix=1), batch_size=2)
+    trainer.initialize(random_images(2, SHAPE))
+    return trainer
+
+
+def _train(trainer, loader, outputs, record=None, **kwargs):
+    record = record or run.fresh_record()
+    lines = []
+    run.train_epochs(trainer, loader, lambda: loader.batches, random_images(3, SHAPE, seed=9),
+                     None, record, outputs, log=lines.append, **kwargs)
+    return record, lines
+
+
+def test_epochs_evaluate_save_sample_and_keep_the_history(trainer):
+    loader, outputs = Loader(steps=3), Outputs()
+    record, lines = _train(trainer, loader, outputs, max_epochs=3, sample_interval=2)
+    assert int(trainer.step.numpy()) == 9
+    assert [s['epoch'] for s in outputs.saves] == [1, 2, 3]  # one save per epoch, no more
+    assert outputs.sampled == [0, 2]  # every 2nd epoch, and the last
+    assert outputs.histories[-1]['epoch'] == [0, 1, 2] and outputs.closed
+    assert all(np.isfinite(outputs.histories[-1]['test_bpd']))
+    step_scalars = [step for step, names in outputs.scalar_steps if 'train/bits_per_dim' in names]
+    assert step_scalars == [1]  # step 1, then every 10th
+    assert [line.split(',')[0] for line in lines if line.startswith('Iteration')] == \
+        ['Iteration 0', 'Iteration 1', 'Iteration 2']
+
+
+def test_save_steps_record_where_the_loader_is(trainer):
+    loader, outputs = Loader(steps=4), Outputs()
+    _train(trainer, loader, outputs, max_epochs=1, save_steps=2)
+    # Step 2 mid-epoch; step 4 is the epoch's last, whose save is the epoch's own.
+    assert [(s['epoch'], s['position'], s['loader']) for s in outputs.saves] == \
+        [(0, 4, {'position': 4}), (1, 0, {'position': None})]
+
+
+def test_a_signal_saves_the_step_and_stops(trainer):
+    loader, outputs = Loader(steps=3), Outputs()
+    stop = type('Stop', (), {'signum': 15})()
+    with pytest.raises(run.Stopped) as stopped:
+        _train(trainer, loader, outputs, max_epochs=2, stop=stop)
+    assert (stopped.value.signum, stopped.value.where, stopped.value.path) == \
+        (15, 'at step 1', 'ckpt-1')
+    assert outputs.saves[0]['loader'] == {'position': 2}
+
+
+def test_a_nan_loss_stops_without_saving(trainer):
+    loader, outputs = Loader(steps=3), Outputs()
+    with trainer.strategy.scope():
+        trainer.weights[0].assign(tf.fill(trainer.weights[0].shape, float('nan')))
+    with pytest.raises(FloatingPointError, match=r'is nan at step 1 \(epoch 0\).*ckpt-7'):
+        _train(trainer, loader, outputs, max_epochs=1)
+    assert outputs.saves == []
+
+
+def test_a_finished_run_says_so(trainer):
+    record = dict(run.fresh_record(), epoch=2)
+    _, lines = _train(trainer, Loader(), Outputs(), record=record, max_epochs=2)
+    assert lines == ['nothing to do: the run has done 2 epochs, max_epochs is 2']
+
+
+def test_begin_initialises_on_the_first_images_or_restores(trainer, tmp_path):
+    loader = Loader()
+    outputs = run.RunOutputs(str(tmp_path), trainer, 'tiny', sample_batches=0)
+    record = dict(run.fresh_record(), epoch=1, loader={'position': 6})
+    path = outputs.save(record)
+    assert run.begin(trainer, loader, init_batch_size=2) == run.fresh_record()
+    lines = []
+    assert run.begin(trainer, loader, resume_from=path, log=lines.append) == record
+    assert loader.state == {'position': 6}
+    assert lines[0].startswith('resuming from %s: epoch 1' % path)
