@@ -416,6 +416,8 @@ class CachedSampler:
         outputs = sampler.teacher_forced(images)        # (16, H, W, K), as model.forward
     """
 
+    # Over 60 lines: it builds the caches of every level in the order of the network, so
+    # that it reads against PixelCNN.forward top to bottom.
     def __init__(self, model, n, get=nn.identity, jit_compile=False):
         if model.energy_distance:
             raise ValueError('the cached sampler does not implement the energy-distance head '
