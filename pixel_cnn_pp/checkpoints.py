@@ -122,18 +122,32 @@ def load_checkpoint(path, use_ema=True, **model_options):
         model = PixelCNN(ModelConfig(**model_options), seed=0)
         _assign_openai_weights(model, prefix, use_ema)
         return model
-    stored = read_model_config(prefix)
-    if stored is None:
-        raise ValueError('%s is not an OpenAI TF1 checkpoint (no model/conv2d_0/V) and has no %s '
-                         'beside it; expected a checkpoint written by train.py'
-                         % (prefix, CONFIG_FILE))
+    stored = _our_config(prefix)
     options = stored.replace(**model_options)
     differences = stored.diff(options)
     if differences:
         raise ValueError('checkpoint %s was trained with %s, but %s was asked for'
                          % (prefix, ', '.join('%s=%r' % (k, v[0]) for k, v in differences.items()),
                             ', '.join('%s=%r' % (k, v[1]) for k, v in differences.items())))
-    model = PixelCNN(options, seed=0)
+    model, polyak = _read_ours(prefix, options)
+    if use_ema:
+        polyak.copy_to_weights()
+    return model
+
+
+def _our_config(prefix):
+    """The ModelConfig stored beside our checkpoint `prefix`; ValueError if there is none."""
+    stored = read_model_config(prefix)
+    if stored is None:
+        raise ValueError('%s is not an OpenAI TF1 checkpoint (no model/conv2d_0/V) and has no %s '
+                         'beside it; expected a checkpoint written by train.py'
+                         % (prefix, CONFIG_FILE))
+    return stored
+
+
+def _read_ours(prefix, config):
+    """(model, its PolyakAverage) built from `config`, holding our checkpoint's values."""
+    model = PixelCNN(config, seed=0)
     polyak = PolyakAverage(model.weights)
     try:
         status = training_checkpoint(model, polyak).read(prefix)
@@ -141,9 +155,7 @@ def load_checkpoint(path, use_ema=True, **model_options):
     except (ValueError, AssertionError, tf.errors.OpError) as e:
         raise ValueError('checkpoint %s does not fit the model (%s): %s'
                          % (prefix, model.describe(), e)) from None
-    if use_ema:
-        polyak.copy_to_weights()
-    return model
+    return model, polyak
 
 
 def _openai_tensors(model, prefix, use_ema):
@@ -200,22 +212,10 @@ def read_weights(path, model):
     if is_openai_checkpoint(prefix):
         raw = _openai_tensors(model, prefix, use_ema=False)
         return prefix, raw, _openai_tensors(model, prefix, use_ema=True)
-    stored = read_model_config(prefix)
-    if stored is None:
-        raise ValueError('%s is not an OpenAI TF1 checkpoint (no model/conv2d_0/V) and has no %s '
-                         'beside it; expected a checkpoint written by train.py'
-                         % (prefix, CONFIG_FILE))
-    differences = stored.diff(model.config, ignore=TRAINING_ONLY)
+    differences = _our_config(prefix).diff(model.config, ignore=TRAINING_ONLY)
     if differences:
         raise ValueError('checkpoint %s does not fit the model: %s' % (prefix, '; '.join(
             '%s=%r in the checkpoint, %r here' % (k, theirs, ours)
             for k, (theirs, ours) in differences.items())))
-    copy = PixelCNN(model.config, seed=0)
-    polyak = PolyakAverage(copy.weights)
-    try:
-        status = training_checkpoint(copy, polyak).read(prefix)
-        status.expect_partial().assert_existing_objects_matched()
-    except (ValueError, AssertionError, tf.errors.OpError) as e:
-        raise ValueError('checkpoint %s does not fit the model (%s): %s'
-                         % (prefix, model.describe(), e)) from None
+    copy, polyak = _read_ours(prefix, model.config)
     return prefix, [w.numpy() for w in copy.weights], [s.numpy() for s in polyak.shadows]
