@@ -52,7 +52,7 @@ variable that is also read copies the whole variable.
 import numpy as np
 import tensorflow as tf
 
-from pixel_cnn_pp import coords, losses, nn
+from pixel_cnn_pp import losses, nn
 
 
 class _State:
@@ -430,7 +430,7 @@ class CachedSampler:
         self._widths = widths
         nl_levels = config.nl_levels if config.non_local else []
 
-        # The input: the image (scaled), coordinates with -ac, the channel of ones,
+        # The input (model.network_input: the image, then what is known up front),
         # zero-padded: position (r + 2) * (W + 2) + c + 1 holds x_pad[r, c].
         in_channels = model.u_init.V.shape[2]
         self._x = state.positions((height + 2) * (width + 2), n, in_channels)
@@ -599,7 +599,7 @@ class CachedSampler:
         # Quantise as sample_naive does (tf.round, like np.rint, rounds half to even).
         level = tf.clip_by_value(tf.round((value + 1.0) * 127.5), 0.0, 255.0)
         level = tf.where(tf.gather(self._known, pixel), self._given.read(pixel), level)
-        at = (r + 2) * padded + c + 1  # keep the coordinates (-ac) and the channel of ones
+        at = (r + 2) * padded + c + 1  # the image channels; keep the rest of the input
         self._x.write(at, tf.concat([(level - 127.5) / 127.5, self._x.read(at)[:, channels:]], -1))
         self._images.write(pixel, level)
         return out
@@ -630,11 +630,9 @@ class CachedSampler:
         state, n = self._state, self.n
         state.reset()
         height, width, channels = self.image_shape
-        # The inputs that are known up front: coordinates (-ac) and the channel of ones.
-        known = tf.ones([n, height, width, 1])
-        if self.model.add_coords:
-            known = tf.concat([coords.coordinate_channels(n, height, width), known], -1)
-        x_pad = tf.pad(tf.concat([tf.zeros([n, height, width, channels]), known], -1),
+        # The network's input with the image still zero: what is known up front (the
+        # model decides what that is) is in place; pixels are written as they are drawn.
+        x_pad = tf.pad(self.model.network_input(tf.zeros([n, height, width, channels])),
                        [[0, 0], [2, 0], [1, 1], [0, 0]])
         self._x.var.assign(_raster(x_pad))
         if h is not None:

@@ -81,8 +81,8 @@ class PixelCNN(tf.Module):
     def _build(self, c, namer, rng, ext_rng):
         """Every layer and block, created in the original's order (forward() uses them)."""
         F, R, K = c.nr_filters, c.nr_resnet, c.num_classes
-        # The image, two coordinate channels with -ac, and a channel of ones.
-        in_channels = c.image_shape[-1] + (2 if c.add_coords else 0) + 1
+        # The channels network_input gives (the image, then what is known up front).
+        in_channels = self.network_input(tf.zeros((1,) + c.image_shape)).shape[-1]
 
         def created(item):
             self._order.items.append(item)
@@ -201,10 +201,7 @@ class PixelCNN(tf.Module):
                 progress(block_index[0], total_blocks)
             return out
 
-        if self.add_coords:
-            x = coords.add_coords(x)
-        # A channel of ones marks the image against the zero padding.
-        x_pad = tf.concat([x, tf.ones_like(x[..., :1])], axis=-1)
+        x_pad = self.network_input(x)
 
         # ---- up pass: keep every u and ul on a stack for the down pass
         u_list = [nn.down_shift(self.u_init(x_pad, get, init))]
@@ -236,6 +233,18 @@ class PixelCNN(tf.Module):
         if self.energy_distance:
             return self._energy_distance_samples(ul, get, init, seed)
         return self.out(tf.nn.elu(ul), get, init)
+
+    def network_input(self, x):
+        """What the first convs see: the image's C channels first, then what is known up front.
+
+        The one place that decides the network's input (the cached sampler builds its
+        input here too, from a zero image, and writes only the first C channels): with
+        -ac the two coordinate channels, then a channel of ones that marks the image
+        against the zero padding.
+        """
+        if self.add_coords:
+            x = coords.add_coords(x)
+        return tf.concat([x, tf.ones_like(x[..., :1])], axis=-1)
 
     def _energy_distance_samples(self, ul, get, init, seed):
         """The original's -ed head: ED_SAMPLES noisy 1x1-generator samples per image."""
