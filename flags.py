@@ -186,3 +186,9 @@ flags.DEFINE_integer('eval_images', 0, 'sample.py --eval: evaluate only the firs
                      'images (0: all).', lower_bound=0)
 flags.DEFINE_boolean('use_ema', True, 'sample.py: use the Polyak-averaged weights, as the '
                      'original samples and tests (--nouse_ema: the raw weights).')
+flags.DEFINE_list('complete', None, 'sample.py: complete these images instead of sampling new '
+                  'ones: PNG/JPEG files, folders of them, or .npz files of uint8 images of the '
+                  'model\'s shape, comma-separated. Keeps the top --known_rows rows of each and '
+                  'samples the rest, --num_samples completions per image (default 4).')
+flags.DEFINE_integer('known_rows', None, 'sample.py --complete: rows kept from the top of each '
+                     'image, 0..height (default: half the height).')

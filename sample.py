@@ -5,29 +5,31 @@
     python3 sample.py --pretrained cifar                      # OpenAI's published CIFAR-10 model
     python3 sample.py --pretrained cifar --eval --eval_images 1000 --num_samples 4
     python3 sample.py --checkpoint ~/pxpp/save --labels 3,3,5,5   # a class-conditional model
+    python3 sample.py -o ~/pxpp/save --complete photos/ --known_rows 16 --num_samples 4
+    python3 sample.py -o ~/pxpp/save --nr_gpu 2           # the images split over 2 towers
 
-Writes <output>.png (the samples as one grid) and <output>.npz (`samples` uint8
-(N, H, W, C), and `labels` for a class-conditional model); --output defaults to
-<save_dir>/samples_seed<seed>. Here --num_samples counts images (16 when not
-given; train.py's --num_samples counts batches). A class-conditional model
-without --labels draws every class in turn. The same --seed gives the same
-images, with --method fast (the cached sampler, the default) or naive (the
-whole network once per pixel, as the original).
+Writes <output>.png (a grid) and <output>.npz (`samples` uint8 (N, H, W, C), and
+`labels` for a class-conditional model; default <save_dir>/samples_seed<seed>).
+Here --num_samples counts images (16 when not given; train.py's counts batches).
+A class-conditional model without --labels draws every class in turn. The same
+--seed gives the same images with --method fast (cached, the default) or naive.
 
---pretrained cifar downloads OpenAI's pxpp.zip (656 MB; --pretrained_url or
-$PIXELCNN_PRETRAINED_URL to use a mirror) into --cache_dir (default
-$PIXELCNN_CACHE_DIR or ~/.cache/pixel_cnn_pp) with a progress bar, resuming an
-interrupted download, renames it into place only once whole, extracts only the
-checkpoint files, and checks that every variable loads with its shape. OpenAI
-publishes no checksum; pass --checksum sha256:<hex> to check one. Offline, put
-pxpp.zip in the cache folder by hand (the error message says exactly where).
-For OpenAI's TF1 checkpoints, which do not store their options, the model flags
-(-q, -n, -m, -z, -c, -ac, -nl) default to the original's; --data_set sets the
-image shape (cifar 32x32x3, mnist 28x28x1, imagenet --image_size).
+--complete IMAGES (PNG/JPEG files, folders, or .npz of uint8 images of the model's
+shape) keeps the top --known_rows rows of each (default: half) and samples the
+rest, --num_samples completions per image (default 4): one grid row per image,
+the original first; the npz adds `originals` and `known_rows` (image i's
+completions are samples i*k..i*k+k-1); default <save_dir>/completions_seed<seed>.
+
+--nr_gpu N splits the images over N towers (GPUs, else logical CPU devices, as
+train.py; CUDA_VISIBLE_DEVICES narrows); not given: every visible GPU, or the CPU.
+
+--pretrained cifar downloads OpenAI's pxpp.zip (656 MB, once, resumable, into
+--cache_dir; see the flags for mirrors and checksums). OpenAI's TF1 checkpoints
+store no options: the model flags default to the original's and --data_set sets
+the image shape (cifar 32x32x3, mnist 28x28x1, imagenet --image_size).
 """
 
 import os
-import tempfile
 import time
 import types
 
@@ -43,6 +45,7 @@ from data.loader import DataError, get_loader, loader_options
 FLAGS = absl_flags.FLAGS
 
 DEFAULT_NUM_SAMPLES = 16
+DEFAULT_COMPLETIONS = 4  # per image, with --complete
 # Image shape of a TF1 checkpoint (which does not store it), by --data_set.
 TF1_IMAGE_SHAPES = {'cifar': (32, 32, 3), 'mnist': (28, 28, 1), 'patches': (32, 32, 3)}
 
@@ -57,13 +60,14 @@ def arguments_from_flags():
     args.data_dir = os.path.expanduser(args.data_dir)
     args.save_dir = os.path.expanduser(args.save_dir)
     if 'num_samples' not in args.present:
-        args.num_samples = DEFAULT_NUM_SAMPLES
+        args.num_samples = DEFAULT_COMPLETIONS if args.complete else DEFAULT_NUM_SAMPLES
     args.pretrained_url = (args.pretrained_url or os.environ.get(pretrained.URL_ENV)
                            or pretrained.PRETRAINED_URL)
     args.cache_dir = os.path.expanduser(args.cache_dir or os.environ.get(pretrained.CACHE_ENV)
                                         or pretrained.DEFAULT_CACHE_DIR)
     if args.output is None:
-        args.output = os.path.join(args.save_dir, 'samples_seed%d' % args.seed)
+        args.output = os.path.join(args.save_dir, '%s_seed%d' % (
+            'completions' if args.complete else 'samples', args.seed))
     args.output = os.path.expanduser(args.output)
     # The model options given by a flag of their name (sampling has no use for dropout).
     args.model_options = {name: values[name] for name in ModelConfig.field_names()
@@ -124,40 +128,21 @@ def load_model(args):
 # ---------------------------------------------------------------- the outputs
 
 
-def choose_labels(args, model):
+def choose_labels(args, model, n, what):
     """int32 (n,) labels for a conditional model (--labels, or every class in turn), or None."""
-    n = args.num_samples
-    if not model.num_classes:
-        if args.labels:
-            raise ValueError('--labels given, but the checkpoint\'s model is unconditional '
-                             '(num_classes=0)')
-        return None
     if not args.labels:
         return model.every_class(n)
-    try:
-        labels = np.array([int(v) for v in args.labels], np.int64)
-    except ValueError:
-        raise ValueError('--labels must be integers, comma-separated; got %s'
-                         % ','.join(args.labels)) from None
+    if not model.num_classes:
+        raise ValueError('--labels given, but the checkpoint\'s model is unconditional')
+    if not all(v.strip().isdigit() for v in args.labels):
+        raise ValueError('--labels must be integers, comma-separated; got %s' % ','.join(args.labels))
+    labels = np.array([int(v) for v in args.labels], np.int32)
     if len(labels) != n:
-        raise ValueError('--labels gives %d labels for --num_samples %d images; give one per '
-                         'image' % (len(labels), n))
-    if labels.min() < 0 or labels.max() >= model.num_classes:
+        raise ValueError('--labels gives %d labels for %s; give one per image' % (len(labels), what))
+    if labels.max() >= model.num_classes:
         raise ValueError('--labels must be classes 0..%d of this model; got %s'
                          % (model.num_classes - 1, ','.join(args.labels)))
-    return labels.astype(np.int32)
-
-
-def check_writable(output):
-    """Fail now, not after sampling, if <output>.png cannot be written."""
-    folder = os.path.dirname(os.path.abspath(output))
-    try:
-        os.makedirs(folder, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix='.sample-write-test-'):
-            pass
-    except OSError as e:
-        raise ValueError('cannot write the samples to %s (--output / --save_dir): %s'
-                         % (folder, e.strerror or e)) from None
+    return labels
 
 
 def evaluate(args, model):
@@ -176,46 +161,75 @@ def evaluate(args, model):
                             'x'.join(map(str, model.image_shape))))
     images, labels = test.data, test.labels if model.num_classes else None
     count = len(images) if not args.eval_images else min(args.eval_images, len(images))
-    nats, display = [], Progress('evaluating', count, unit='images')
-    for first in range(0, count, args.batch_size):
-        last = min(first + args.batch_size, count)
-        nats.append(model.nll(images[first:last], None if labels is None else labels[first:last],
-                              batch_size=args.batch_size))
-        display.update(last)
+    display = Progress('evaluating', count, unit='images')
+    nats = model.nll(images[:count], None if labels is None else labels[:count],
+                     batch_size=args.batch_size, progress=lambda done, _: display.update(done))
     display.close()
-    return float(bits_per_dim(np.concatenate(nats).mean(), model.image_shape)), count
+    return float(bits_per_dim(nats.mean(), model.image_shape)), count
+
+
+def read_completion_inputs(args, model):
+    """--complete's images (checked against the model) and --known_rows (default: half)."""
+    from pixel_cnn_pp import image_input
+
+    given = image_input.read_images(args.complete, model.image_shape, '--complete')[0]
+    height = model.image_shape[0]
+    known_rows = height // 2 if args.known_rows is None else args.known_rows
+    if not 0 <= known_rows <= height:
+        raise ValueError('--known_rows must be in 0..%d (the model\'s image height); got %d'
+                         % (height, known_rows))
+    return given, known_rows
 
 
 def run(args):
-    """Load, optionally evaluate, sample and write, from plain arguments."""
-    from pixel_cnn_pp import distribute, images, sampling
+    """Load, optionally evaluate, sample (or complete --complete's images) and write."""
+    from pixel_cnn_pp import distribute, files, images, sampling
     from pixel_cnn_pp.progress import Progress
 
     if args.num_samples < 1:
-        raise ValueError('--num_samples must be at least 1 (sample.py draws that many images); '
-                         'got %d' % args.num_samples)
+        raise ValueError('--num_samples must be at least 1 (sample.py draws that many images, '
+                         'or completions per image with --complete); got %d' % args.num_samples)
     if args.pretrained and args.checkpoint:
         raise ValueError('give --pretrained or --checkpoint, not both')
-    check_writable(args.output)
+    files.check_writable(args.output, '--output / --save_dir')
+    # Towers first: logical CPU devices can only be made before TensorFlow starts.
+    devices = distribute.sampling_devices(args.nr_gpu if 'nr_gpu' in args.present else None)
     model, prefix = load_model(args)
-    print(distribute.describe_towers(distribute.sampling_devices()))
+    print(distribute.describe_towers(devices))
     print('loaded %s (%s%s)' % (prefix, model.describe(),
                                 ', Polyak averages' if args.use_ema else ', raw weights'))
-    labels = choose_labels(args, model)
+    per_image = args.num_samples
+    if args.complete:
+        originals, known_rows = read_completion_inputs(args, model)
+        labels = choose_labels(args, model, len(originals), '%d --complete images'
+                               % len(originals))
+        # Each image (and label) k times in a row: image i's completions are i*k .. i*k+k-1.
+        given = np.repeat(originals, per_image, axis=0)
+        labels = None if labels is None else np.repeat(labels, per_image)
+    else:
+        labels = choose_labels(args, model, per_image, '--num_samples %d images' % per_image)
     if args.eval:
         bpd, count = evaluate(args, model)
         print('test bits/dim: %.4f (%d %s test images)' % (bpd, count, args.data_set))
     start, display = time.perf_counter(), Progress('sampling', unit='rows')
-    samples = sampling.sample(model, args.num_samples, labels, seed=args.seed,
-                              method=args.method, progress=display, jit_compile=args.jit_compile)
+    common = dict(labels=labels, seed=args.seed, method=args.method, progress=display,
+                  jit_compile=args.jit_compile, devices=devices)
+    if args.complete:
+        samples = sampling.complete(model, given, known_rows, **common)
+    else:
+        samples = sampling.sample(model, per_image, **common)
     display.close()
     seconds = time.perf_counter() - start
-    images.save_image_grid(args.output + '.png', samples)
     arrays = dict(samples=samples) if labels is None else dict(samples=samples, labels=labels)
+    if args.complete:  # each row of the grid: the original, then its completions
+        arrays.update(originals=originals, known_rows=known_rows)
+        images.save_completion_grid(args.output + '.png', originals, samples)
+    else:
+        images.save_image_grid(args.output + '.png', samples)
     images.save_npz(args.output + '.npz', **arrays)
-    print('wrote %d samples to %s.png and %s.npz (%s sampler, %.1f s, %.2f images/s)'
-          % (len(samples), args.output, args.output, args.method, seconds,
-             len(samples) / seconds))
+    print('wrote %d %s to %s.png and %s.npz (%s sampler, %.1f s, %.2f images/s)'
+          % (len(samples), 'completions' if args.complete else 'samples', args.output,
+             args.output, args.method, seconds, len(samples) / seconds))
     return samples
 
 

@@ -112,9 +112,13 @@ def describe_towers(devices, multi_worker=False):
             % (towers, worker, n, os.cpu_count() or 1))
 
 
-def sampling_devices():
-    """The device sample.py draws on: the first visible GPU, else the CPU."""
-    return ['/gpu:0'] if tf.config.list_physical_devices('GPU') else ['/cpu:0']
+def sampling_devices(nr_gpu=None):
+    """The devices sample.py draws on: `nr_gpu` towers (configure_devices), or by default
+    every visible GPU, else the CPU. Call it before TensorFlow starts, as configure_devices."""
+    if nr_gpu is not None:
+        return configure_devices(nr_gpu)
+    gpus = tf.config.list_physical_devices('GPU')
+    return ['/gpu:%d' % i for i in range(len(gpus))] if gpus else ['/cpu:0']
 
 
 def make_strategy(devices, multi_worker=False):

@@ -39,3 +39,18 @@ def write_json(path, value):
         with open(tmp, 'w') as f:
             json.dump(value, f, indent=1, sort_keys=True)
     atomic_write(path, write)
+
+
+def check_writable(path, what):
+    """Raise ValueError naming `what` (e.g. a flag) unless a file can be created beside `path`.
+
+    For a command to fail at once, not after its work, when its output folder cannot
+    be made or written (a regular file in the way, no permission, ...).
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix='.write-test-'):
+            pass
+    except OSError as e:
+        raise ValueError('cannot write to %s (%s): %s' % (folder, what, e.strerror or e)) from None

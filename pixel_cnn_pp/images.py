@@ -78,3 +78,16 @@ def save_image_grid(path, images, max_images=100, columns=None):
 def save_npz(path, **arrays):
     """np.savez(path, **arrays), atomically."""
     atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
+
+
+def save_completion_grid(path, originals, completions):
+    """One grid row per original: the original, then its k completions.
+
+    `completions` holds image i's k = len(completions) / len(originals) completions
+    at i*k .. i*k+k-1 (as sample.py --complete draws them).
+    """
+    originals, completions = _check_batch(originals), _check_batch(completions)
+    k = len(completions) // len(originals)
+    rows = np.concatenate([originals[:, None], completions.reshape(
+        (len(originals), k) + completions.shape[1:])], axis=1)
+    save_png(path, tile_images(rows.reshape((-1,) + completions.shape[1:]), columns=k + 1))

@@ -365,7 +365,8 @@ class PixelCNN(tf.Module):
             functions[key] = tf.function(_NegLogProbPerPixel(self, get), reduce_retracing=True)
         return functions[key]
 
-    def nll(self, images, labels=None, per_pixel=False, batch_size=64, averages=None):
+    def nll(self, images, labels=None, per_pixel=False, batch_size=64, averages=None,
+            progress=None):
         """Exact negative log-likelihood in nats, with dropout off.
 
         Args:
@@ -374,6 +375,7 @@ class PixelCNN(tf.Module):
           per_pixel: return (N, H, W) nats per pixel instead of (N,) per image.
           batch_size: images per forward pass.
           averages: optional optim.PolyakAverage to evaluate its averaged weights.
+          progress: optional callable(images_done, total), called after each batch.
         Returns:
           NumPy float64 array of nats; `bits_per_dim(nats, image_shape)` converts.
         """
@@ -384,6 +386,8 @@ class PixelCNN(tf.Module):
             x = self.scale_images(images[start:start + batch_size])
             h = self.one_hot(labels[start:start + batch_size]) if labels is not None else None
             out.append(fn(x, h).numpy().astype(np.float64))
+            if progress is not None:
+                progress(min(start + batch_size, len(images)), len(images))
         nats = np.concatenate(out)
         return nats if per_pixel else nats.sum(axis=(1, 2))
 

@@ -129,7 +129,7 @@ def test_missing_checkpoint_and_unwritable_output_are_refused(cli, golden_prefix
         cli('-o', tmp_path, '--output', tmp_path / 'x')
     blocker = tmp_path / 'a_file'
     blocker.write_text('not a folder')
-    with pytest.raises(ValueError, match='cannot write the samples to .*a_file'):
+    with pytest.raises(ValueError, match='cannot write to .*a_file'):
         cli('--checkpoint', golden_prefix, *GOLDEN_MODEL, '--output', blocker / 'samples')
 
 
@@ -143,4 +143,84 @@ def test_command_line_error_is_one_line_and_exit_1(golden_prefix, tmp_path):
     assert 'Traceback' not in result.stderr
     errors = [l for l in result.stderr.splitlines() if l.startswith('sample.py: error:')]
     assert errors == ['sample.py: error: --num_samples must be at least 1 (sample.py draws that '
-                      'many images); got 0']
+                      'many images, or completions per image with --complete); got 0']
+
+
+# ------------------------------------------------------------------ --complete
+
+
+def write_pngs(folder, images):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(images):
+        iio.imwrite(str(folder / ('im%d.png' % i)), image[..., 0] if image.shape[-1] == 1
+                    else image)
+    return folder
+
+
+def test_complete_keeps_the_known_rows_and_writes_originals_beside_completions(
+        cli, conditional_run, tmp_path):
+    given = random_images(2, (8, 8, 1), seed=7)
+    folder = write_pngs(tmp_path / 'in', given)
+    out = tmp_path / 'done'
+    samples = cli('--checkpoint', conditional_run, '--complete', folder, '--known_rows', 3,
+                  '--num_samples', 3, '--labels', '2,0', '-s', 4, '--output', out)
+    assert samples.shape == (6, 8, 8, 1)
+    np.testing.assert_array_equal(samples[:, :3], np.repeat(given, 3, axis=0)[:, :3])
+    assert not np.array_equal(samples[0, 3:], samples[1, 3:])  # completions of one image differ
+    model = pixel_cnn_pp.load_checkpoint(conditional_run)
+    np.testing.assert_array_equal(samples, model.complete(np.repeat(given, 3, axis=0), 3,
+                                                          labels=[2, 2, 2, 0, 0, 0], seed=4))
+    with np.load(str(out) + '.npz') as f:
+        np.testing.assert_array_equal(f['samples'], samples)
+        np.testing.assert_array_equal(f['originals'], given)
+        np.testing.assert_array_equal(f['labels'], [2, 2, 2, 0, 0, 0])
+        assert int(f['known_rows']) == 3
+    grid = iio.imread(str(out) + '.png')
+    assert grid.shape == (1 + 2 * 9, 1 + 4 * 9)  # one row per image: original + 3 completions
+    np.testing.assert_array_equal(grid[10:18, 1:9], given[1, ..., 0])  # second row: original
+    np.testing.assert_array_equal(grid[10:18, 10:18], samples[3, ..., 0])  # its first completion
+
+
+def test_complete_defaults_to_half_the_rows_and_four_completions(cli, conditional_run, tmp_path):
+    given = random_images(1, (8, 8, 1), seed=8)
+    np.savez(str(tmp_path / 'in.npz'), images=given)
+    samples = cli('--checkpoint', conditional_run, '--complete', tmp_path / 'in.npz',
+                  '-o', tmp_path)
+    assert samples.shape == (4, 8, 8, 1)
+    np.testing.assert_array_equal(samples[:, :4], np.repeat(given, 4, axis=0)[:, :4])
+    assert os.path.exists(str(tmp_path / 'completions_seed1.png'))
+
+
+@pytest.mark.parametrize('make,argv,message', [
+    (lambda d: write_pngs(d, random_images(1, (8, 12, 1))), [],
+     r'--complete: .*im0.png is 8x12x1 \(one channel\), but the model takes 8x8x1'),
+    (lambda d: write_pngs(d, random_images(1, (8, 8, 3))), [],
+     r'im0.png is 8x8x3 \(RGB\), but the model takes 8x8x1 \(one channel\)'),
+    (lambda d: write_pngs(d, random_images(1, (8, 8, 1))), ['--known_rows', 9],
+     r'--known_rows must be in 0..8'),
+    (lambda d: (d.mkdir(), (d / 'bad.png').write_bytes(b'not a png'), d)[-1], [],
+     r'bad.png: not a readable image'),
+    (lambda d: d / 'missing', [], r'missing: no such file or folder'),
+])
+def test_complete_refuses_bad_images_and_rows(cli, conditional_run, tmp_path, make, argv,
+                                              message):
+    path = make(tmp_path / 'in')
+    with pytest.raises(ValueError, match=message):
+        cli('--checkpoint', conditional_run, '--complete', path, '--output', tmp_path / 'x',
+            *argv)
+    assert not os.path.exists(str(tmp_path / 'x.png'))
+
+
+def test_nr_gpu_splits_the_images_over_logical_cpu_towers(conditional_run, tmp_path):
+    """sample.py --nr_gpu 2 on a machine without GPUs: two towers, the images of one."""
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES='')
+    out = tmp_path / 'two'
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'sample.py'), '--checkpoint', conditional_run,
+         '--nr_gpu', '2', '--num_samples', '3', '-s', '5', '--output', str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'no GPU visible: 2 towers on 2 logical CPU devices' in result.stdout
+    model = pixel_cnn_pp.load_checkpoint(conditional_run)
+    with np.load(str(out) + '.npz') as f:
+        np.testing.assert_array_equal(f['samples'], model.sample(3, [0, 1, 2], seed=5))

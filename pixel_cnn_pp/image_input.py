@@ -1,0 +1,118 @@
+"""Images from files, for completion (and scoring): PNG or JPEG files, folders, .npz.
+
+One reader for every command that takes a user's own images (sample.py
+--complete). A path is an image file, a folder (its .png/.jpg/.jpeg files, by
+name; not its subfolders) or an .npz of uint8 images (its `images` array, else
+`samples` as sample.py writes them, else its only array). Every image comes back
+with a name for messages: the file, or `file.npz[i]`.
+
+    images, names = read_images(['photos/', 'extra.png'])   # uint8 (N, H, W, C)
+    images, names = read_images('faces.npz', model.image_shape, '--complete')
+"""
+
+import os
+
+import numpy as np
+
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg')
+
+
+def read_images(paths, shape=None, what='images'):
+    """uint8 (N, H, W, C) images and their N names, from files, folders and .npz files.
+
+    With `shape` (H, W, C), every image must have it (a model's image_shape);
+    `what` (e.g. the flag that named the paths) starts the messages.
+    Raises ValueError naming the path: missing, unreadable, not uint8, an empty
+    folder, images of different shapes or not of `shape`.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    images, names = [], []
+    for path in paths:
+        path = os.path.expanduser(os.fspath(path))
+        if os.path.isdir(path):
+            files = sorted(f for f in os.listdir(path) if f.lower().endswith(IMAGE_SUFFIXES))
+            if not files:
+                raise ValueError('%s: a folder without .png/.jpg/.jpeg images' % path)
+            for f in files:
+                images.append(_read_file(os.path.join(path, f)))
+                names.append(os.path.join(path, f))
+        elif not os.path.exists(path):
+            raise ValueError('%s: no such file or folder' % path)
+        elif path.lower().endswith('.npz'):
+            batch = _read_npz(path)
+            images.extend(batch)
+            names.extend('%s[%d]' % (path, i) for i in range(len(batch)))
+        else:
+            images.append(_read_file(path))
+            names.append(path)
+    if not images:
+        raise ValueError('no images given')
+    if shape is not None:
+        check_image_shape(images, names, shape, what)
+    first = images[0].shape
+    for image, name in zip(images, names):
+        if image.shape != first:
+            raise ValueError('%s is %s but %s is %s: all images must have one shape'
+                             % (name, _shape(image.shape), names[0], _shape(first)))
+    return np.stack(images), names
+
+
+def check_image_shape(images, names, shape, what='images'):
+    """Raise ValueError naming the first image whose (H, W, C) is not the model's `shape`."""
+    for image, name in zip(images, names):
+        if tuple(image.shape) != tuple(shape):
+            raise ValueError('%s: %s is %s, but the model takes %s images'
+                             % (what, name, _shape(image.shape), _shape(shape)))
+
+
+def _shape(shape):
+    h, w, c = shape
+    return '%dx%dx%d (%s)' % (h, w, c, {1: 'one channel', 3: 'RGB'}.get(c, '%d channels' % c))
+
+
+def _read_file(path):
+    """One image file as uint8 (H, W, C), C 1 (grey) or 3 (RGB)."""
+    import imageio.v3 as iio  # lazily: only readers of image files need it
+
+    try:
+        image = np.asarray(iio.imread(path))
+    except Exception as e:  # imageio's plugins raise many types for a damaged file
+        raise ValueError('%s: not a readable image (%s)' % (path, str(e).splitlines()[0]
+                                                            if str(e) else type(e).__name__)) \
+            from None
+    if image.dtype != np.uint8:
+        raise ValueError('%s: %s pixels; 8-bit images are expected' % (path, image.dtype))
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
+        raise ValueError('%s: shape %s is not a grey or RGB image' % (path, image.shape))
+    if image.shape[-1] == 4:
+        if (image[..., 3] != 255).any():
+            raise ValueError('%s: has transparent pixels (an alpha channel below 255); the '
+                             'model takes opaque RGB or grey images' % path)
+        image = image[..., :3]
+    return image
+
+
+def _read_npz(path):
+    """The uint8 images of an .npz file, as (N, H, W, C)."""
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            keys = list(arrays.keys())
+            key = next((k for k in ('images', 'samples') if k in keys),
+                       keys[0] if len(keys) == 1 else None)
+            batch = None if key is None else arrays[key]
+    except Exception as e:  # not a zip, a damaged one, a pickled array, ...
+        raise ValueError('%s: not a readable .npz of images (%s)' % (path, e)) from None
+    if key is None:
+        raise ValueError('%s: holds %s; name the images array `images`' % (path, keys))
+    if batch.dtype != np.uint8:
+        raise ValueError('%s: %r is %s; uint8 images (N, H, W, C) are expected'
+                         % (path, key, batch.dtype))
+    if batch.ndim == 3:
+        batch = batch[..., None]
+    if batch.ndim != 4 or batch.shape[-1] not in (1, 3) or not len(batch):
+        raise ValueError('%s: %r has shape %s; uint8 images (N, H, W, C) with C 1 or 3 are '
+                         'expected' % (path, key, batch.shape))
+    return list(batch)
