@@ -6,7 +6,8 @@
     python3 sample.py --pretrained cifar --eval --eval_images 1000 --num_samples 4
     python3 sample.py --checkpoint ~/pxpp/save --labels 3,3,5,5   # a class-conditional model
 
-Writes <output>.png (the samples as one grid) and <output>.npz (`samples` uint8
+Writes <output>.png (the samples as one grid, upscaled to a viewable size and
+labelled with the data set, epoch, test bits/dim when known, and seed) and <output>.npz (`samples` uint8
 (N, H, W, C), and `labels` for a class-conditional model); --output defaults to
 <save_dir>/samples_seed<seed>. Here --num_samples counts images (16 when not
 given; train.py's --num_samples counts batches). A class-conditional model
@@ -47,11 +48,30 @@ DEFAULT_NUM_SAMPLES = 16
 TF1_IMAGE_SHAPES = {'cifar': (32, 32, 3), 'mnist': (28, 28, 1), 'patches': (32, 32, 3)}
 
 
+for _name in all_flags.sample_flags():
+    absl_flags.declare_key_flag(_name)  # listed by --help and --helpshort
+
+
+def use_sample_py_help():
+    """sample.py's help and defaults for the flags it reads otherwise than train.py.
+
+    Called before the command line is parsed when sample.py runs as a script, so
+    --help shows them (tests that import this module keep train.py's).
+    """
+    for name, (text, default) in all_flags.SAMPLE_PY_HELP.items():
+        FLAGS[name].help = text
+        if default is not None:
+            FLAGS.set_default(name, default)
+
+
 def arguments_from_flags():
-    """Every flag as a plain namespace (the one place FLAGS is read)."""
+    """Every flag of sample.py as a plain namespace (the one place FLAGS is read)."""
+    names = all_flags.sample_flags()
+    cli.refuse_flags_of('train.py', [n for n in all_flags.TRAIN_FLAGS if n not in names],
+                        'sample.py')
     from pixel_cnn_pp.config import TRAINING_ONLY, ModelConfig
 
-    values = {f.name: f.value for f in FLAGS.get_flags_for_module(all_flags)}
+    values = {name: FLAGS[name].value for name in names}
     args = types.SimpleNamespace(**values)
     args.present = {name for name in values if FLAGS[name].present}
     args.data_dir = os.path.expanduser(args.data_dir)
@@ -160,6 +180,32 @@ def check_writable(output):
                          % (folder, e.strerror or e)) from None
 
 
+def grid_label(args, prefix, test_bpd=None, test_count=None):
+    """What the grid's label says: the data set, the epoch, test bits/dim, the seed.
+
+    From our checkpoint's training record (its data set, last epoch and that epoch's
+    test bits/dim), --pretrained, and --eval's bits/dim on `test_count` images (which
+    takes precedence); where no data set is known, the checkpoint's name stands for it.
+    """
+    from pixel_cnn_pp import checkpoints
+
+    record = checkpoints.read_training_record(prefix) or {}
+    epochs, position = record.get('epoch', 0), record.get('position', 0)
+    history = record.get('history') or {}
+    parts = [args.data_set if args.eval else args.pretrained or record.get('name')
+             or os.path.join(os.path.basename(os.path.dirname(prefix)), os.path.basename(prefix))]
+    if epochs and not position:
+        parts.append('epoch %d' % (epochs - 1))
+        if test_bpd is None and (history.get('epoch') or [None])[-1] == epochs - 1:
+            test_bpd = history['test_bpd'][-1]
+    elif position:
+        parts.append('epoch %d, %d images in' % (epochs, position))
+    if test_bpd is not None:
+        parts.append('test %.3f bits/dim' % test_bpd
+                     + (' (%d images)' % test_count if args.eval_images and test_count else ''))
+    return parts + ['seed %d' % args.seed]
+
+
 def evaluate(args, model):
     """Test bits/dim of the model on --data_set (the first --eval_images images, or all)."""
     from pixel_cnn_pp import bits_per_dim
@@ -202,6 +248,7 @@ def run(args):
     print('loaded %s (%s%s)' % (prefix, model.describe(),
                                 ', Polyak averages' if args.use_ema else ', raw weights'))
     labels = choose_labels(args, model)
+    bpd = count = None
     if args.eval:
         bpd, count = evaluate(args, model)
         print('test bits/dim: %.4f (%d %s test images)' % (bpd, count, args.data_set))
@@ -210,7 +257,8 @@ def run(args):
                               method=args.method, progress=display, jit_compile=args.jit_compile)
     display.close()
     seconds = time.perf_counter() - start
-    images.save_image_grid(args.output + '.png', samples)
+    images.save_image_grid(args.output + '.png', samples, label=grid_label(args, prefix, bpd, count),
+                           scale=images.viewing_scale(samples.shape[1:3]))
     arrays = dict(samples=samples) if labels is None else dict(samples=samples, labels=labels)
     images.save_npz(args.output + '.npz', **arrays)
     print('wrote %d samples to %s.png and %s.npz (%s sampler, %.1f s, %.2f images/s)'
@@ -223,4 +271,5 @@ main = cli.main_for('sample.py', arguments_from_flags, run,
                     errors=(ValueError, FileNotFoundError, DataError))
 
 if __name__ == '__main__':
+    use_sample_py_help()
     app.run(main)

@@ -89,6 +89,25 @@ def openai_num_classes(prefix):
     return 0 if hw is None else int(hw[0])
 
 
+def read_training_record(prefix):
+    """The progress record a training run keeps in our checkpoint `prefix`, or None.
+
+    A dict (pixel_cnn_pp/run.py's): 'epoch' (epochs done), 'position' (images into
+    the next), 'history' (per-epoch 'epoch', 'train_bpd', 'test_bpd'), 'name' (the
+    data set, in checkpoints written since it was added). None for OpenAI's
+    checkpoints and any other without one.
+    """
+    reader = tf.train.load_checkpoint(prefix)
+    key = 'progress/.ATTRIBUTES/VARIABLE_VALUE'  # Trainer's `progress` variable
+    if not reader.has_tensor(key):
+        return None
+    try:
+        record = json.loads(reader.get_tensor(key).decode('utf-8'))
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and 'epoch' in record else None
+
+
 def is_openai_checkpoint(prefix):
     """True if the checkpoint at `prefix` is in the original's TF1 layout."""
     return 'model/conv2d_0/V' in tf.train.load_checkpoint(prefix).get_variable_to_shape_map()

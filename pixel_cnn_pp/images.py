@@ -161,21 +161,20 @@ def label_image(image, parts, scale=2, fill=255, ink=0, separator='  '):
     rows below the strip hold `image` unchanged.
     """
     image = np.asarray(image)
-    width = image.shape[1]
+    margin, leading = 2 * scale, 3 * scale  # left and top margin; space between lines
     lines = []
     for part in (str(p) for p in parts):
-        if lines and text_width(lines[-1] + separator + part, scale) <= width:
+        if lines and margin + text_width(lines[-1] + separator + part, scale) <= image.shape[1]:
             lines[-1] += separator + part
         else:
             lines.append(part)
-    width = max([width] + [text_width(line, scale) for line in lines])
-    margin, leading = 2 * scale, 3 * scale
+    # A glyph's column of space is the right margin.
+    width = max([image.shape[1]] + [margin + text_width(line, scale) for line in lines])
     strip = np.zeros((margin + len(lines) * (_GLYPH_ROWS * scale + leading), width), bool)
     for k, line in enumerate(lines):
         mask = render_text(line, scale)
         top = margin + k * (_GLYPH_ROWS * scale + leading)
-        strip[top:top + mask.shape[0], margin:margin + mask.shape[1]] = \
-            mask[:, :width - margin]
+        strip[top:top + mask.shape[0], margin:margin + mask.shape[1]] = mask
     out = np.full((strip.shape[0] + image.shape[0], width) + image.shape[2:], fill, np.uint8)
     out[:strip.shape[0]][strip] = ink
     out[strip.shape[0]:, :image.shape[1]] = image

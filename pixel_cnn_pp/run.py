@@ -97,8 +97,10 @@ class RunOutputs:
                                                   keep_checkpoints, checkpoint_name='ckpt')
 
     def save(self, record):
-        """A checkpoint holding `record`; its path (None on a worker that is not the chief)."""
-        return self.trainer.save(self.manager, record) if self.chief else None
+        """A checkpoint holding `record` (and the run's name, for sample.py's label); its path
+        (None on a worker that is not the chief)."""
+        return self.trainer.save(self.manager, dict(record, name=self.name)) if self.chief \
+            else None
 
     def scalars(self, step, values):
         self.summaries.scalars(step, values)

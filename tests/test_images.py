@@ -133,7 +133,7 @@ def test_a_label_wider_than_the_grid_widens_the_canvas_not_the_images():
     grid = images.image_grid(batch, label=['a label much wider than 11 pixels'], scale=1)
     tiles = images.tile_images(batch)
     strip = grid.shape[0] - tiles.shape[0]
-    assert grid.shape[1] == images.text_width('a label much wider than 11 pixels', 2) > 11
+    assert grid.shape[1] == 4 + images.text_width('a label much wider than 11 pixels', 2) > 11
     np.testing.assert_array_equal(grid[strip:, :11], tiles)
     assert (grid[strip:, 11:] == 255).all()
 
