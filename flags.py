@@ -201,7 +201,8 @@ flags.DEFINE_list('labels', None, 'sample.py, class-conditional models: the clas
                   'sample, comma-separated (default: every class in turn).')
 flags.DEFINE_enum('method', 'fast', ['fast', 'naive'], 'sample.py: fast (cached: every layer '
                   'computes each position once) or naive (the whole network once per pixel, as '
-                  'the original). The same seed gives the same images.')
+                  'the original). The same distribution and random numbers: the same images for '
+                  'a seed, except where a draw lands within rounding of a bin edge.')
 flags.DEFINE_string('output', None, 'sample.py: path prefix of the outputs, <output>.png (a '
                     'grid) and <output>.npz (samples, labels). Default: '
                     '<save_dir>/samples_seed<seed>.')

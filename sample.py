@@ -7,13 +7,15 @@
     python3 sample.py --checkpoint ~/pxpp/save --labels 3,3,5,5   # a class-conditional model
 
 Writes <output>.png (the samples as one grid, upscaled to a viewable size and
-labelled with the data set, epoch, test bits/dim when known, and seed) and <output>.npz (`samples` uint8
-(N, H, W, C), and `labels` for a class-conditional model); --output defaults to
-<save_dir>/samples_seed<seed>. Here --num_samples counts images (16 when not
-given; train.py's --num_samples counts batches). A class-conditional model
-without --labels draws every class in turn. The same --seed gives the same
-images, with --method fast (the cached sampler, the default) or naive (the
-whole network once per pixel, as the original).
+labelled with the data set, epoch, test bits/dim when known, and seed) and
+<output>.npz (`samples` uint8 (N, H, W, C), and `labels` for a class-conditional
+model); --output defaults to <save_dir>/samples_seed<seed>. Here --num_samples
+counts images (16 when not given; train.py's --num_samples counts batches). A
+class-conditional model without --labels draws every class in turn. The same
+--seed gives the same images; --method fast (the cached sampler, the default) and
+naive (the whole network once per pixel, as the original) sample the same
+distribution with the same random numbers, and give the same images except where
+a draw lands within rounding of a bin edge (pixel_cnn_pp/sampling.py).
 
 --pretrained cifar downloads OpenAI's pxpp.zip (656 MB; --pretrained_url or
 $PIXELCNN_PRETRAINED_URL to use a mirror) into --cache_dir (default
