@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pixel_cnn_pp import run
+from pixel_cnn_pp import checkpoints, run
 from pixel_cnn_pp.config import ModelConfig
 from pixel_cnn_pp.training import Trainer
 from tests.conftest import random_images
@@ -140,6 +140,9 @@ def test_begin_initialises_on_the_first_images_or_restores(trainer, tmp_path):
     path = outputs.save(record)
     assert run.begin(trainer, loader, init_batch_size=2) == run.fresh_record()
     lines = []
-    assert run.begin(trainer, loader, resume_from=path, log=lines.append) == record
+    # The checkpoint's record also names the run (for sample.py's label).
+    assert run.begin(trainer, loader, resume_from=path, log=lines.append) == \
+        dict(record, name='tiny')
+    assert checkpoints.read_training_record(path) == dict(record, name='tiny')
     assert loader.state == {'position': 6}
     assert lines[0].startswith('resuming from %s: epoch 1' % path)
