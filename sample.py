@@ -259,7 +259,8 @@ def run(args):
                               method=args.method, progress=display, jit_compile=args.jit_compile)
     display.close()
     seconds = time.perf_counter() - start
-    images.save_image_grid(args.output + '.png', samples, label=grid_label(args, prefix, bpd, count),
+    images.save_image_grid(args.output + '.png', samples,
+                           label=grid_label(args, prefix, bpd, count),
                            scale=images.viewing_scale(samples.shape[1:3]))
     arrays = dict(samples=samples) if labels is None else dict(samples=samples, labels=labels)
     images.save_npz(args.output + '.npz', **arrays)
