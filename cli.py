@@ -23,10 +23,37 @@ def main_for(program, arguments_from_flags, run, errors=(ValueError, FileNotFoun
             sys.exit(2)
         if not absl_flags.FLAGS['verbosity'].present:
             logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines are noise here
-        args = arguments_from_flags()
         try:
-            run(args)
+            run(arguments_from_flags())
         except errors as e:
             print('%s: error: %s' % (program, e), file=sys.stderr)
             sys.exit(1)
     return main
+
+
+def refuse_flags_of(other_program, names, program):
+    """Raise ValueError if one of the flags `names` (`other_program`'s) was given.
+
+    train.py and sample.py share one set of absl flags; each refuses the other's
+    instead of ignoring them.
+    """
+    flag_values = absl_flags.FLAGS
+    given = [name for name in names if flag_values[name].present]
+    if given:
+        flag = flag_values[given[0]]
+        spelled = ('-%s/--%s' % (flag.short_name, flag.name) if flag.short_name
+                   else '--' + flag.name)
+        raise ValueError('%s is a flag of %s, which %s does not use (python3 %s --help lists '
+                         'the flags of %s)' % (spelled, other_program, program, program, program))
+
+
+def use_help(overrides):
+    """Give flags this program's own help and default: {name: (help, default or None)}.
+
+    For a flag two scripts share but one reads otherwise (sample.py's --num_samples
+    counts images); call it before the command line is parsed, so --help shows it.
+    """
+    for name, (text, default) in overrides.items():
+        absl_flags.FLAGS[name].help = text
+        if default is not None:
+            absl_flags.FLAGS.set_default(name, default)

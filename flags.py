@@ -1,4 +1,4 @@
-"""Command-line flags of train.py (and of the tools that share its model options).
+"""Command-line flags of train.py and sample.py (and the benches that share the model options).
 
 Every flag of openai/pixel-cnn's train.py, with its long and short name and its
 default, except the data and save folders, whose defaults live under your home
@@ -9,7 +9,15 @@ the command line is parsed, so a bad value stops the program with one line.
     python3 train.py -d patches -q 1 -n 32 -g 1 -x 2
     python3 train.py --nr_gpu 8 -ac -nl
 
-Only definitions live here: train.py turns FLAGS into plain arguments once.
+Which script has which flag (each lists its own in --help and refuses the other's):
+  - a flag train.py uses: define it above the sample.py section (TRAIN_FLAGS);
+  - a flag sample.py alone uses: define it in the sample.py section (sample_flags());
+  - a flag of train.py that sample.py also reads (the data, the model options, the
+    seed): also add its name to SHARED_FLAGS, and, if sample.py reads it otherwise
+    (another unit or default), its sample.py help to SAMPLE_PY_HELP.
+So adding a training flag or a sampling flag is one definition in its section.
+
+Only definitions live here: train.py and sample.py turn FLAGS into plain arguments once.
 """
 
 import math
@@ -31,8 +39,9 @@ flags.DEFINE_enum('data_set', 'cifar', sorted(DATA_SETS),
                   'Data set: cifar (CIFAR-10), imagenet (Small ImageNet 32 or 64), mnist, folder '
                   '(your images in <data_dir>/train and <data_dir>/test), or patches (the small '
                   'offline set bundled in data/patches).', short_name='d')
-flags.DEFINE_integer('save_interval', 20, 'Every how many epochs to write samples (a checkpoint '
-                     'is written after every epoch).', lower_bound=1, short_name='t')
+flags.DEFINE_integer('save_interval', 20, 'Every how many epochs to write samples, and after the '
+                     'first and the last (the samples of epoch e are drawn with --seed + e; a '
+                     'checkpoint is written after every epoch).', lower_bound=1, short_name='t')
 flags.DEFINE_boolean('load_params', False, 'Restore training from the latest checkpoint in '
                      '--save_dir and continue exactly where it stopped; with none of ours there, '
                      'start from OpenAI\'s params_<data_set>.ckpt in --save_dir, as the '
@@ -94,7 +103,8 @@ flags.DEFINE_boolean('jit_compile', False, 'Compile each tower\'s step with XLA 
 flags.DEFINE_float('polyak_decay', 0.9995, 'Exponential decay rate of the sum of previous model '
                    'iterates during Polyak averaging.')
 flags.DEFINE_integer('num_samples', 1, 'How many batches (of batch_size x nr_gpu images) of '
-                     'samples to output; 0: none.', lower_bound=0, short_name='ns')
+                     'samples to output each time samples are written; 0: none. (sample.py\'s '
+                     '--num_samples counts images.)', lower_bound=0, short_name='ns')
 
 # ------------------------------------------------------- checkpoints and logging
 flags.DEFINE_integer('save_steps', 0, 'Also write a checkpoint every this many steps within an '
@@ -103,7 +113,8 @@ flags.DEFINE_integer('keep_checkpoints', 3, 'How many recent checkpoints to keep
                      lower_bound=1)
 
 # --------------------------------------------------------------- reproducibility
-flags.DEFINE_integer('seed', 1, 'Random seed to use.', short_name='s')
+flags.DEFINE_integer('seed', 1, 'Random seed to use (the samples of epoch e are drawn with seed '
+                     '+ e).', short_name='s')
 
 
 def _in_open_interval(low, high, low_open=False, high_open=False):
@@ -147,18 +158,34 @@ def _focal_gamma_non_negative(values):
     return not values['focal_loss'] or values['focal_gamma'] >= 0
 
 
-# Every flag above is train.py's (sample.py reads some of them too); the ones below
-# are sample.py's alone.
+# Every flag above is train.py's; the ones below are sample.py's alone.
 TRAIN_FLAGS = tuple(f.name for f in flags.FLAGS.get_flags_for_module(__name__))
+
+# The flags above that sample.py reads too: the data and save folders, --data_set and
+# --image_size (the image shape of a TF1 checkpoint, and the test set of --eval),
+# --download, the model options (OpenAI's TF1 checkpoints do not store them; ours do,
+# and any given must agree), --batch_size (images per evaluation batch), --nr_gpu
+# (towers to sample on), --jit_compile (compile the sampler), --num_samples, --seed.
+SHARED_FLAGS = ('data_dir', 'save_dir', 'data_set', 'image_size', 'download',
+                'nr_resnet', 'nr_filters', 'nr_logistic_mix', 'resnet_nonlinearity',
+                'class_conditional', 'energy_distance', 'add_coords', 'non_local', 'nl_levels',
+                'batch_size', 'nr_gpu', 'jit_compile', 'num_samples', 'seed')
+
+# How sample.py reads a shared flag that it uses otherwise: its help there, and its
+# default there (None: the same). sample.py's --help shows these.
+SAMPLE_PY_HELP = {
+    'num_samples': ('How many images to draw (train.py\'s -ns counts batches).', 16),
+    'batch_size': ('--eval: how many test images per batch.', None),
+    'seed': ('Random seed of the samples: the same seed gives the same images.', None),
+    'nr_gpu': ('How many towers to split the images over: GPUs, or on a machine without '
+               'GPUs logical CPU devices (default: every visible GPU, or the CPU).', None),
+    'jit_compile': ('Compile the sampler with XLA (slower to start, faster after: see the '
+                    'README\'s sampling benchmark).', None),
+}
 
 
 # ===================================================================== sample.py
-# The flags of sample.py alone. It also reads, from above: the data and save
-# folders, --data_set and --image_size (the image shape of a TF1 checkpoint, and
-# the test set of --eval), --download, the model flags (OpenAI's TF1 checkpoints
-# do not store their options; ours do, and any given must agree), --batch_size
-# (images per evaluation batch), --jit_compile (compile the sampler's steps),
-# --num_samples (for sample.py: images to draw, 16 when not given) and --seed.
+# The flags of sample.py alone (it reads SHARED_FLAGS too).
 flags.DEFINE_string('checkpoint', None, 'sample.py: the checkpoint to load: a prefix (e.g. '
                     'save/ckpt-12 or pxpp/params_cifar.ckpt), its .index file, or a folder (its '
                     'latest checkpoint). Default: --save_dir.')
@@ -176,7 +203,8 @@ flags.DEFINE_list('labels', None, 'sample.py, class-conditional models: the clas
                   'sample, comma-separated (default: every class in turn).')
 flags.DEFINE_enum('method', 'fast', ['fast', 'naive'], 'sample.py: fast (cached: every layer '
                   'computes each position once) or naive (the whole network once per pixel, as '
-                  'the original). The same seed gives the same images.')
+                  'the original). The same distribution and random numbers: the same images for '
+                  'a seed, except where a draw lands within rounding of a bin edge.')
 flags.DEFINE_string('output', None, 'sample.py: path prefix of the outputs, <output>.png (a '
                     'grid) and <output>.npz (samples, labels). Default: '
                     '<save_dir>/samples_seed<seed>.')
@@ -192,3 +220,9 @@ flags.DEFINE_list('complete', None, 'sample.py: complete these images instead of
                   'samples the rest, --num_samples completions per image (default 4).')
 flags.DEFINE_integer('known_rows', None, 'sample.py --complete: rows kept from the top of each '
                      'image, 0..height (default: half the height).')
+
+
+def sample_flags():
+    """The names of sample.py's flags: SHARED_FLAGS, then every flag below TRAIN_FLAGS."""
+    return SHARED_FLAGS + tuple(f.name for f in flags.FLAGS.get_flags_for_module(__name__)
+                                if f.name not in TRAIN_FLAGS)

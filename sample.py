@@ -8,25 +8,15 @@
     python3 sample.py -o ~/pxpp/save --complete photos/ --known_rows 16 --num_samples 4
     python3 sample.py -o ~/pxpp/save --nr_gpu 2           # the images split over 2 towers
 
-Writes <output>.png (a grid) and <output>.npz (`samples` uint8 (N, H, W, C), and
-`labels` for a class-conditional model; default <save_dir>/samples_seed<seed>).
-Here --num_samples counts images (16 when not given; train.py's counts batches).
-A class-conditional model without --labels draws every class in turn. The same
---seed gives the same images with --method fast (cached, the default) or naive.
-
---complete IMAGES (PNG/JPEG files, folders, or .npz of uint8 images of the model's
-shape) keeps the top --known_rows rows of each (default: half) and samples the
-rest, --num_samples completions per image (default 4): one grid row per image,
-the original first; the npz adds `originals` and `known_rows` (image i's
-completions are samples i*k..i*k+k-1); default <save_dir>/completions_seed<seed>.
-
---nr_gpu N splits the images over N towers (GPUs, else logical CPU devices, as
-train.py; CUDA_VISIBLE_DEVICES narrows); not given: every visible GPU, or the CPU.
-
---pretrained cifar downloads OpenAI's pxpp.zip (656 MB, once, resumable, into
---cache_dir; see the flags for mirrors and checksums). OpenAI's TF1 checkpoints
-store no options: the model flags default to the original's and --data_set sets
-the image shape (cifar 32x32x3, mnist 28x28x1, imagenet --image_size).
+Writes <output>.png (a grid, upscaled and labelled: data set, epoch, test bits/dim,
+seed) and <output>.npz (`samples`, `labels` of a class-conditional model, and with
+--complete `originals` and `known_rows`); default <save_dir>/samples_seed<seed> or
+completions_seed<seed>. --num_samples counts images here (16; with --complete, 4
+completions per image); a conditional model without --labels draws every class in
+turn. --method fast (cached) and naive draw the same distribution with the same
+random numbers: the same images except where a draw lands within rounding of a
+bin edge. OpenAI's TF1 checkpoints store no options: the model flags default to
+the original's and --data_set sets the image shape. `--help` lists every flag.
 """
 
 import os
@@ -46,15 +36,20 @@ FLAGS = absl_flags.FLAGS
 
 DEFAULT_NUM_SAMPLES = 16
 DEFAULT_COMPLETIONS = 4  # per image, with --complete
-# Image shape of a TF1 checkpoint (which does not store it), by --data_set.
-TF1_IMAGE_SHAPES = {'cifar': (32, 32, 3), 'mnist': (28, 28, 1), 'patches': (32, 32, 3)}
+
+
+for _name in all_flags.sample_flags():
+    absl_flags.declare_key_flag(_name)  # listed by --help and --helpshort
 
 
 def arguments_from_flags():
-    """Every flag as a plain namespace (the one place FLAGS is read)."""
+    """Every flag of sample.py as a plain namespace (the one place FLAGS is read)."""
+    names = all_flags.sample_flags()
+    cli.refuse_flags_of('train.py', [n for n in all_flags.TRAIN_FLAGS if n not in names],
+                        'sample.py')
     from pixel_cnn_pp.config import TRAINING_ONLY, ModelConfig
 
-    values = {f.name: f.value for f in FLAGS.get_flags_for_module(all_flags)}
+    values = {name: FLAGS[name].value for name in names}
     args = types.SimpleNamespace(**values)
     args.present = {name for name in values if FLAGS[name].present}
     args.data_dir = os.path.expanduser(args.data_dir)
@@ -83,19 +78,11 @@ def _tf1_options(args, prefix):
     from pixel_cnn_pp import checkpoints
 
     options = dict(args.model_options)
-    if 'data_set' in args.present or args.eval:
-        if args.data_set == 'imagenet':
-            size = args.image_size or 32
-            options['image_shape'] = (size, size, 3)
-        elif args.data_set in TF1_IMAGE_SHAPES:
-            options['image_shape'] = TF1_IMAGE_SHAPES[args.data_set]
-        elif args.image_size:
-            options['image_shape'] = (args.image_size, args.image_size, 3)
+    shape = pretrained.tf1_image_shape(args.data_set, args.image_size)
+    if shape and ('data_set' in args.present or args.eval):
+        options['image_shape'] = shape
     if args.class_conditional:
-        options['num_classes'] = checkpoints.openai_num_classes(prefix)
-        if not options['num_classes']:
-            raise ValueError('-c/--class_conditional given, but the checkpoint %s has no '
-                             'conditional weights: it is unconditional' % prefix)
+        options['num_classes'] = checkpoints.openai_num_classes(prefix, '-c/--class_conditional')
     return options
 
 
@@ -143,6 +130,15 @@ def choose_labels(args, model, n, what):
         raise ValueError('--labels must be classes 0..%d of this model; got %s'
                          % (model.num_classes - 1, ','.join(args.labels)))
     return labels
+
+
+def grid_label(args, prefix, test_bpd=None, test_count=None):
+    """The grid's label: data set, epoch, test bits/dim (--eval's first), seed."""
+    from pixel_cnn_pp import checkpoints
+
+    name = args.data_set if args.eval else args.pretrained
+    return checkpoints.describe_training(prefix, name, test_bpd, test_count if args.eval_images
+                                         else None) + ['seed %d' % args.seed]
 
 
 def evaluate(args, model):
@@ -198,7 +194,7 @@ def run(args):
     print(distribute.describe_towers(devices))
     print('loaded %s (%s%s)' % (prefix, model.describe(),
                                 ', Polyak averages' if args.use_ema else ', raw weights'))
-    per_image = args.num_samples
+    per_image, bpd, count = args.num_samples, None, None
     if args.complete:
         originals, known_rows = read_completion_inputs(args, model)
         labels = choose_labels(args, model, len(originals), '%d --complete images'
@@ -221,11 +217,13 @@ def run(args):
     display.close()
     seconds = time.perf_counter() - start
     arrays = dict(samples=samples) if labels is None else dict(samples=samples, labels=labels)
+    look = dict(label=grid_label(args, prefix, bpd, count),
+                scale=images.viewing_scale(samples.shape[1:3]))
     if args.complete:  # each row of the grid: the original, then its completions
         arrays.update(originals=originals, known_rows=known_rows)
-        images.save_completion_grid(args.output + '.png', originals, samples)
+        images.save_completion_grid(args.output + '.png', originals, samples, **look)
     else:
-        images.save_image_grid(args.output + '.png', samples)
+        images.save_image_grid(args.output + '.png', samples, **look)
     images.save_npz(args.output + '.npz', **arrays)
     print('wrote %d %s to %s.png and %s.npz (%s sampler, %.1f s, %.2f images/s)'
           % (len(samples), 'completions' if args.complete else 'samples', args.output,
@@ -237,4 +235,5 @@ main = cli.main_for('sample.py', arguments_from_flags, run,
                     errors=(ValueError, FileNotFoundError, DataError))
 
 if __name__ == '__main__':
+    cli.use_help(all_flags.SAMPLE_PY_HELP)  # before parsing, so that --help shows it
     app.run(main)

@@ -53,13 +53,17 @@ for _flag in _train_flags():
 
 def arguments_from_flags():
     """Every flag of train.py as a plain namespace (the one place FLAGS is read)."""
+    cli.refuse_flags_of('sample.py', [n for n in train_flags.sample_flags()
+                                      if n not in train_flags.TRAIN_FLAGS], 'train.py')
     from pixel_cnn_pp.config import ModelConfig
 
     values = {f.name: f.value for f in _train_flags()}
+    # As used (and written to flags.json): paths with ~ expanded, levels as numbers.
+    for name in ('data_dir', 'save_dir', 'init_checkpoint'):
+        values[name] = values[name] and os.path.expanduser(values[name])
+    values['nl_levels'] = [int(level) for level in values['nl_levels']]
     args = types.SimpleNamespace(**values)
     args.flag_values = values
-    args.data_dir = os.path.expanduser(args.data_dir)
-    args.save_dir = os.path.expanduser(args.save_dir)
     args.focal_gamma = args.focal_gamma if args.focal_loss else 0.0
     args.option_flags = {name: _OPTION_FLAGS.get(name) or '%s--%s' % (
         '-%s/' % FLAGS[name].short_name if FLAGS[name].short_name else '', name)
@@ -156,7 +160,7 @@ def resume_point(args):
         raise ValueError('--save_dir %s already holds a training run (%s): resume it with -r, '
                          'or pass another --save_dir' % (args.save_dir, os.path.basename(latest)))
     if args.init_checkpoint:
-        return None, os.path.expanduser(args.init_checkpoint)
+        return None, args.init_checkpoint
     return latest, None
 
 

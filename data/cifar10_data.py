@@ -38,16 +38,19 @@ def maybe_download_and_extract(data_dir, subset, download=True, progress=None):
     if not missing:
         return folder
     where = os.path.dirname(folder)
-    hint = (f'Download {URL} (MD5 {MD5}) by hand and extract it in {where}, so that '
-            f'{os.path.join(folder, missing[0])} exists.')
-    if not download:
-        raise DataError(f'CIFAR-10 not found: {folder} lacks {", ".join(missing)}. {hint}')
     archive = os.path.join(where, os.path.basename(URL))
+    # One instruction, one target: an archive saved there is checked and extracted on
+    # the next run, with or without --nodownload.
+    hint = (f'Download {URL} by hand and save it as {archive} (MD5 {MD5}); the next run '
+            'checks and extracts it.')
+    if not download and not os.path.exists(archive):
+        raise DataError(f'CIFAR-10 not found: {folder} lacks {", ".join(missing)}. {hint}')
     try:
         _download.download(URL, archive, md5=MD5, progress=progress)
     except _download.DownloadError as e:
-        raise DataError(f'CIFAR-10 not found in {folder} and download failed (offline?). '
-                        f'{hint}\nDetails: {e}') from e
+        tried = ''.join(f'\n  {attempt}' for attempt in e.tried)
+        raise DataError(f'CIFAR-10 not found in {folder} and the download failed (offline?). '
+                        f'{hint}\nTried:{tried}') from e
     _download.safe_extract_tar(archive, where)
     still_missing = [f for f in missing if not os.path.isfile(os.path.join(folder, f))]
     if still_missing:

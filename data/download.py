@@ -30,7 +30,15 @@ _CHUNK = 1 << 20
 
 
 class DownloadError(DataError):
-    """No URL gave a complete file with the right checksum (offline, moved, corrupt)."""
+    """No URL gave a complete file with the right checksum (offline, moved, corrupt).
+
+    `tried` lists each attempt as 'url: what went wrong', for a caller that gives its
+    own by-hand instructions in place of this message's.
+    """
+
+    def __init__(self, message, tried=()):
+        super().__init__(message)
+        self.tried = list(tried)
 
 
 # Over 60 lines only through its docstring (27 lines): the body is 34.
@@ -94,7 +102,7 @@ def download(url_or_urls, dest_path, md5=None, sha256=None, progress=None, timeo
     raise DownloadError(
         f'could not download {name} (offline?). Tried:{tried}\n'
         f'Download it by hand from {" or ".join(urls)} and save it as {dest_path}'
-        + (f' ({sums}).' if sums else '.'))
+        + (f' ({sums}).' if sums else '.'), tried=errors)
 
 
 def _fetch_with_retries(url, part, progress, timeout, retries, errors):

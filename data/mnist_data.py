@@ -111,8 +111,9 @@ def load(mnist_dir, subset, download=True, progress=None):
                 _download.download([m + name for m in MIRRORS], os.path.join(mnist_dir, name),
                                    md5=MD5[name], progress=progress)
         except _download.DownloadError as e:
+            tried = ''.join(f'\n  {attempt}' for attempt in e.tried)
             raise DataError(f'MNIST not found in {mnist_dir} and download failed (offline?): '
-                            f'{hint}\nDetails: {e}') from e
+                            f'{hint}\nTried:{tried}') from e
         paths = [_find(mnist_dir, n) for n in names]
     images = read_idx(paths[0], IMAGES_MAGIC)
     labels = read_idx(paths[1], LABELS_MAGIC)

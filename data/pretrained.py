@@ -93,3 +93,16 @@ def fetch_pretrained(name, url, cache_dir, checksum=None, progress=None):
                         % (archive, prefix, prefix, ', '.join(names[:10]) or 'no files'))
     safe_extract_zip(archive, folder, members)
     return _extracted_prefix(folder, prefix)
+
+
+# Image shape of a TF1 checkpoint (which does not store it), by --data_set.
+TF1_IMAGE_SHAPES = {'cifar': (32, 32, 3), 'mnist': (28, 28, 1), 'patches': (32, 32, 3)}
+
+
+def tf1_image_shape(data_set, image_size=None):
+    """The image shape (H, W, C) of an OpenAI TF1 checkpoint trained on `data_set`, or None."""
+    if data_set == 'imagenet':
+        return (image_size or 32, image_size or 32, 3)
+    if data_set in TF1_IMAGE_SHAPES:
+        return TF1_IMAGE_SHAPES[data_set]
+    return (image_size, image_size, 3) if image_size else None  # None: the default shape

@@ -78,15 +78,63 @@ def read_model_config(prefix):
         raise ValueError('%s: %s' % (config_path, e)) from None
 
 
-def openai_num_classes(prefix):
+def openai_num_classes(prefix, required_by=None):
     """The number of classes of a TF1 checkpoint in OpenAI's layout (0: unconditional).
 
     Read from the rows of its first conditional weight, which is all such a
-    checkpoint says about its labels.
+    checkpoint says about its labels. With `required_by` (e.g. a flag), an
+    unconditional checkpoint is a ValueError naming it.
     """
     shapes = tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
     hw = shapes.get('model/conditional_weights_0/hw')
+    if hw is None and required_by:
+        raise ValueError('%s given, but the checkpoint %s has no conditional weights: it is '
+                         'unconditional' % (required_by, prefix))
     return 0 if hw is None else int(hw[0])
+
+
+def read_training_record(prefix):
+    """The progress record a training run keeps in our checkpoint `prefix`, or None.
+
+    A dict (pixel_cnn_pp/run.py's): 'epoch' (epochs done), 'position' (images into
+    the next), 'history' (per-epoch 'epoch', 'train_bpd', 'test_bpd'), 'name' (the
+    data set, in checkpoints written since it was added). None for OpenAI's
+    checkpoints and any other without one.
+    """
+    reader = tf.train.load_checkpoint(prefix)
+    key = 'progress/.ATTRIBUTES/VARIABLE_VALUE'  # Trainer's `progress` variable
+    if not reader.has_tensor(key):
+        return None
+    try:
+        record = json.loads(reader.get_tensor(key).decode('utf-8'))
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) and 'epoch' in record else None
+
+
+def describe_training(prefix, name=None, test_bpd=None, test_count=None):
+    """Where the run of checkpoint `prefix` stood, as short strings (for a grid's label).
+
+    The data set (`name`, else the run's record, else the checkpoint's own name),
+    the last epoch done (or how far into the next), and test bits/dim: `test_bpd`
+    if given (on `test_count` images, if that is said), else the record's figure of
+    that epoch.
+    """
+    record = read_training_record(prefix) or {}
+    epochs, position = record.get('epoch', 0), record.get('position', 0)
+    history = record.get('history') or {}
+    parts = [name or record.get('name')
+             or os.path.join(os.path.basename(os.path.dirname(prefix)), os.path.basename(prefix))]
+    if epochs and not position:
+        parts.append('epoch %d' % (epochs - 1))
+        if test_bpd is None and (history.get('epoch') or [None])[-1] == epochs - 1:
+            test_bpd = history['test_bpd'][-1]
+    elif position:
+        parts.append('epoch %d, %d images in' % (epochs, position))
+    if test_bpd is not None:
+        parts.append('test %.3f bits/dim' % test_bpd
+                     + (' (%d images)' % test_count if test_count else ''))
+    return parts
 
 
 def is_openai_checkpoint(prefix):

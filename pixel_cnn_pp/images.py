@@ -6,6 +6,12 @@ beside the target and renamed, so a reader never sees half a file.
 
     grid = tile_images(samples)                 # uint8 (N, H, W, C) -> (rows*(H+1)+1, ...)
     save_image_grid('save/cifar_sample0.png', samples)
+    save_image_grid('save/cifar_sample3.png', samples, label=['cifar', 'epoch 3'],
+                    scale=viewing_scale(samples.shape[1:3]))   # 4x for 32x32, a label above
+
+A label is drawn with a 5x7 bitmap font of this file's own (lower-case letters,
+digits and a little punctuation), so labelling needs no font files and no imaging
+library beyond the PNG writer.
 """
 
 import math
@@ -56,6 +62,125 @@ def tile_images(images, columns=None, border=1, fill=255):
     return grid
 
 
+def viewing_scale(image_size, target=128):
+    """The whole-number factor that brings an image of `image_size` (H, W) to about `target` px.
+
+    4 for 32x32 (nearest-neighbour: each pixel becomes a 4x4 block), 2 for 64x64, 1 above.
+    """
+    return max(1, int(target) // max(int(d) for d in image_size))
+
+
+def upscale(image, factor):
+    """Nearest-neighbour: every pixel of a (H, W, ...) array becomes a factor x factor block."""
+    if int(factor) != factor or factor < 1:
+        raise ValueError("'factor' must be a positive integer, got %r" % (factor,))
+    factor = int(factor)
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
+# The font: 5 columns x 7 rows per character, '#' ink, and an 8th row for the descenders
+# of g, p, q and y; each character takes 6 columns (one of space). Upper-case letters
+# are drawn lower-case; a character it lacks, as '?'.
+_GLYPH_ROWS, _GLYPH_COLUMNS = 8, 5
+_FONT_SOURCE = {
+    'a': '..... ..... .###. ....# .#### #...# .####',
+    'b': '#.... #.... ####. #...# #...# #...# ####.',
+    'c': '..... ..... .#### #.... #.... #.... .####',
+    'd': '....# ....# .#### #...# #...# #...# .####',
+    'e': '..... ..... .###. #...# ##### #.... .###.',
+    'f': '..##. .#..# .#... ###.. .#... .#... .#...',
+    'g': '..... ..... .#### #...# #...# .#### ....# .###.',
+    'h': '#.... #.... #.##. ##..# #...# #...# #...#',
+    'i': '..#.. ..... .##.. ..#.. ..#.. ..#.. .###.',
+    'j': '...#. ..... ..##. ...#. ...#. #..#. .##..',
+    'k': '#.... #.... #..#. #.#.. ##... #.#.. #..#.',
+    'l': '.##.. ..#.. ..#.. ..#.. ..#.. ..#.. .###.',
+    'm': '..... ..... ##.#. #.#.# #.#.# #.#.# #.#.#',
+    'n': '..... ..... #.##. ##..# #...# #...# #...#',
+    'o': '..... ..... .###. #...# #...# #...# .###.',
+    'p': '..... ..... ####. #...# #...# ####. #.... #....',
+    'q': '..... ..... .#### #...# #...# .#### ....# ....#',
+    'r': '..... ..... #.##. ##..# #.... #.... #....',
+    's': '..... ..... .#### #.... .###. ....# ####.',
+    't': '.#... .#... ###.. .#... .#... .#..# ..##.',
+    'u': '..... ..... #...# #...# #...# #..## .##.#',
+    'v': '..... ..... #...# #...# #...# .#.#. ..#..',
+    'w': '..... ..... #...# #...# #.#.# #.#.# .#.#.',
+    'x': '..... ..... #...# .#.#. ..#.. .#.#. #...#',
+    'y': '..... ..... #...# #...# #...# .#### ....# .###.',
+    'z': '..... ..... ##### ...#. ..#.. .#... #####',
+    '0': '.###. #...# #..## #.#.# ##..# #...# .###.',
+    '1': '..#.. .##.. ..#.. ..#.. ..#.. ..#.. .###.',
+    '2': '.###. #...# ....# ...#. ..#.. .#... #####',
+    '3': '##### ...#. ..#.. ...#. ....# #...# .###.',
+    '4': '...#. ..##. .#.#. #..#. ##### ...#. ...#.',
+    '5': '##### #.... ####. ....# ....# #...# .###.',
+    '6': '..##. .#... #.... ####. #...# #...# .###.',
+    '7': '##### ....# ...#. ..#.. .#... .#... .#...',
+    '8': '.###. #...# #...# .###. #...# #...# .###.',
+    '9': '.###. #...# #...# .#### ....# ...#. .##..',
+    ' ': '..... ..... ..... ..... ..... ..... .....',
+    '.': '..... ..... ..... ..... ..... .##.. .##..',
+    ',': '..... ..... ..... ..... .##.. ..#.. .#...',
+    ':': '..... .##.. .##.. ..... .##.. .##.. .....',
+    '/': '..... ....# ...#. ..#.. .#... #.... .....',
+    '-': '..... ..... ..... ##### ..... ..... .....',
+    '+': '..... ..#.. ..#.. ##### ..#.. ..#.. .....',
+    '=': '..... ..... ##### ..... ##### ..... .....',
+    '_': '..... ..... ..... ..... ..... ..... #####',
+    '(': '...#. ..#.. .#... .#... .#... ..#.. ...#.',
+    ')': '.#... ..#.. ...#. ...#. ...#. ..#.. .#...',
+    '%': '##... ##..# ...#. ..#.. .#... #..## ...##',
+    '?': '.###. #...# ....# ...#. ..#.. ..... ..#..',
+}
+_FONT = {char: np.array([[c == '#' for c in row] for row in (rows + ' .....').split()[:8]],
+                        bool)
+         for char, rows in _FONT_SOURCE.items()}
+
+
+def render_text(text, scale=1):
+    """A bool mask (8*scale, 6*len(text)*scale) of `text` in the built-in font, True = ink."""
+    glyphs = [_FONT.get(char, _FONT.get(char.lower(), _FONT['?'])) for char in text]
+    gap = np.zeros((_GLYPH_ROWS, 1), bool)
+    mask = np.concatenate([np.concatenate([g, gap], axis=1) for g in glyphs], axis=1) \
+        if glyphs else np.zeros((_GLYPH_ROWS, 0), bool)
+    return upscale(mask, scale)
+
+
+def text_width(text, scale=1):
+    """Pixels `render_text(text, scale)` takes across."""
+    return (_GLYPH_COLUMNS + 1) * len(text) * scale
+
+
+def label_image(image, parts, scale=2, fill=255, ink=0, separator='  '):
+    """`image` (H, W, C) with a strip of text above it: `parts` joined on lines that fit.
+
+    Parts are put on one line, `separator` between them, while the line fits the
+    image's width; then a new line starts. A part wider than the image widens the
+    canvas (the image stays at the top left of its region, the rest `fill`). The
+    rows below the strip hold `image` unchanged.
+    """
+    image = np.asarray(image)
+    margin, leading = 2 * scale, 3 * scale  # left and top margin; space between lines
+    lines = []
+    for part in (str(p) for p in parts):
+        if lines and margin + text_width(lines[-1] + separator + part, scale) <= image.shape[1]:
+            lines[-1] += separator + part
+        else:
+            lines.append(part)
+    # A glyph's column of space is the right margin.
+    width = max([image.shape[1]] + [margin + text_width(line, scale) for line in lines])
+    strip = np.zeros((margin + len(lines) * (_GLYPH_ROWS * scale + leading), width), bool)
+    for k, line in enumerate(lines):
+        mask = render_text(line, scale)
+        top = margin + k * (_GLYPH_ROWS * scale + leading)
+        strip[top:top + mask.shape[0], margin:margin + mask.shape[1]] = mask
+    out = np.full((strip.shape[0] + image.shape[0], width) + image.shape[2:], fill, np.uint8)
+    out[:strip.shape[0]][strip] = ink
+    out[strip.shape[0]:, :image.shape[1]] = image
+    return out
+
+
 def save_png(path, image):
     """Write one uint8 image (H, W, C) or (H, W) as PNG, atomically."""
     import imageio.v3 as iio  # lazily: only writers of images need it
@@ -69,10 +194,21 @@ def save_png(path, image):
     atomic_write(path, lambda tmp: iio.imwrite(tmp, image, extension='.png'))
 
 
-def save_image_grid(path, images, max_images=100, columns=None):
-    """Write the first `max_images` of a batch as one PNG grid (the original shows 100)."""
+def image_grid(images, max_images=100, columns=None, label=None, scale=1):
+    """The first `max_images` of a batch as one grid (the original shows 100), as uint8.
+
+    scale: nearest-neighbour factor for the whole grid, borders included
+      (`viewing_scale` gives one a person can look at).
+    label: strings (data set, epoch, bits/dim, ...) drawn in a strip above the grid.
+    """
     images = _check_batch(images)
-    save_png(path, tile_images(images[:max_images], columns))
+    grid = upscale(tile_images(images[:max_images], columns), scale)
+    return grid if not label else label_image(grid, label)
+
+
+def save_image_grid(path, images, max_images=100, columns=None, label=None, scale=1):
+    """Write `image_grid(images, ...)` as one PNG."""
+    save_png(path, image_grid(images, max_images, columns, label, scale))
 
 
 def save_npz(path, **arrays):
@@ -80,8 +216,8 @@ def save_npz(path, **arrays):
     atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
 
 
-def save_completion_grid(path, originals, completions):
-    """One grid row per original: the original, then its k completions.
+def save_completion_grid(path, originals, completions, label=None, scale=1):
+    """One grid row per original: the original, then its k completions (as image_grid).
 
     `completions` holds image i's k = len(completions) / len(originals) completions
     at i*k .. i*k+k-1 (as sample.py --complete draws them).
@@ -90,4 +226,5 @@ def save_completion_grid(path, originals, completions):
     k = len(completions) // len(originals)
     rows = np.concatenate([originals[:, None], completions.reshape(
         (len(originals), k) + completions.shape[1:])], axis=1)
-    save_png(path, tile_images(rows.reshape((-1,) + completions.shape[1:]), columns=k + 1))
+    save_png(path, image_grid(rows.reshape((-1,) + completions.shape[1:]), len(rows) * (k + 1),
+                              columns=k + 1, label=label, scale=scale))

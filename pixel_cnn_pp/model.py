@@ -404,12 +404,13 @@ class PixelCNN(tf.Module):
         Args:
           n: number of images.
           labels: int (n,) classes for a conditional model, else None.
-          seed: integer for reproducible samples (same seed, same images, with
-            either method and on any devices).
+          seed: integer for reproducible samples (same seed and method, same
+            images, on any devices).
           method: 'fast' (the cached sampler: every layer computes each position
             once) or 'naive' (one forward pass of the whole network per pixel,
-            as the original). Both draw the same images for the same seed, up to
-            float ties (see sampling.py).
+            as the original). Both sample the same distribution with the same
+            random numbers for a seed: the same images, except where a draw lands
+            within rounding of a bin edge (float ties, see sampling.py).
           devices: optional device names (distribute.configure_devices(N)) to
             spread the images over, one tower per device.
           jit_compile: compile the cached sampler's loop with XLA.

@@ -97,14 +97,20 @@ class RunOutputs:
                                                   keep_checkpoints, checkpoint_name='ckpt')
 
     def save(self, record):
-        """A checkpoint holding `record`; its path (None on a worker that is not the chief)."""
-        return self.trainer.save(self.manager, record) if self.chief else None
+        """A checkpoint holding `record` (and the run's name, for sample.py's label); its path
+        (None on a worker that is not the chief)."""
+        return self.trainer.save(self.manager, dict(record, name=self.name)) if self.chief \
+            else None
 
     def scalars(self, step, values):
         self.summaries.scalars(step, values)
 
-    def samples(self, epoch, log=print):
-        """sample_batches global batches from the averaged weights: PNG, .npz, TensorBoard."""
+    def samples(self, epoch, log=print, caption=()):
+        """sample_batches global batches from the averaged weights: PNG, .npz, TensorBoard.
+
+        Drawn with seed + epoch. The PNG is upscaled to a viewable size and labelled
+        with the data set, the epoch, `caption` (e.g. the test bits/dim) and the seed.
+        """
         if not self.chief or not self.sample_batches:
             return
         trainer = self.trainer
@@ -114,7 +120,9 @@ class RunOutputs:
         start = time.time()
         samples = sampling.sample(model, n, labels=labels, seed=self.seed + epoch)
         path = os.path.join(self.save_dir, '%s_sample%d' % (self.name, epoch))
-        images.save_image_grid(path + '.png', samples)
+        label = [self.name, 'epoch %d' % epoch, *caption, 'seed %d' % (self.seed + epoch)]
+        images.save_image_grid(path + '.png', samples, label=label,
+                               scale=images.viewing_scale(samples.shape[1:3]))
         arrays = dict(samples=samples) if labels is None else dict(samples=samples, labels=labels)
         images.save_npz(path + '.npz', **arrays)
         self.summaries.image('samples', images.tile_images(samples[:100]),
@@ -207,7 +215,8 @@ def train_epochs(trainer, loader, batches, test_images, test_labels, record, out
             scalars['train/images_per_sec'] = rate
         outputs.scalars(int(trainer.step.numpy()), scalars)
         if epoch % sample_interval == 0 or epoch == max_epochs - 1:
-            outputs.samples(epoch, log=log)
+            outputs.samples(epoch, log=log, caption=['test %.3f %s' % (
+                test_bpd, measure.replace('_per_', '/').replace('_', ' '))])
         record.update(epoch=epoch + 1, position=0, epoch_bpd_sum=0.0, epoch_steps=0,
                       loader=loader.get_state())
         path = outputs.save(record)

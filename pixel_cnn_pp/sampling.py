@@ -1,7 +1,7 @@
 """Sampling from a PixelCNN: one pixel at a time, in raster order.
 
-Two samplers, which draw the same images for the same seed (up to float ties,
-below):
+Two samplers of the same distribution, which draw the same images for the same
+seed except where a draw lands within rounding of a bin edge (float ties, below):
 
 - `sample_naive` runs the whole network once per pixel, as the original does:
   H*W forward passes of the whole batch (1,024 for 32x32). It is the reference.
@@ -11,15 +11,16 @@ below):
 `sample(model, n, ...)` chooses between them (fast by default) and can spread
 the images over several devices; `complete(model, images, known_rows, ...)` keeps
 the top rows of given images and samples the rest. All random numbers are drawn
-up front from `seed` (`draw_uniforms`), so the same seed gives the same images
-with either sampler and on any number of devices.
+up front from `seed` (`draw_uniforms`), so the same seed gives either sampler,
+on any number of devices, the same random numbers.
 
 Float ties: the two samplers compute the same mixture with the same operations
 in different orders (a convolution over a whole map against a product over one
 window), so their outputs agree to ~1e-6, not bit for bit. A drawn value that
 falls within that distance of a quantisation edge (or a Gumbel-max choice that
 close to a tie) can go either way, and the image differs from that pixel on.
-tests/test_sampling.py shows that every difference starts at such a tie.
+tests/test_sampling.py shows that every difference starts at such a tie;
+bench/sampler_agreement.py counts equal images (60 of 64 in the README's Results).
 
 Each sampled pixel is quantised to the 256 levels before it is fed back: the
 model is a distribution over 8-bit images, and the images it returns are uint8
@@ -91,7 +92,8 @@ def sample(model, n, labels=None, seed=None, method='fast', get=nn.identity, pro
       labels: int (n,) classes 0..num_classes-1 for a class-conditional model,
         else None.
       seed: integer seed of all random numbers (None: fresh randomness). The
-        same seed gives the same images, with either method and any devices.
+        same seed gives the same random numbers to either method on any devices:
+        the same images, except from a float tie on (module docstring).
       method: 'fast' (the cached sampler: every layer computes each position
         once) or 'naive' (one forward pass of the whole network per pixel). An
         energy-distance model (-ed) always uses the naive sampler: its output
@@ -110,7 +112,7 @@ def sample(model, n, labels=None, seed=None, method='fast', get=nn.identity, pro
 
     Example:
         images = sample(model, 16, seed=0)                  # fast
-        same = sample(model, 16, seed=0, method='naive')    # the same images, slowly
+        same = sample(model, 16, seed=0, method='naive')    # the same but at ties, slowly
     """
     n = check_num_samples(n)
     return _draw(model, n, labels, seed, method, get, progress, jit_compile, devices)

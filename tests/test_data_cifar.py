@@ -173,8 +173,24 @@ def test_offline_error_says_what_to_download_and_where_to_put_it(tmp_path, monke
         DataLoader(tmp_path, 'train', 8)
     message = str(err.value)
     assert 'offline' in message and url in message and cifar10_data.MD5 in message
-    assert str(tmp_path / 'cifar-10-python' / 'cifar-10-batches-py' / 'data_batch_1') in message
+    # The by-hand instruction once, with one target (the archive's path), then the attempts.
+    archive = str(tmp_path / 'cifar-10-python' / 'cifar-10-python.tar.gz')
+    assert message.count('by hand') == 1 and message.count(archive) == 1
+    assert 'save it as %s (MD5' % archive in message
+    attempts = message.split('Tried:')[1].split('\n')[1:]
+    assert attempts and all(line.startswith('  %s: ' % url) for line in attempts)
     assert not any(files for _, _, files in os.walk(tmp_path))
+
+
+def test_download_false_takes_an_archive_saved_by_hand(tmp_path, monkeypatch):
+    archive, expected = _archive_bytes(tmp_path)
+    monkeypatch.setattr(cifar10_data, 'MD5', hashlib.md5(archive).hexdigest())
+    monkeypatch.setattr(cifar10_data._download, '_fetch', None)  # would fail if it fetched
+    where = tmp_path / 'data' / 'cifar-10-python'
+    where.mkdir(parents=True)
+    (where / 'cifar-10-python.tar.gz').write_bytes(archive)
+    x = DataLoader(tmp_path / 'data', 'test', 12, download=False).next()
+    np.testing.assert_array_equal(x, expected['test'][0])
 
 
 def test_download_false_reports_missing_files_without_fetching(tmp_path, monkeypatch):

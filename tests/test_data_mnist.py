@@ -148,4 +148,5 @@ def test_offline_error_names_the_folder_files_and_mirrors(tmp_path, monkeypatch)
     assert f'MNIST not found in {tmp_path / "mnist"}' in message and 'offline' in message
     assert 't10k-images-idx3-ubyte.gz' in message and 't10k-labels-idx1-ubyte.gz' in message
     assert all(m in message for m in mirrors)
+    assert message.count('by hand') == 1  # one instruction, then the attempts
     assert not any(files for _, _, files in os.walk(tmp_path))

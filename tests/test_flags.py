@@ -1,6 +1,8 @@
 """flags.py: the original's flags by long and short name with its defaults, and clear refusals."""
 
+import json
 import os
+import re
 import subprocess
 import sys
 
@@ -131,3 +133,69 @@ def test_choices_spelled_out_in_flags_are_the_librarys():
 
     assert FLAGS['resnet_nonlinearity'].parser.enum_values == list(config.NONLINEARITIES)
     assert FLAGS['method'].parser.enum_values == list(sampling.METHODS)
+
+
+def _help(script, flag='--help'):
+    result = subprocess.run([sys.executable, os.path.join(ROOT, script), flag],
+                            capture_output=True, text=True, timeout=60)
+    assert 'Traceback' not in result.stderr, result.stderr[-2000:]
+    return result.stdout
+
+
+TRAINING_ONLY_FLAGS = ['--learning_rate', '--lr_decay', '--save_steps', '--multi_worker',
+                       '--focal_loss', '--save_interval', '--max_epochs', '--load_params',
+                       '--keep_checkpoints', '--polyak_decay', '--dropout_p']
+
+
+def test_sample_py_help_lists_its_flags_and_none_of_training():
+    text = _help('sample.py')
+    listed = set(re.findall(r'^  (?:-\w+,)?--(?:\[no\])?(\w+)', text, re.M))
+    assert {'checkpoint', 'num_samples', 'pretrained', 'method', 'output', 'eval', 'labels',
+            'use_ema', 'seed', 'nr_resnet', 'nr_filters', 'data_set', 'nr_gpu'} <= listed
+    assert not listed & {flag[2:] for flag in TRAINING_ONLY_FLAGS}, listed
+    # --num_samples as sample.py reads it: images, 16 by default.
+    assert re.search(r'--num_samples: How many images to draw.*\n\s+\(default: \'16\'\)', text)
+    assert _help('sample.py', '--helpshort') == text
+
+
+def test_train_py_help_lists_the_training_flags_and_none_of_sample_py_s():
+    text = _help('train.py')
+    listed = set(re.findall(r'^  (?:-\w+,)?--(?:\[no\])?(\w+)', text, re.M))
+    assert {flag[2:] for flag in TRAINING_ONLY_FLAGS} | {'num_samples', 'seed', 'nr_resnet'} \
+        <= listed
+    assert not listed & {'checkpoint', 'pretrained', 'method', 'output', 'eval'}, listed
+    assert re.search(r'--num_samples: How many batches', text)
+
+
+def test_every_flag_belongs_to_train_py_or_sample_py_by_the_rule():
+    names = {f.name for f in FLAGS.get_flags_for_module(train_flags)}
+    assert names == set(train_flags.TRAIN_FLAGS) | set(train_flags.sample_flags())
+    assert set(train_flags.SHARED_FLAGS) <= set(train_flags.TRAIN_FLAGS)
+    assert set(train_flags.SAMPLE_PY_HELP) <= set(train_flags.SHARED_FLAGS)
+
+
+@pytest.mark.parametrize('script, argv, message', [
+    ('sample.py', ['-l', '0.1'], 'sample.py: error: -l/--learning_rate is a flag of train.py, '
+     'which sample.py does not use (python3 sample.py --help lists the flags of sample.py)'),
+    ('sample.py', ['--save_steps', '5'], 'sample.py: error: --save_steps is a flag of train.py'),
+    ('train.py', ['--checkpoint', 'x'], 'train.py: error: --checkpoint is a flag of sample.py'),
+])
+def test_the_other_scripts_flag_is_refused_naming_it(script, argv, message):
+    result = subprocess.run([sys.executable, os.path.join(ROOT, script), *argv],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and 'Traceback' not in result.stderr, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if 'error' in line]
+    assert len(errors) == 1 and errors[0].startswith(message), result.stderr[-2000:]
+
+
+def test_flags_json_holds_the_values_used(monkeypatch):
+    import train
+
+    monkeypatch.setenv('HOME', '/home/someone')
+    parse('-i', '~/data', '--nl_levels', '2,0', '--init_checkpoint', '~/ckpt/params_cifar.ckpt')
+    values = train.arguments_from_flags().flag_values  # what train.py writes to flags.json
+    assert values['data_dir'] == '/home/someone/data'
+    assert values['save_dir'] == '/home/someone/pxpp/save'  # the default, expanded
+    assert values['init_checkpoint'] == '/home/someone/ckpt/params_cifar.ckpt'
+    assert values['nl_levels'] == [2, 0]
+    assert json.loads(json.dumps(values)) == values

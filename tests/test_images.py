@@ -88,3 +88,73 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         files.atomic_write(str(path), broken)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ['grid.png']
+
+
+def test_upscale_makes_every_pixel_a_block():
+    image = _batch(1, h=3, w=4)[0]
+    big = images.upscale(image, 3)
+    assert big.shape == (9, 12, 3)
+    for r in range(9):
+        for c in range(12):
+            np.testing.assert_array_equal(big[r, c], image[r // 3, c // 3])
+    with pytest.raises(ValueError, match="'factor' must be a positive integer"):
+        images.upscale(image, 0)
+
+
+def test_viewing_scale_brings_images_to_about_128_pixels():
+    assert [images.viewing_scale((s, s)) for s in (8, 28, 32, 64, 200)] == [16, 4, 4, 2, 1]
+    assert images.viewing_scale((32, 64)) == 2  # the longer side decides
+
+
+def test_labelled_grid_is_the_upscaled_tiles_below_a_strip_of_the_label():
+    batch = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3)).astype(np.uint8)
+    label = ['patches', 'epoch 1', 'test 4.873 bits/dim', 'seed 2']
+    grid = images.image_grid(batch, label=label, scale=4)
+    tiles = images.upscale(images.tile_images(batch), 4)
+    assert tiles.shape == (133 * 4, 133 * 4, 3)
+    strip = grid.shape[0] - tiles.shape[0]
+    assert strip > 0 and grid.shape[1:] == tiles.shape[1:]
+    np.testing.assert_array_equal(grid[strip:], tiles)  # the images, exactly, 4x4 blocks
+    # The strip: the label in the built-in font (scale 2), dark on white, on the lines
+    # that fit 532 pixels: 'patches  epoch 1  test 4.873 bits/dim' (37 characters, 444
+    # pixels), then 'seed 2'.
+    ink = grid[:strip] == 0
+    assert (grid[:strip][~ink] == 255).all() and ink.all(axis=-1).sum() == ink.any(axis=-1).sum()
+    first = images.render_text('patches  epoch 1  test 4.873 bits/dim', scale=2)
+    second = images.render_text('seed 2', scale=2)
+    expected = np.zeros(ink.shape[:2], bool)
+    expected[4:4 + first.shape[0], 4:4 + first.shape[1]] = first
+    expected[26:26 + second.shape[0], 4:4 + second.shape[1]] = second
+    np.testing.assert_array_equal(ink[..., 0], expected)
+
+
+def test_a_label_wider_than_the_grid_widens_the_canvas_not_the_images():
+    batch = _batch(4, h=4, w=4)
+    grid = images.image_grid(batch, label=['a label much wider than 11 pixels'], scale=1)
+    tiles = images.tile_images(batch)
+    strip = grid.shape[0] - tiles.shape[0]
+    assert grid.shape[1] == 4 + images.text_width('a label much wider than 11 pixels', 2) > 11
+    np.testing.assert_array_equal(grid[strip:, :11], tiles)
+    assert (grid[strip:, 11:] == 255).all()
+
+
+def test_the_font_draws_each_character_its_own_way():
+    text = 'abcdefghijklmnopqrstuvwxyz0123456789 .,:/-+=_()%?'
+    glyphs = [images.render_text(char).tobytes() for char in text]
+    assert len(set(glyphs)) == len(text)  # no two characters look the same
+    assert all(images.render_text(char).shape == (8, 6) for char in text)
+    assert images.render_text('CIFAR').tobytes() == images.render_text('cifar').tobytes()
+    assert images.render_text('#').tobytes() == images.render_text('?').tobytes()
+    np.testing.assert_array_equal(images.render_text('ab', 3),
+                                  images.upscale(images.render_text('ab'), 3))
+
+
+def test_labelled_png_reads_back_as_its_grid_and_gray_stays_gray(tmp_path):
+    import imageio.v3 as iio
+
+    for batch, name in ((_batch(5), 'rgb.png'), (_batch(5, c=1), 'gray.png')):
+        path = tmp_path / name
+        images.save_image_grid(str(path), batch, label=['mnist', 'epoch 3'], scale=2)
+        expected = images.image_grid(batch, label=['mnist', 'epoch 3'], scale=2)
+        np.testing.assert_array_equal(iio.imread(path), expected[..., 0] if batch.shape[-1] == 1
+                                      else expected)

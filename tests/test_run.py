@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pixel_cnn_pp import run
+from pixel_cnn_pp import checkpoints, run
 from pixel_cnn_pp.config import ModelConfig
 from pixel_cnn_pp.training import Trainer
 from tests.conftest import random_images
@@ -44,6 +44,7 @@ class Outputs:
 
     def __init__(self):
         self.saves, self.scalar_steps, self.sampled, self.histories = [], [], [], []
+        self.captions = []
         self.manager = type('Manager', (), {'latest_checkpoint': 'ckpt-7'})()
         self.closed = False
 
@@ -54,8 +55,9 @@ class Outputs:
     def scalars(self, step, values):
         self.scalar_steps.append((step, sorted(values)))
 
-    def samples(self, epoch, log=print):
+    def samples(self, epoch, log=print, caption=()):
         self.sampled.append(epoch)
+        self.captions.append(list(caption))
 
     def history(self, history):
         self.histories.append({k: list(v) for k, v in history.items()})
@@ -87,6 +89,9 @@ def test_epochs_evaluate_save_sample_and_keep_the_history(trainer):
     assert int(trainer.step.numpy()) == 9
     assert [s['epoch'] for s in outputs.saves] == [1, 2, 3]  # one save per epoch, no more
     assert outputs.sampled == [0, 2]  # every 2nd epoch, and the last
+    test_bpd = outputs.histories[-1]['test_bpd']  # the grids are labelled with it
+    assert outputs.captions == [['test %.3f bits/dim' % test_bpd[0]],
+                                ['test %.3f bits/dim' % test_bpd[2]]]
     assert outputs.histories[-1]['epoch'] == [0, 1, 2] and outputs.closed
     assert all(np.isfinite(outputs.histories[-1]['test_bpd']))
     step_scalars = [step for step, names in outputs.scalar_steps if 'train/bits_per_dim' in names]
@@ -135,6 +140,9 @@ def test_begin_initialises_on_the_first_images_or_restores(trainer, tmp_path):
     path = outputs.save(record)
     assert run.begin(trainer, loader, init_batch_size=2) == run.fresh_record()
     lines = []
-    assert run.begin(trainer, loader, resume_from=path, log=lines.append) == record
+    # The checkpoint's record also names the run (for sample.py's label).
+    assert run.begin(trainer, loader, resume_from=path, log=lines.append) == \
+        dict(record, name='tiny')
+    assert checkpoints.read_training_record(path) == dict(record, name='tiny')
     assert loader.state == {'position': 6}
     assert lines[0].startswith('resuming from %s: epoch 1' % path)

@@ -5,8 +5,11 @@ be (fast: TensorFlow is imported once); one runs sample.py itself, to check the 
 code and the single error line.
 """
 
+import json
 import os
+import re
 import subprocess
+import types
 import sys
 
 import imageio.v3 as iio
@@ -16,7 +19,7 @@ from absl import flags
 
 import pixel_cnn_pp
 import sample
-from pixel_cnn_pp import checkpoints, sampling
+from pixel_cnn_pp import checkpoints, images, sampling
 from tests.conftest import random_images
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -63,9 +66,18 @@ def test_tf1_checkpoint_gives_the_librarys_samples_as_png_and_npz(cli, golden_pr
     with np.load(str(out) + '.npz') as f:
         np.testing.assert_array_equal(f['samples'], samples)
         assert 'labels' not in f
+    # The grid: 2 images side by side, 1-pixel borders, all 4x (32x32 images), below a
+    # label naming the checkpoint (a TF1 one says nothing of its data set or epoch).
     grid = iio.imread(str(out) + '.png')
-    assert grid.shape == (1 + 33, 1 + 2 * 33, 3)  # 2 images side by side, 1-pixel borders
-    np.testing.assert_array_equal(grid[1:33, 1:33], samples[0])
+    tiles = images.upscale(images.tile_images(samples), 4)
+    assert tiles.shape == (4 * (1 + 33), 4 * (1 + 2 * 33), 3)
+    h, w = tiles.shape[:2]
+    assert grid.shape[0] > h and grid.shape[1] == images.text_width(  # the label is wider
+        'cifar_small/params_golden.ckpt', 2) + 4 > w
+    np.testing.assert_array_equal(grid[-h:, :w], tiles)
+    assert (grid[-h:, w:] == 255).all()
+    np.testing.assert_array_equal(grid, images.image_grid(
+        samples, label=['cifar_small/params_golden.ckpt', 'seed 3'], scale=4))
 
 
 def test_eval_reports_the_test_bits_per_dim(cli, golden_prefix, tmp_path, capsys):
@@ -176,9 +188,12 @@ def test_complete_keeps_the_known_rows_and_writes_originals_beside_completions(
         np.testing.assert_array_equal(f['labels'], [2, 2, 2, 0, 0, 0])
         assert int(f['known_rows']) == 3
     grid = iio.imread(str(out) + '.png')
-    assert grid.shape == (1 + 2 * 9, 1 + 4 * 9)  # one row per image: original + 3 completions
-    np.testing.assert_array_equal(grid[10:18, 1:9], given[1, ..., 0])  # second row: original
-    np.testing.assert_array_equal(grid[10:18, 10:18], samples[3, ..., 0])  # its first completion
+    tiles = images.tile_images(np.concatenate([given[:1], samples[:3], given[1:], samples[3:]]),
+                               columns=4)  # one row per image: the original, its 3 completions
+    assert tiles.shape == (1 + 2 * 9, 1 + 4 * 9, 1)
+    np.testing.assert_array_equal(tiles[10:18, 1:9], given[1])  # second row: the original
+    tiles = images.upscale(tiles, images.viewing_scale((8, 8)))[..., 0]
+    np.testing.assert_array_equal(grid[-tiles.shape[0]:, :tiles.shape[1]], tiles)  # below the label
 
 
 def test_complete_defaults_to_half_the_rows_and_four_completions(cli, conditional_run, tmp_path):
@@ -224,3 +239,54 @@ def test_nr_gpu_splits_the_images_over_logical_cpu_towers(conditional_run, tmp_p
     model = pixel_cnn_pp.load_checkpoint(conditional_run)
     with np.load(str(out) + '.npz') as f:
         np.testing.assert_array_equal(f['samples'], model.sample(3, [0, 1, 2], seed=5))
+
+
+
+def _label_args(**values):
+    defaults = dict(data_set='cifar', eval=False, eval_images=0, pretrained=None, seed=1)
+    return types.SimpleNamespace(**dict(defaults, **values))
+
+
+def test_grid_label_says_data_set_epoch_and_test_bits_per_dim_of_our_run(tmp_path):
+    import tensorflow as tf
+
+    record = dict(epoch=4, position=0, name='patches', loader=None,
+                  history=dict(epoch=[0, 1, 2, 3], train_bpd=[6, 5, 4.5, 4.2],
+                               test_bpd=[6.5, 4.9, 4.61, 4.5123]))
+    prefix = str(tmp_path / 'run' / 'ckpt-4')
+    tf.train.Checkpoint(progress=tf.Variable(json.dumps(record))).write(prefix)
+    assert sample.grid_label(_label_args(seed=7), prefix) == \
+        ['patches', 'epoch 3', 'test 4.512 bits/dim', 'seed 7']
+    # --eval's figure (on part of the test set here) replaces the run's.
+    assert sample.grid_label(_label_args(eval=True, eval_images=100, data_set='patches'),
+                             prefix, 4.44444, 100) == \
+        ['patches', 'epoch 3', 'test 4.444 bits/dim (100 images)', 'seed 1']
+    # Stopped mid-epoch: where it was, and no test figure yet.
+    tf.train.Checkpoint(progress=tf.Variable(json.dumps(dict(record, position=320)))).write(
+        prefix)
+    assert sample.grid_label(_label_args(), prefix) == \
+        ['patches', 'epoch 4, 320 images in', 'seed 1']
+
+
+def test_into_a_pipe_progress_is_plain_lines_and_the_grid_is_labelled(golden_prefix, tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PIXELCNN_PROGRESS_SECONDS='0.02')
+    out = tmp_path / 'piped'
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, 'sample.py'), '--checkpoint', golden_prefix,
+         *GOLDEN_MODEL, '--num_samples', '2', '--output', str(out), '--eval', '-d', 'patches',
+         '--eval_images', '64', '-b', '8'],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert '\r' not in result.stdout + result.stderr
+    # A line per 0.02 s while sampling (32 rows) and evaluating (8 batches), never a bar
+    # redrawn in place; a rate and time left only once there is a rate.
+    sampling_lines = re.findall(r'^sampling  \[.*$', result.stderr, re.M)
+    assert len(sampling_lines) >= 2, result.stderr[-3000:]
+    assert re.findall(r'^evaluating  \[', result.stderr, re.M), result.stderr[-3000:]
+    assert all('left' not in line or 'rows/s' in line for line in sampling_lines)
+    with np.load(str(out) + '.npz') as f:
+        samples = f['samples']
+    grid = iio.imread(str(out) + '.png')
+    tiles = images.upscale(images.tile_images(samples), 4)
+    np.testing.assert_array_equal(grid[-tiles.shape[0]:, :tiles.shape[1]], tiles)
+    assert (grid[:-tiles.shape[0]] == 0).any()  # the label's ink

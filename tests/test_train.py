@@ -103,7 +103,10 @@ def test_two_towers_two_epochs_write_every_output_and_the_loss_falls(trained):
     import tensorflow as tf
     from tensorflow.core.util import event_pb2
 
+    import imageio.v3 as iio
+
     import pixel_cnn_pp
+    from pixel_cnn_pp import images
 
     save_dir, result = trained
     assert ('2 towers on 2 logical CPU devices (they share the CPU\'s %d cores); 8 images per '
@@ -142,6 +145,15 @@ def test_two_towers_two_epochs_write_every_output_and_the_loss_falls(trained):
     # The library reads what train.py wrote: the averaged weights of the last checkpoint.
     model = pixel_cnn_pp.load_checkpoint(save_dir)
     assert model.config.nr_filters == 8 and model.num_classes == 2
+    # The grid of epoch e is drawn with --seed + e (1 + 1 here) ...
+    np.testing.assert_array_equal(samples, model.sample(8, labels, seed=2))
+    # ... and shown 16x (8x8 images) under a label: data set, epoch, test bits/dim, seed.
+    grid = iio.imread(os.path.join(save_dir, 'folder_sample1.png'))
+    tiles = images.upscale(images.tile_images(samples), 16)
+    np.testing.assert_array_equal(grid[-tiles.shape[0]:, :tiles.shape[1]], tiles)
+    np.testing.assert_array_equal(grid, images.image_grid(
+        samples, label=['folder', 'epoch 1', 'test %.3f bits/dim' % test_bpd[1], 'seed 2'],
+        scale=16))
     with np.load(os.path.join(save_dir, 'folder_sample0.npz')) as z:
         assert np.isfinite(model.nll(z['samples'], z['labels'])).all()
 
