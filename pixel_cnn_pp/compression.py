@@ -97,22 +97,38 @@ def _image_digest(images, labels):
 # ---------------------------------------------------------- the distributions
 
 
-def _bin_masses(means, log_scales):
-    """Each component's probability of each of the 256 levels, float64 (n, M, 256).
+def _sigmoid(z):
+    with np.errstate(over='ignore'):  # exp(709+) is inf: sigmoid 0, as it should be
+        return 1.0 / (1.0 + np.exp(-z))
+
+
+def _mixture_probabilities(weights, mean, log_scale):
+    """The mixture's probability of each of the 256 levels, float64 (n, 256).
 
     A level's bin is +-1/255 around it; the first and last take the tails, as in
-    losses.log_prob_per_pixel. A bin above the component's mean is a difference of
-    survival functions, one below it of CDFs, so that neither tail cancels to 0.
+    losses.log_prob_per_pixel: differences of the mixture's CDF at the 255 edges.
+    Their rounding (1e-16) is far below what the frequencies resolve (2**-24).
     """
-    z = (_EDGES - means[..., None]) * np.exp(-log_scales)[..., None]  # (n, M, 255)
-    e = np.exp(-np.abs(z))
-    big = 1.0 / (1.0 + e)  # sigmoid(|z|)
-    small = e * big  # sigmoid(-|z|)
-    cdf = np.where(z >= 0, big, small)
-    sf = np.where(z >= 0, small, big)  # 1 - cdf
-    inner = np.where(z[..., :-1] + z[..., 1:] > 0, sf[..., :-1] - sf[..., 1:],
-                     cdf[..., 1:] - cdf[..., :-1])
-    return np.maximum(np.concatenate([cdf[..., :1], inner, sf[..., -1:]], -1), 0.0)
+    z = (_EDGES - mean[..., None]) * np.exp(-log_scale)[..., None]  # (n, M, 255)
+    cdf = np.einsum('nm,nmj->nj', weights, _sigmoid(z))  # (n, 255)
+    ones = np.ones((len(cdf), 1))
+    return np.maximum(np.diff(np.concatenate([0.0 * ones, cdf, ones], -1), axis=-1), 0.0)
+
+
+def _component_probabilities(mean, log_scale, level):
+    """Each component's probability of the given level (n,), float64 (n, M).
+
+    A bin above the component's mean is a difference of survival functions, one
+    below it of CDFs, so that neither tail cancels to 0 (the next channel's
+    mixture weights are ratios of these).
+    """
+    x = (level[:, None] - 127.5) / 127.5
+    inv = np.exp(-log_scale)
+    low = np.where(level[:, None] > 0, (x - 1.0 / 255.0 - mean) * inv, -np.inf)
+    high = np.where(level[:, None] < LEVELS - 1, (x + 1.0 / 255.0 - mean) * inv, np.inf)
+    above = low + high > 0
+    return np.maximum(np.where(above, _sigmoid(-low) - _sigmoid(-high),
+                               _sigmoid(high) - _sigmoid(low)), 0.0)
 
 
 def frequencies(probabilities):
@@ -145,7 +161,6 @@ def code_pixel(logits, means, log_scales, coeffs, code):
     log_scales, coeffs = np.float64(log_scales), np.float64(coeffs)
     weights = np.exp(logits - logits.max(-1, keepdims=True))
     weights /= weights.sum(-1, keepdims=True)  # (n, M)
-    rows = np.arange(len(weights))
     levels, x = [], []
     for c in range(means.shape[1]):
         mean = means[:, c]  # (n, M); the coefficients shift G by R, B by R and G
@@ -153,12 +168,12 @@ def code_pixel(logits, means, log_scales, coeffs, code):
             mean = mean + coeffs[:, 0] * x[0]
         elif c == 2:
             mean = mean + coeffs[:, 1] * x[0] + coeffs[:, 2] * x[1]
-        masses = _bin_masses(mean, log_scales[:, c])  # (n, M, 256)
-        level = np.asarray(code(c, frequencies((weights[..., None] * masses).sum(1))))
+        p = _mixture_probabilities(weights, mean, log_scales[:, c])
+        level = np.asarray(code(c, frequencies(p)), np.int64)
         levels.append(level)
         x.append((level[:, None] - 127.5) / 127.5)
         # The next channel's mixture weights: this channel's value seen.
-        posterior = weights * masses[rows, :, level]
+        posterior = weights * _component_probabilities(mean, log_scales[:, c], level)
         total = posterior.sum(-1, keepdims=True)
         weights = np.where(total > 0, posterior / np.where(total > 0, total, 1.0), weights)
     return np.stack(levels, -1)
