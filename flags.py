@@ -207,7 +207,9 @@ flags.DEFINE_enum('method', 'fast', ['fast', 'naive'], 'sample.py: fast (cached:
                   'a seed, except where a draw lands within rounding of a bin edge.')
 flags.DEFINE_string('output', None, 'sample.py: path prefix of the outputs, <output>.png (a '
                     'grid) and <output>.npz (samples, labels). Default: '
-                    '<save_dir>/samples_seed<seed>.')
+                    '<save_dir>/samples_seed<seed> (with --score <save_dir>/scores). compress.py: '
+                    'the .pxpp file to write; with --decompress the folder of PNGs (or an .npz) '
+                    '(default: the .pxpp file\'s name without .pxpp).')
 flags.DEFINE_boolean('eval', False, 'sample.py: also report the checkpoint\'s test bits/dim on '
                      '--data_set (from --data_dir).')
 flags.DEFINE_integer('eval_images', 0, 'sample.py --eval: evaluate only the first this many test '
@@ -220,9 +222,27 @@ flags.DEFINE_list('complete', None, 'sample.py: complete these images instead of
                   'samples the rest, --num_samples completions per image (default 4).')
 flags.DEFINE_integer('known_rows', None, 'sample.py --complete: rows kept from the top of each '
                      'image, 0..height (default: half the height).')
+flags.DEFINE_list('score', None, 'sample.py: score these images instead of sampling (read as '
+                  '--complete reads them): <output>.csv with each image\'s bits/dim and nats, and '
+                  '<output>.png, each image beside a heatmap of its bits per pixel on one colour '
+                  'scale (the bar below; its range is printed). A class-conditional model needs '
+                  '--labels, one per image.')
+
+# ==================================================================== compress.py
+# It also reads sample.py's --checkpoint, --pretrained, --use_ema, --labels (one per
+# image, stored in the file), --output, --batch_size (images coded together) and the
+# model flags (for OpenAI's checkpoints).
+flags.DEFINE_list('compress', None, 'compress.py: compress these images (read as --complete '
+                  'reads them) into the .pxpp file --output, losslessly, with the checkpoint\'s '
+                  'model.')
+flags.DEFINE_string('decompress', None, 'compress.py: decompress this .pxpp file (made with the '
+                    'same checkpoint) into the folder --output, one PNG per image.')
+
+# compress.py's own flags (sample.py's help leaves them out).
+COMPRESS_FLAGS = ('compress', 'decompress')
 
 
 def sample_flags():
     """The names of sample.py's flags: SHARED_FLAGS, then every flag below TRAIN_FLAGS."""
     return SHARED_FLAGS + tuple(f.name for f in flags.FLAGS.get_flags_for_module(__name__)
-                                if f.name not in TRAIN_FLAGS)
+                                if f.name not in TRAIN_FLAGS + COMPRESS_FLAGS)

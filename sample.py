@@ -2,11 +2,9 @@
 
     python3 sample.py -o ~/pxpp/save                         # the latest checkpoint of a training run
     python3 sample.py --checkpoint ~/pxpp/save/ckpt-12 --num_samples 100 -s 3
-    python3 sample.py --pretrained cifar                      # OpenAI's published CIFAR-10 model
-    python3 sample.py --pretrained cifar --eval --eval_images 1000 --num_samples 4
-    python3 sample.py --checkpoint ~/pxpp/save --labels 3,3,5,5   # a class-conditional model
-    python3 sample.py -o ~/pxpp/save --complete photos/ --known_rows 16 --num_samples 4
-    python3 sample.py -o ~/pxpp/save --nr_gpu 2           # the images split over 2 towers
+    python3 sample.py --pretrained cifar --eval --eval_images 1000   # OpenAI's CIFAR-10 model
+    python3 sample.py -o ~/pxpp/save --labels 3,3,5,5 --complete photos/ --known_rows 16
+    python3 sample.py -o ~/pxpp/save --score photos/     # bits/dim per image (CSV) and heatmaps
 
 Writes <output>.png (a grid, upscaled and labelled: data set, epoch, test bits/dim,
 seed) and <output>.npz (`samples`, `labels` of a class-conditional model, and with
@@ -61,7 +59,7 @@ def arguments_from_flags():
     args.cache_dir = os.path.expanduser(args.cache_dir or os.environ.get(pretrained.CACHE_ENV)
                                         or pretrained.DEFAULT_CACHE_DIR)
     if args.output is None:
-        args.output = os.path.join(args.save_dir, '%s_seed%d' % (
+        args.output = os.path.join(args.save_dir, 'scores' if args.score else '%s_seed%d' % (
             'completions' if args.complete else 'samples', args.seed))
     args.output = os.path.expanduser(args.output)
     # The model options given by a flag of their name (sampling has no use for dropout).
@@ -179,7 +177,7 @@ def read_completion_inputs(args, model):
 
 def run(args):
     """Load, optionally evaluate, sample (or complete --complete's images) and write."""
-    from pixel_cnn_pp import distribute, files, images, sampling
+    from pixel_cnn_pp import distribute, files, images, sampling, scoring
     from pixel_cnn_pp.progress import Progress
 
     if args.num_samples < 1:
@@ -194,6 +192,8 @@ def run(args):
     print(distribute.describe_towers(devices))
     print('loaded %s (%s%s)' % (prefix, model.describe(),
                                 ', Polyak averages' if args.use_ema else ', raw weights'))
+    if args.score:  # bits/dim per image and heatmaps, not samples (pixel_cnn_pp/scoring.py)
+        return scoring.score_files(model, args.score, args.output, args.labels, args.batch_size)
     per_image, bpd, count = args.num_samples, None, None
     if args.complete:
         originals, known_rows = read_completion_inputs(args, model)

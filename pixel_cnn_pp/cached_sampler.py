@@ -480,6 +480,7 @@ class CachedSampler:
         self._loop = tf.function(self._rows, jit_compile=bool(jit_compile), autograph=False)
         self._jit_compile = bool(jit_compile)
         self._recording_loop = None  # teacher_forced's, compiled when first used
+        self._coding_loop, self._choose = None, None  # code's, compiled when first used
 
     # ------------------------------------------------------------ the u stream
 
@@ -564,8 +565,11 @@ class CachedSampler:
             self._deconv[l][1](where.i, where.j, ul)  # the four level l - 1 positions it makes
         return ul
 
-    def _pixel_step(self, r, c):
-        """The ul stream at pixel (r, c), the mixture there, its draw; returns the mixture."""
+    def _pixel_step(self, r, c, choose=None):
+        """The ul stream at pixel (r, c), the mixture there, its draw; returns the mixture.
+
+        With `choose`, the pixel's levels are choose(raster index, mixture) instead of a draw.
+        """
         height, width, channels = self.image_shape
         model = self.model
         W, b = self._ul_init_right  # right_shift of a [2, 1] conv: image rows r-1..r, column c-1
@@ -594,10 +598,14 @@ class CachedSampler:
         ul = self._ul_down(0, where0, self._deconv[1][1].at(r, c), stack0)
         out = self._out(tf.nn.elu(ul))  # (B, K): the mixture at (r, c)
         pixel = r * width + c
-        value = losses.sample_from_mixture(out, model.nr_logistic_mix, channels,
-                                           self._gumbel.read(pixel), self._logistic.read(pixel))
-        # Quantise as sample_naive does (tf.round, like np.rint, rounds half to even).
-        level = tf.clip_by_value(tf.round((value + 1.0) * 127.5), 0.0, 255.0)
+        if choose is None:
+            value = losses.sample_from_mixture(out, model.nr_logistic_mix, channels,
+                                               self._gumbel.read(pixel),
+                                               self._logistic.read(pixel))
+            # Quantise as sample_naive does (tf.round, like np.rint, rounds half to even).
+            level = tf.clip_by_value(tf.round((value + 1.0) * 127.5), 0.0, 255.0)
+        else:
+            level = choose(pixel, out)
         level = tf.where(tf.gather(self._known, pixel), self._given.read(pixel), level)
         at = (r + 2) * padded + c + 1  # the image channels; keep the rest of the input
         self._x.write(at, tf.concat([(level - 127.5) / 127.5, self._x.read(at)[:, channels:]], -1))
@@ -606,7 +614,7 @@ class CachedSampler:
 
     # ---------------------------------------------------------------- the loop
 
-    def _rows(self, first, end, record=False):
+    def _rows(self, first, end, record=False, choose=None):
         """Image rows first..end-1, every pixel; with record, the mixtures (H*W, B, K)."""
         width = self.image_shape[1]
 
@@ -614,7 +622,7 @@ class CachedSampler:
             self._row_step(r)
 
             def pixel(c, *outputs):
-                out = self._pixel_step(r, c)
+                out = self._pixel_step(r, c, choose)
                 return (c + 1,) + tuple(o.write(r * width + c, out) for o in outputs)
 
             outputs = tf.while_loop(lambda c, *_: c < width, pixel,
@@ -709,3 +717,47 @@ class CachedSampler:
                 jit_compile=self._jit_compile, autograph=False)
         out = self._recording_loop(tf.constant(0), tf.constant(height)).numpy()  # (H*W, n, K)
         return np.transpose(out, [1, 0, 2]).reshape(self.n, height, width, -1)
+
+    def code(self, choose, labels=None):
+        """Run the schedule with `choose` giving every pixel's levels instead of drawing them.
+
+        For lossless coding (compression.py): choose(pixel, logits, means, log_scales,
+        coeffs) is called in raster order from inside the compiled loop (through
+        tf.numpy_function, so this loop is never XLA-compiled) with the pixel's raster
+        index and the mixture there as losses.mixture_parameters gives it, NumPy
+        float32 (n, M), (n, C, M), (n, C, M) and (n, C, M) (zeros for one channel),
+        and returns the pixel's levels, float32 (n, C) in 0..255, which are fed in as
+        the image. An encoder returns the image's own pixels (the run is then
+        teacher-forced), a decoder the pixels it decodes; both run this one compiled
+        function, so both see the same floats.
+
+        Args:
+          choose: the callable above (it may keep state: it is called once per pixel).
+          labels: int (n,) for a class-conditional model, else None.
+        Returns:
+          uint8 (n, H, W, C): the levels chosen.
+        """
+        height, width, channels = self.image_shape
+        nr_mix = self.model.nr_logistic_mix
+        if self._coding_loop is None:
+            def hook(pixel, out):
+                logits, means, log_scales, coeffs = losses.mixture_parameters(
+                    out, nr_mix, channels)
+                if coeffs is None:
+                    coeffs = tf.zeros_like(means)
+                level = tf.numpy_function(lambda *a: self._choose(*a),
+                                          [pixel, logits, means, log_scales, coeffs],
+                                          tf.float32, stateful=True)
+                return tf.ensure_shape(level, [self.n, channels])
+            self._coding_loop = tf.function(
+                lambda: self._rows(tf.constant(0), tf.constant(height), choose=hook),
+                autograph=False)
+        unused = np.full((self.n, height, width, nr_mix + channels), 0.5, np.float32)
+        self._start(unused[..., channels:], unused[..., :channels], labels, None, 0)
+        self._choose = choose
+        try:
+            self._coding_loop()
+        finally:
+            self._choose = None
+        images = np.transpose(self._images.var.numpy(), [1, 0, 2])
+        return images.reshape((self.n,) + self.image_shape).astype(np.uint8)

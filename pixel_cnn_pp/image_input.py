@@ -8,6 +8,7 @@ with a name for messages: the file, or `file.npz[i]`.
 
     images, names = read_images(['photos/', 'extra.png'])   # uint8 (N, H, W, C)
     images, names = read_images('faces.npz', model.image_shape, '--complete')
+    labels = read_labels(['3', '5'], len(images), model.num_classes)   # None if unconditional
 """
 
 import os
@@ -64,6 +65,31 @@ def check_image_shape(images, names, shape, what='images'):
         if tuple(image.shape) != tuple(shape):
             raise ValueError('%s: %s is %s, but the model takes %s images'
                              % (what, name, _shape(image.shape), _shape(shape)))
+
+
+def read_labels(labels, count, num_classes, what='--labels'):
+    """int32 (count,) classes of a user's images for a model of num_classes, or None if it has 0.
+
+    `labels`: ints or digit strings (a flag's comma-separated list), one per image.
+    Raises ValueError starting with `what`: labels for an unconditional model, none
+    for a conditional one, not integers, not one per image, out of range.
+    """
+    if not num_classes:
+        if labels:
+            raise ValueError('%s given, but the model is unconditional' % what)
+        return None
+    if not labels:
+        raise ValueError('the model is class-conditional (%d classes): give the class of each '
+                         'of the %d images with %s' % (num_classes, count, what))
+    text = ','.join(map(str, labels))
+    try:
+        labels = np.array([int(v) for v in labels], np.int64)
+    except ValueError:
+        raise ValueError('%s must be integers, comma-separated; got %s' % (what, text)) from None
+    if len(labels) != count or labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError('%s must give %d classes in 0..%d, one per image; got %s'
+                         % (what, count, num_classes - 1, text))
+    return labels.astype(np.int32)
 
 
 def _shape(shape):

@@ -39,6 +39,17 @@ def _unpack(l, num_channels, nr_mix):
     return logits, means, log_scales, coeffs
 
 
+def mixture_parameters(l, nr_mix, num_channels):
+    """The mixture of network output l (..., K): logits (..., M) and per channel (..., C, M)
+    means, log_scales (clamped at LOG_SCALE_MIN) and coefficients (tanh; None for one channel).
+
+    The green mean is means[..., 1, :] + coeffs[..., 0, :] * red, the blue mean
+    means[..., 2, :] + coeffs[..., 1, :] * red + coeffs[..., 2, :] * green, red and
+    green scaled to [-1, 1] (see log_prob_per_pixel).
+    """
+    return _unpack(l, num_channels, nr_mix)
+
+
 def log_prob_per_pixel(x, l, nr_mix):
     """Log-probability in nats of each pixel of x (all its channels) under l.
 

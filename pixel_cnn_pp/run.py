@@ -25,7 +25,8 @@ import time
 
 import numpy as np
 
-from pixel_cnn_pp import checkpoints, files, images, progress as progress_display, sampling
+from pixel_cnn_pp import checkpoints, files, images, progress as progress_display, sampling, \
+    scoring
 from pixel_cnn_pp.losses import bits_per_dim
 from pixel_cnn_pp.summaries import Summaries
 
@@ -125,9 +126,15 @@ class RunOutputs:
                                scale=images.viewing_scale(samples.shape[1:3]))
         arrays = dict(samples=samples) if labels is None else dict(samples=samples, labels=labels)
         images.save_npz(path + '.npz', **arrays)
+        if not model.energy_distance:  # and where the samples' own bits go (one colour scale)
+            bits = model.nll(samples[:100], None if labels is None else labels[:100],
+                             per_pixel=True) / math.log(2)
+            images.save_png(path + '_bits.png', scoring.heatmap_grid(samples[:100], bits)[0])
         self.summaries.image('samples', images.tile_images(samples[:100]),
                              int(trainer.step.numpy()))
-        log('wrote %d samples to %s.png/.npz (%.0fs)' % (n, path, time.time() - start))
+        log('wrote %d samples to %s.png/.npz%s (%.0fs)' % (
+            n, path, '' if model.energy_distance else ', their bits per pixel to %s_bits.png'
+            % path, time.time() - start))
 
     def history(self, history):
         if self.chief:

@@ -114,7 +114,7 @@ def test_two_towers_two_epochs_write_every_output_and_the_loss_falls(trained):
     files = set(os.listdir(save_dir))
     assert {'flags.json', 'pixelcnn_config.json', 'checkpoint', 'test_bpd_folder.npz',
             'folder_sample0.png', 'folder_sample0.npz', 'folder_sample1.png',
-            'folder_sample1.npz'} <= files
+            'folder_sample1.npz', 'folder_sample1_bits.png'} <= files
     assert {'ckpt-1.index', 'ckpt-2.index'} <= files
     # Output into a pipe: plain progress lines every 0.2 s, never a carriage return.
     assert '\r' not in result.stdout + result.stderr

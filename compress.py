@@ -1,0 +1,130 @@
+"""Compresses images losslessly with a PixelCNN++ checkpoint into one .pxpp file, and back.
+
+    python3 compress.py -o runs/patches --compress photos/ --output photos.pxpp
+    python3 compress.py -o runs/patches --decompress photos.pxpp      # PNGs into photos/
+    python3 compress.py --checkpoint ~/pxpp/save --decompress photos.pxpp --output back.npz
+
+The file takes about the model's NLL of the images in bits (sample.py --score
+reports it as bits/dim) plus a header of 81 bytes (and a byte per image for a
+class-conditional model's labels, --labels, one per image); pixel_cnn_pp/compression.py
+says how. It decompresses only with the model that wrote it (the digest of its
+weights is in the file), on a machine of the same kind; anything else, or a
+damaged or truncated file, is refused and nothing is written. --decompress writes
+one PNG per image, named as the files compressed, or an .npz (`images`, and
+`labels`) if --output ends in .npz. The checkpoint flags are sample.py's
+(--checkpoint, -o/--save_dir, --pretrained, --nouse_ema); --batch_size images are
+coded together (stored in the file).
+"""
+
+import os
+import time
+
+from absl import app
+
+import cli
+import sample
+from data.loader import DataError
+
+PXPP = '.pxpp'
+
+
+def _png_names(names, count):
+    """The file names of the decompressed images: as compressed (as .png), else numbered."""
+    if names:
+        stems = [os.path.splitext(os.path.basename(n.replace('.npz[', '_').rstrip(']')))[0]
+                 for n in names]
+        if len(set(stems)) == count and all(stems):
+            return [s + '.png' for s in stems]
+    return ['image_%05d.png' % i for i in range(count)]
+
+
+def _write_bytes(path, data):
+    with open(path, 'wb') as f:
+        f.write(data)
+
+
+def compress_images(args, model):
+    from pixel_cnn_pp import bits_per_dim, compression, files, image_input
+    from pixel_cnn_pp.progress import Progress
+
+    images, names = image_input.read_images(args.compress, model.image_shape, '--compress')
+    labels = image_input.read_labels(args.labels, len(images), model.num_classes)
+    start, display = time.perf_counter(), Progress('compressing', unit='rows')
+    data = compression.compress(model, images, labels, [os.path.basename(n) for n in names],
+                                batch=args.batch_size, progress=display)
+    display.close()
+    seconds = time.perf_counter() - start
+    files.atomic_write(args.output, lambda tmp: _write_bytes(tmp, data))
+    nll = bits_per_dim(model.nll(images, labels).sum() / len(images), model.image_shape)
+    print('compressed %d images into %s: %d bytes, %.4f bits/dim (the model\'s NLL: %.4f '
+          'bits/dim), %.1f s' % (len(images), args.output, len(data),
+                                 8 * len(data) / images.size, nll, seconds))
+
+
+def decompress_file(args, model):
+    from pixel_cnn_pp import compression, files, images as image_files
+    from pixel_cnn_pp.progress import Progress
+
+    with open(args.decompress, 'rb') as f:
+        data = f.read()
+    try:
+        header = compression.read_header(data)
+        start, display = time.perf_counter(), Progress('decompressing', unit='rows')
+        decoded = compression.decompress(model, data, progress=display)
+        display.close()
+    except ValueError as e:
+        raise ValueError('%s: %s' % (args.decompress, e)) from None
+    seconds = time.perf_counter() - start
+    labels = header.labels
+    if args.output.endswith('.npz'):
+        arrays = dict(images=decoded) if labels is None else dict(images=decoded, labels=labels)
+        image_files.save_npz(args.output, **arrays)
+    else:
+        names = _png_names(header.names, len(decoded))
+        for name, image in zip(names, decoded):
+            image_files.save_png(os.path.join(args.output, name), image)
+        if labels is not None:
+            rows = ''.join('%s,%d\n' % row for row in zip(names, labels))
+            files.atomic_write(os.path.join(args.output, 'labels.csv'),
+                               lambda tmp: _write_bytes(tmp, ('file,label\n' + rows).encode()))
+    print('decompressed %d images from %s into %s (%.1f s)'
+          % (len(decoded), args.decompress, args.output, seconds))
+
+
+def run(args):
+    """Load the checkpoint, then --compress IMAGES or --decompress FILE into --output."""
+    from pixel_cnn_pp import files
+
+    if bool(args.compress) == bool(args.decompress):
+        raise ValueError('give --compress IMAGES (with --output FILE.pxpp) or --decompress '
+                         'FILE.pxpp')
+    if 'output' not in args.present:
+        if args.compress:
+            raise ValueError('--compress: give --output, the .pxpp file to write')
+        if not args.decompress.endswith(PXPP):
+            raise ValueError('--decompress %s: give --output (a folder, or an .npz)'
+                             % args.decompress)
+        args.output = args.decompress[:-len(PXPP)]
+    if args.decompress and not os.path.isfile(args.decompress):
+        raise FileNotFoundError('--decompress: no such file: %s' % args.decompress)
+    if args.pretrained and args.checkpoint:
+        raise ValueError('give --pretrained or --checkpoint, not both')
+    files.check_writable(args.output, '--output')  # (its folder: nothing is made in it yet)
+    model, prefix = sample.load_model(args)
+    print('loaded %s (%s%s)' % (prefix, model.describe(),
+                                ', Polyak averages' if args.use_ema else ', raw weights'))
+    (compress_images if args.compress else decompress_file)(args, model)
+
+
+def arguments_from_flags():
+    """sample.py's arguments (the checkpoint, --labels, --output, ...) and compress.py's own."""
+    args = sample.arguments_from_flags()
+    args.compress, args.decompress = sample.FLAGS.compress, sample.FLAGS.decompress
+    return args
+
+
+main = cli.main_for('compress.py', arguments_from_flags, run,
+                    errors=(ValueError, FileNotFoundError, DataError))
+
+if __name__ == '__main__':
+    app.run(main)

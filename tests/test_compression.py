@@ -1,0 +1,258 @@
+"""compression.py and compress.py: exact round trips, files the size of the NLL, refusals."""
+
+import os
+import struct
+import subprocess
+import sys
+import zlib
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from absl import flags
+
+import compress
+import pixel_cnn_pp
+from pixel_cnn_pp import checkpoints, compression
+from tests.conftest import random_images
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGS = flags.FLAGS
+PATCHES = os.path.join(ROOT, 'data', 'patches', 'patches_32x32.npz')
+CODE_PIXEL = compression.code_pixel
+
+
+def tiny(shape=(8, 8, 3), seed=1, **options):
+    model = pixel_cnn_pp.PixelCNN(shape, nr_resnet=1, nr_filters=8, nr_logistic_mix=3,
+                                  seed=seed, **options)
+    labels = np.arange(6) % model.num_classes if model.num_classes else None
+    model.initialize(random_images(6, shape, seed=seed), labels)
+    return model
+
+
+def batch_with_extremes(shape, seed=0):
+    """4 images: all 0, all 255, and two random ones."""
+    images = random_images(4, shape, seed=seed)
+    images[0], images[1] = 0, 255
+    return images
+
+
+@pytest.mark.parametrize('shape, options', [
+    ((8, 8, 3), {}),
+    ((8, 8, 1), {}),
+    ((8, 8, 3), dict(num_classes=3)),
+    ((8, 8, 3), dict(add_coords=True)),
+    ((8, 8, 1), dict(non_local=True, nl_levels=(0, 1, 2))),
+    ((8, 8, 3), dict(add_coords=True, non_local=True, resnet_nonlinearity='elu')),
+], ids=['rgb', 'one_channel', 'class_conditional', 'ac', 'nl_one_channel', 'ac_nl_elu'])
+def test_round_trip_is_exact(shape, options):
+    model = tiny(shape, **options)
+    images = batch_with_extremes(shape)
+    labels = np.array([2, 0, 1, 2]) if model.num_classes else None
+    # batch 3: a batch of 3 images, then one of a single image.
+    data = compression.compress(model, images, labels, batch=3)
+    decoded = compression.decompress(model, data)
+    assert decoded.dtype == np.uint8
+    np.testing.assert_array_equal(decoded, images)
+    header = compression.read_header(data)
+    assert (header.image_shape, header.count, header.batch) == (shape, 4, 3)
+    if labels is not None:
+        np.testing.assert_array_equal(header.labels, labels)
+    for image in images[:2]:  # one image alone: all 0, all 255
+        one = compression.compress(model, image[None], None if labels is None else labels[:1])
+        np.testing.assert_array_equal(compression.decompress(model, one), image[None])
+
+
+def test_class_labels_change_the_code_and_are_kept():
+    model = tiny(num_classes=3)
+    images = batch_with_extremes((8, 8, 3))
+    a = compression.compress(model, images, [0, 0, 0, 0])
+    b = compression.compress(model, images, [1, 2, 0, 1])
+    assert a[compression.HEADER_BYTES:] != b[compression.HEADER_BYTES:]
+    np.testing.assert_array_equal(compression.read_header(b).labels, [1, 2, 0, 1])
+    np.testing.assert_array_equal(compression.decompress(model, b), images)
+    with pytest.raises(ValueError, match="'labels' are required"):
+        compression.compress(model, images)
+
+
+class Recorder:
+    """Wraps compression.code_pixel: every input it gets, and the ideal code length in bits."""
+
+    def __init__(self, monkeypatch):
+        self.calls, self.bits = [], 0.0
+
+        def code_pixel(logits, means, log_scales, coeffs, code):
+            self.calls.append([np.array(a) for a in (logits, means, log_scales, coeffs)])
+
+            def counted(channel, freq):
+                level = np.asarray(code(channel, freq))
+                self.bits -= np.log2(freq[np.arange(len(freq)), level] / compression.TOTAL).sum()
+                return level
+            return CODE_PIXEL(logits, means, log_scales, coeffs, counted)
+        monkeypatch.setattr(compression, 'code_pixel', code_pixel)
+
+
+def test_encoder_and_decoder_see_bit_identical_floats(monkeypatch):
+    model = tiny(add_coords=True)
+    images = batch_with_extremes((8, 8, 3), seed=3)
+    encoding = Recorder(monkeypatch)
+    data = compression.compress(model, images, batch=2)
+    decoding = Recorder(monkeypatch)
+    np.testing.assert_array_equal(compression.decompress(model, data), images)
+    assert len(encoding.calls) == len(decoding.calls) == 2 * 64
+    for seen, again in zip(encoding.calls, decoding.calls):
+        for a, b in zip(seen, again):
+            assert a.dtype == b.dtype == np.float32 and a.tobytes() == b.tobytes()
+    # The range coder codes with exactly the frequencies given: its words hold the
+    # ideal length, -sum log2(frequency / 2**24), rounded up to 32 bits, plus at most one word.
+    payload_bits = 8 * (len(data) - compression.HEADER_BYTES)
+    assert encoding.bits == pytest.approx(decoding.bits, rel=1e-12)
+    assert encoding.bits <= payload_bits <= encoding.bits + 64
+
+
+def test_frequencies_keep_every_level_codable_and_sum_to_the_precision():
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.full(256, 0.02), size=20)
+    p[0] = 0.0
+    p[0, 7] = 1.0  # one certain level: the other 255 still get 1
+    freq = compression.frequencies(p)
+    assert freq.dtype == np.int64 and (freq >= 1).all()
+    assert (freq.sum(-1) == compression.TOTAL).all()
+    assert freq[0, 7] == compression.TOTAL - 255
+    big = p > 1e-3  # where it matters, within 1e-6 of the probability
+    np.testing.assert_allclose(freq[big] / compression.TOTAL, p[big], atol=2e-5)
+    np.testing.assert_array_equal(compression.frequencies(p), freq)  # deterministic
+
+
+def test_file_is_the_size_of_the_nll():
+    """Within 1% of the NLL in bits, plus the header (bench/compression.py measures it for a
+    trained 32x32 model on the bundled test patches)."""
+    model = tiny(seed=4)
+    assert compression.HEADER_BYTES <= 100
+    samples = model.sample(10, seed=0)  # images as the model expects them
+    with np.load(PATCHES) as f:
+        crops = f['testx'][::100, 4:12, 4:12]  # 10 natural images it has never seen
+    for images in samples, crops:
+        nll_bytes = model.nll(images).sum() / np.log(2) / 8
+        code_bytes = len(compression.compress(model, images)) - compression.HEADER_BYTES
+        assert code_bytes <= 1.01 * nll_bytes, (code_bytes, nll_bytes)
+        if images is samples:
+            assert code_bytes >= 0.99 * nll_bytes, (code_bytes, nll_bytes)
+        # Below it, only by pixels whose channel the NLL gives less than 2**-24 (an untrained
+        # model meets a few in the patches): every level keeps a frequency of at least 1.
+        assert code_bytes >= 0.97 * nll_bytes, (code_bytes, nll_bytes)
+
+
+def test_damaged_truncated_and_foreign_files_are_refused():
+    model = tiny()
+    images = batch_with_extremes((8, 8, 3))
+    data = compression.compress(model, images)
+
+    def with_crc(body):
+        return body + struct.pack('<I', zlib.crc32(body))
+
+    flipped = bytearray(data)
+    flipped[compression.HEADER_BYTES + 10] ^= 0x10
+    recoded = with_crc(bytes(flipped[:-4]))  # damaged, but with a CRC that matches
+    newer = bytearray(data[:-4])
+    newer[4] = compression.VERSION + 1
+    cases = [
+        (bytes(flipped), 'damaged .pxpp file: its CRC-32 does not match'),
+        (data[:-9], r'truncated .pxpp file: \d+ bytes, its header says \d+'),
+        (data[:20], 'truncated .pxpp file'),
+        (data + b'\0', 'damaged .pxpp file'),
+        (b'\x89PNG' + data[4:], 'not a .pxpp file'),
+        (with_crc(bytes(newer)), '.pxpp version 2; this reader knows version 1'),
+        (recoded, 'the decoded images do not match the digest'),
+    ]
+    for bad, message in cases:
+        with pytest.raises(ValueError, match=message):
+            compression.decompress(model, bad)
+    other = tiny(seed=2)  # the same options, other weights
+    with pytest.raises(ValueError, match='made with another model'):
+        compression.decompress(other, data)
+    with pytest.raises(ValueError, match='made with another model'):
+        compression.decompress(tiny((8, 8, 1)), data)
+
+
+def test_model_digest_follows_the_weights_not_the_dropout():
+    model = tiny()
+    digest = compression.model_digest(model)
+    assert digest == compression.model_digest(model) and len(digest) == 32
+    model.weights[3].assign_add(np.full(model.weights[3].shape, 1e-7, np.float32))
+    assert compression.model_digest(model) != digest
+
+
+# ------------------------------------------------------------------ compress.py
+
+
+@pytest.fixture(scope='module')
+def run_dir(tmp_path_factory):
+    """Our checkpoint of a tiny 8x8 RGB model."""
+    folder = tmp_path_factory.mktemp('run')
+    model = tiny(seed=5)
+    polyak = pixel_cnn_pp.PolyakAverage(model.weights)
+    checkpoints.training_checkpoint(model, polyak).write(str(folder / 'ckpt-1'))
+    checkpoints.save_model_config(str(folder), model)
+    return str(folder)
+
+
+@pytest.fixture
+def cli():
+    def run(*argv):
+        FLAGS.unparse_flags()
+        FLAGS(['compress.py'] + [str(a) for a in argv])
+        return compress.run(compress.arguments_from_flags())
+    yield run
+    FLAGS.unparse_flags()
+
+
+def write_pngs(folder, images):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(images):
+        iio.imwrite(str(folder / ('im%d.png' % i)), image)
+    return folder
+
+
+def test_cli_turns_pngs_into_one_file_and_back_in_another_process(cli, run_dir, tmp_path,
+                                                                 capsys):
+    images = batch_with_extremes((8, 8, 3), seed=6)
+    folder = write_pngs(tmp_path / 'in', images)
+    packed = tmp_path / 'in.pxpp'
+    cli('--checkpoint', run_dir, '--compress', folder, '--output', packed, '--batch_size', 3)
+    out = capsys.readouterr().out
+    assert 'compressed 4 images into %s: %d bytes' % (packed, os.path.getsize(packed)) in out
+    # Decoding in a fresh process computes the same floats as encoding did in this one.
+    result = subprocess.run([sys.executable, 'compress.py', '--checkpoint', run_dir,
+                             '--decompress', str(packed)], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    back = tmp_path / 'in'  # the default: the file's name without .pxpp (here: the input)
+    for i, image in enumerate(images):
+        np.testing.assert_array_equal(iio.imread(str(back / ('im%d.png' % i))), image)
+    cli('--checkpoint', run_dir, '--decompress', packed, '--output', tmp_path / 'back.npz')
+    with np.load(str(tmp_path / 'back.npz')) as f:
+        np.testing.assert_array_equal(f['images'], images)
+
+
+def test_cli_refuses_damaged_files_and_writes_nothing(cli, run_dir, tmp_path):
+    images = random_images(2, (8, 8, 3), seed=7)
+    packed = tmp_path / 'x.pxpp'
+    cli('--checkpoint', run_dir, '--compress', write_pngs(tmp_path / 'in', images),
+        '--output', packed)
+    data = packed.read_bytes()
+    packed.write_bytes(data[:-3])
+    with pytest.raises(ValueError, match=r'x.pxpp: truncated .pxpp file'):
+        cli('--checkpoint', run_dir, '--decompress', packed)
+    assert not os.path.exists(str(tmp_path / 'x'))
+    with pytest.raises(ValueError, match='im0.png is 8x8x1 \\(one channel\\), but the model '
+                                         'takes 8x8x3'):
+        cli('--checkpoint', run_dir, '--compress',
+            write_pngs(tmp_path / 'grey', random_images(1, (8, 8, 1))[..., 0]),
+            '--output', tmp_path / 'grey.pxpp')
+    assert not os.path.exists(str(tmp_path / 'grey.pxpp'))
+    with pytest.raises(ValueError, match='give --output'):
+        cli('--checkpoint', run_dir, '--compress', tmp_path / 'in')
+    with pytest.raises(ValueError, match='--labels given, but the model is unconditional'):
+        cli('--checkpoint', run_dir, '--compress', tmp_path / 'in', '--labels', '1,2',
+            '--output', tmp_path / 'y.pxpp')

@@ -1,0 +1,147 @@
+"""scoring.py and sample.py --score: the CSV is model.nll, the heatmap grid has one colour scale."""
+
+import csv
+import os
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+from absl import flags
+
+import pixel_cnn_pp
+import sample
+from pixel_cnn_pp import checkpoints, scoring
+from tests.conftest import random_images
+
+FLAGS = flags.FLAGS
+
+
+def save_run(folder, **options):
+    model = pixel_cnn_pp.PixelCNN((8, 8, 3), nr_resnet=1, nr_filters=8, nr_logistic_mix=3,
+                                  seed=3, **options)
+    labels = np.arange(6) % model.num_classes if model.num_classes else None
+    model.initialize(random_images(6, (8, 8, 3)), labels)
+    checkpoints.training_checkpoint(model, pixel_cnn_pp.PolyakAverage(model.weights)).write(
+        str(folder / 'ckpt-1'))
+    checkpoints.save_model_config(str(folder), model)
+    return str(folder)
+
+
+@pytest.fixture(scope='module')
+def run_dir(tmp_path_factory):
+    return save_run(tmp_path_factory.mktemp('run'))
+
+
+@pytest.fixture
+def cli():
+    def run(*argv):
+        FLAGS.unparse_flags()
+        FLAGS(['sample.py'] + [str(a) for a in argv])
+        return sample.run(sample.arguments_from_flags())
+    yield run
+    FLAGS.unparse_flags()
+
+
+def write_pngs(folder, images):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(images):
+        iio.imwrite(str(folder / ('im%d.png' % i)), image[..., 0] if image.shape[-1] == 1
+                    else image)
+    return folder
+
+
+def read_csv(path):
+    with open(path, newline='') as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ['file', 'bits_per_dim', 'nats']
+    return [r[0] for r in rows[1:]], np.array([[float(v) for v in r[1:]] for r in rows[1:]])
+
+
+def test_score_writes_the_nll_of_each_image_and_a_heatmap_grid(cli, run_dir, tmp_path, capsys):
+    images = random_images(3, (8, 8, 3), seed=1)
+    images[1] = 128  # a flat image: few bits
+    folder = write_pngs(tmp_path / 'in', images)
+    nats = cli('--checkpoint', run_dir, '--score', folder, '--output', tmp_path / 'scores')
+    model = pixel_cnn_pp.load_checkpoint(run_dir)
+    expected = model.nll(images, per_pixel=True)  # (3, 8, 8) nats
+    names, values = read_csv(tmp_path / 'scores.csv')
+    assert names == [str(folder / ('im%d.png' % i)) for i in range(3)]
+    np.testing.assert_allclose(values[:, 1], expected.sum(axis=(1, 2)), rtol=1e-6)
+    np.testing.assert_allclose(values[:, 0], pixel_cnn_pp.bits_per_dim(
+        expected.sum(axis=(1, 2)), (8, 8, 3)), atol=1e-6)
+    np.testing.assert_allclose(nats, expected.sum(axis=(1, 2)))
+    out = capsys.readouterr().out
+    bpd = values[:, 0]
+    assert 'scored 3 images: bits/dim mean %.4f, min %.4f (%s), max' % (
+        bpd.mean(), bpd.min(), names[1]) in out
+    bits = expected / np.log(2)
+    assert 'colour scale (the bar under the grid, left to right): %.2f to %.2f bits per pixel' % (
+        bits.min(), bits.max()) in out
+    # The grid: 2 pairs per row (ceil(sqrt(3))), pixels enlarged 8 times (64 // 8).
+    grid = iio.imread(str(tmp_path / 'scores.png'))
+    cell = 8 * 8 + 1
+    assert grid.shape == (1 + 2 * cell + 16 + 1, 1 + 4 * cell, 3)
+    for k in range(3):
+        top, left = 1 + (k // 2) * cell, 1 + 2 * (k % 2) * cell
+        np.testing.assert_array_equal(grid[top:top + 64:8, left:left + 64:8], images[k])
+        heat = grid[top:top + 64:8, left + cell:left + cell + 64:8]
+        t = (bits[k] - bits.min()) / (bits.max() - bits.min())  # one scale for every image
+        np.testing.assert_array_equal(heat, scoring.colour_scale(t))
+
+
+def test_heatmap_grid_shares_one_colour_scale_and_draws_it_as_a_bar():
+    images = random_images(2, (4, 4, 1))
+    bits = np.zeros((2, 4, 4))
+    bits[0, 1, 2], bits[1, 3, 0] = 10.0, 30.0  # the lowest in image 0's, the highest in 1's
+    bits[0] += 5.0
+    grid, (lo, hi) = scoring.heatmap_grid(images, bits)
+    assert (lo, hi) == (0.0, 30.0)
+    factor = scoring.grid_scale(4, 4)
+    assert factor == 16
+    cell = 4 * factor + 1
+    def at(left):  # one pixel of each enlarged one, of the tile at column `left`
+        return grid[1:1 + 4 * factor:factor, left:left + 4 * factor:factor]
+    heat0, heat1 = at(1 + cell), at(1 + 3 * cell)
+    np.testing.assert_array_equal(heat0[1, 2], scoring.colour_scale(15 / 30))
+    np.testing.assert_array_equal(heat0[0, 0], scoring.colour_scale(5 / 30))
+    np.testing.assert_array_equal(heat1[3, 0], scoring.colour_scale(1.0))
+    np.testing.assert_array_equal(heat1[0, 0], scoring.colour_scale(0.0))
+    np.testing.assert_array_equal(at(1), np.repeat(images[0], 3, -1))  # grey shown as RGB
+    bar = grid[1 + cell]  # the colour bar's first row, below the single row of pairs
+    np.testing.assert_array_equal(bar[1], scoring.colour_scale(0.0))
+    np.testing.assert_array_equal(bar[-2], scoring.colour_scale(1.0))
+    brightness = bar[1:-1].astype(int).sum(-1)
+    assert (np.diff(brightness) >= 0).all()  # the scale gets brighter from low to high
+
+
+@pytest.mark.parametrize('make, argv, message', [
+    (lambda d: write_pngs(d, random_images(1, (8, 12, 3))), [],
+     r'--score: .*im0.png is 8x12x3 \(RGB\), but the model takes 8x8x3 \(RGB\) images'),
+    (lambda d: write_pngs(d, random_images(1, (8, 8, 1))), [],
+     r'im0.png is 8x8x1 \(one channel\), but the model takes 8x8x3'),
+    (lambda d: write_pngs(d, random_images(1, (8, 8, 3))), ['--labels', '1'],
+     r'--labels given, but the model is unconditional'),
+])
+def test_score_refuses_images_the_model_does_not_take(cli, run_dir, tmp_path, make, argv,
+                                                      message):
+    folder = make(tmp_path / 'in')
+    with pytest.raises(ValueError, match=message):
+        cli('--checkpoint', run_dir, '--score', folder, '--output', tmp_path / 'x', *argv)
+    assert not os.path.exists(str(tmp_path / 'x.csv'))
+    assert not os.path.exists(str(tmp_path / 'x.png'))
+
+
+def test_class_conditional_scores_need_a_label_per_image(cli, tmp_path):
+    run = save_run(tmp_path / 'run', num_classes=3)
+    images = random_images(2, (8, 8, 3), seed=2)
+    folder = write_pngs(tmp_path / 'in', images)
+    with pytest.raises(ValueError, match=r'class-conditional \(3 classes\): give the class of '
+                                         r'each of the 2 images with --labels'):
+        cli('--checkpoint', run, '--score', folder, '-o', tmp_path)
+    with pytest.raises(ValueError, match=r'--labels must give 2 classes in 0..2'):
+        cli('--checkpoint', run, '--score', folder, '-o', tmp_path, '--labels', '1,3')
+    cli('--checkpoint', run, '--score', folder, '-o', tmp_path, '--labels', '2,0')
+    _, values = read_csv(tmp_path / 'scores.csv')  # the default output: <save_dir>/scores
+    model = pixel_cnn_pp.load_checkpoint(run)
+    np.testing.assert_allclose(values[:, 1], model.nll(images, [2, 0]), rtol=1e-6)
+    assert not np.allclose(values[:, 1], model.nll(images, [0, 0]), rtol=1e-4)
