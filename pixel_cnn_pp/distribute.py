@@ -145,7 +145,7 @@ def sampling_devices():
     return ['/gpu:0'] if tf.config.list_physical_devices('GPU') else ['/cpu:0']
 
 
-def make_strategy(devices, multi_worker=False, worker_timeout=600, log=print):
+def make_strategy(devices, multi_worker=False, worker_timeout=600, log=None):
     """A MirroredStrategy over `devices`, or a MultiWorkerMirroredStrategy from TF_CONFIG.
 
     The multi-worker strategy takes the cluster (every worker's address and this
@@ -160,6 +160,7 @@ def make_strategy(devices, multi_worker=False, worker_timeout=600, log=print):
       WaitStopped: SIGTERM or SIGINT arrived while waiting.
     """
     if multi_worker:
+        log = log or _print_now
         tasks, me = cluster_of_tf_config(os.environ.get('TF_CONFIG'))
         start = time.monotonic()
         wait_for_workers(tasks, me, worker_timeout, log=log)
@@ -224,7 +225,12 @@ def cluster_of_tf_config(text):
     return tasks, me
 
 
-def wait_for_workers(tasks, me, timeout, log=print, poll_seconds=0.2):
+def is_chief_task(tasks, me):
+    """True if task `me` of `tasks` (from `cluster_of_tf_config`) is the chief, as `is_chief`."""
+    return me == 'chief 0' or (me == 'worker 0' and 'chief 0' not in dict(tasks))
+
+
+def wait_for_workers(tasks, me, timeout, log=None, poll_seconds=0.2):
     """Wait until every other task of `tasks` accepts a TCP connection at its address.
 
     TensorFlow's MultiWorkerMirroredStrategy() waits for the cluster inside one C++
@@ -238,33 +244,34 @@ def wait_for_workers(tasks, me, timeout, log=print, poll_seconds=0.2):
     Args:
       tasks, me: from `cluster_of_tf_config`.
       timeout: seconds to wait (0: no limit).
-      log: prints a line.
+      log: prints a line (default: print, flushed).
     Raises:
       WorkersNotReady: naming the workers that did not answer in time.
       WaitStopped: on SIGTERM or SIGINT.
       ValueError: this task's own port is taken by another program.
     """
+    log = log or _print_now
     addresses = dict(tasks)
     others = [name for name, _ in tasks if name != me]
-    log('waiting for workers %s ... (this is %s, %s; up to %s)'
-        % (', '.join('%s (%s)' % (addresses[n], n) for n in others) or '(none)', me,
-           addresses[me], '%g s, --worker_timeout' % timeout if timeout else 'no time limit'))
     deadline = time.monotonic() + timeout if timeout else None
-    listener = _listen(addresses[me], me)
-    try:
-        with _signals_raise(WaitStopped):
-            while others:
-                others = [n for n in others if not _answers(addresses[n])]
-                if others and deadline is not None and time.monotonic() > deadline:
-                    raise WorkersNotReady(
-                        '--multi_worker: %s of TF_CONFIG did not answer within --worker_timeout '
-                        '%g s: start the same command with its TF_CONFIG on every machine of '
-                        'the cluster, or wait longer (--worker_timeout 0: no limit)'
-                        % (', '.join('%s (%s)' % (n, addresses[n]) for n in others), timeout))
-                if others:
-                    time.sleep(poll_seconds)
-    finally:
-        listener.close()
+    with _signals_raise(WaitStopped), contextlib.closing(_listen(addresses[me], me)):
+        log('waiting for workers %s ... (this is %s, %s; up to %s)'
+            % (', '.join('%s (%s)' % (addresses[n], n) for n in others) or '(none)', me,
+               addresses[me], '%g s, --worker_timeout' % timeout if timeout else 'no time limit'))
+        while others:
+            others = [n for n in others if not _answers(addresses[n])]
+            if others and deadline is not None and time.monotonic() > deadline:
+                raise WorkersNotReady(
+                    '--multi_worker: %s of TF_CONFIG did not answer within --worker_timeout %g s: '
+                    'start the same command with its TF_CONFIG on every machine of the cluster, '
+                    'or wait longer (--worker_timeout 0: no limit)'
+                    % (', '.join('%s (%s)' % (n, addresses[n]) for n in others), timeout))
+            if others:
+                time.sleep(poll_seconds)
+
+
+def _print_now(line):
+    print(line, flush=True)  # seen at once in a log file too, not when the buffer fills
 
 
 def _host_port(address):
@@ -331,7 +338,8 @@ class _Watchdog:
 
     def __enter__(self):
         if self.seconds:
-            program = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else 'python'
+            program = (sys.argv or [''])[0]
+            program = os.path.basename(program) if program not in ('', '-c') else 'python'
             self.process = subprocess.Popen(
                 [sys.executable, '-c', self._SCRIPT, str(os.getpid()), str(self.seconds),
                  '%s: error: %s' % (program, self.message)], stdin=subprocess.PIPE)
