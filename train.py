@@ -8,7 +8,8 @@ tower per logical CPU device. Across machines with --multi_worker and TF_CONFIG.
     python3 train.py -d patches -q 1 -n 32 -g 1 -x 2 -o /tmp/pxpp/patches   # a few CPU minutes
     python3 train.py -r -o /tmp/pxpp/patches -d patches -q 1 -n 32 -g 1 -x 4  # continue it
 
-Writes into --save_dir: flags.json, pixelcnn_config.json, checkpoints ckpt-N (after
+Writes into --save_dir (locked by run.lock while it runs: one run per folder):
+flags.json (every invocation's flags and outcome), pixelcnn_config.json, checkpoints ckpt-N (after
 every epoch, every --save_steps steps, and on SIGTERM/SIGINT), test_bpd_<data_set>.npz,
 <data_set>_sample<epoch>.png/.npz every --save_interval epochs, TensorBoard events in tb/.
 `-r` continues the latest checkpoint exactly: the same batches, dropout masks and
@@ -219,26 +220,26 @@ def _newest_without_state_file(args):
     if not ours:
         return None
     newest = ours[-1][1]
-    state = os.path.join(args.save_dir, checkpoints.STATE_FILE)
-    problem = ('its "%s" state file could not be read (or names no checkpoint there)'
-               % checkpoints.STATE_FILE if os.path.exists(state)
-               else 'its "%s" state file is missing' % checkpoints.STATE_FILE)
+    state = '"%s" state file' % checkpoints.STATE_FILE
+    problem = ('could not be read (or names no checkpoint there)'
+               if os.path.exists(os.path.join(args.save_dir, checkpoints.STATE_FILE))
+               else 'is missing')
     if not args.load_params:
-        raise ValueError('--save_dir %s holds a training run (%s), but %s: resume it with -r '
-                         '(from %s), or pass another --save_dir'
+        raise ValueError('--save_dir %s holds a training run (%s), but its %s %s: resume it with '
+                         '-r (from %s), or pass another --save_dir'
                          % (args.save_dir, ', '.join(os.path.basename(p) for _, p in ours),
-                            problem, os.path.basename(newest)))
+                            state, problem, os.path.basename(newest)))
     try:
         checkpoints.check_intact(newest)
     except ValueError as e:
         older = (' to resume from %s, the newest before it' % os.path.basename(ours[-2][1])
                  if len(ours) > 1 else '')
-        raise ValueError('-r/--load_params: --save_dir %s: %s, and %s; move %s.* out of the '
-                         'folder%s' % (args.save_dir, problem, e, os.path.basename(newest),
-                                       older)) from None
-    print('note: %s; resuming from the newest checkpoint, %s (the state file is written anew '
-          'at the next save)' % (problem.replace('its', '--save_dir %s:' % args.save_dir, 1),
-                                 os.path.basename(newest)))
+        raise ValueError('-r/--load_params: the %s of --save_dir %s %s, and %s; move %s.* out '
+                         'of the folder%s' % (state, args.save_dir, problem, e,
+                                              os.path.basename(newest), older)) from None
+    print('note: the %s of --save_dir %s %s; resuming from the newest checkpoint, %s (the state '
+          'file is written anew at the next save)'
+          % (state, args.save_dir, problem, os.path.basename(newest)))
     return newest
 
 

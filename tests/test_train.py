@@ -443,8 +443,9 @@ def test_a_damaged_state_file_is_never_overwritten_and_r_resumes_from_the_newest
     resumed = train(*TINY, '-c', '-i', trained[1].args[trained[1].args.index('-i') + 1],
                     '-o', save_dir, '-x', '3', '-ns', '0', '-r')
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert 'state file could not be read (or names no checkpoint there); resuming from the ' \
-           'newest checkpoint, ckpt-2' in resumed.stdout, resumed.stdout
+    assert ('note: the "checkpoint" state file of --save_dir %s could not be read (or names no '
+            'checkpoint there); resuming from the newest checkpoint, ckpt-2' % save_dir) \
+        in resumed.stdout, resumed.stdout
     assert re.search(r'resuming from .*ckpt-2: epoch 2', resumed.stdout), resumed.stdout
     after = snapshot(save_dir)
     assert all(after[f] == before[f] for f in before if f.startswith('ckpt-'))
