@@ -31,15 +31,19 @@ _EMA_SUFFIX = '/ExponentialMovingAverage'
 READ_ERRORS = (tf.errors.OpError, IndexError)
 
 
+class DamagedCheckpoint(ValueError):
+    """A checkpoint whose files TensorFlow cannot read (the message names it and why)."""
+
+
 def damaged(prefix, error):
-    """The ValueError saying that the checkpoint at `prefix` cannot be read, and why."""
+    """The DamagedCheckpoint saying that the checkpoint at `prefix` cannot be read, and why."""
     reason = (str(error).splitlines() or [''])[0] or type(error).__name__
-    return ValueError('checkpoint %s is damaged or truncated (%s): %s.index or its data files '
-                      'cannot be read' % (prefix, reason, os.path.basename(prefix)))
+    return DamagedCheckpoint('checkpoint %s is damaged or truncated (%s): %s.index or its data '
+                             'files cannot be read' % (prefix, reason, os.path.basename(prefix)))
 
 
 def check_intact(prefix):
-    """Read every tensor of the checkpoint at `prefix`; ValueError (see `damaged`) if one fails.
+    """Read every tensor of the checkpoint at `prefix`; DamagedCheckpoint if one fails.
 
     Costs one read of the checkpoint; what a resume does before trusting it.
     """
