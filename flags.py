@@ -96,6 +96,8 @@ flags.DEFINE_integer('nr_gpu', 8, 'How many GPUs to distribute the training acro
                      short_name='g')
 flags.DEFINE_boolean('multi_worker', False, 'Train across machines with '
                      'MultiWorkerMirroredStrategy; the cluster comes from TF_CONFIG.')
+flags.DEFINE_float('worker_timeout', 600, '--multi_worker: seconds to wait for every worker of '
+                   'TF_CONFIG to start before giving up (0: no limit).', lower_bound=0)
 flags.DEFINE_boolean('jit_compile', False, 'Compile each tower\'s step with XLA (see '
                      'bench/train_throughput.py for which is faster on your machine).')
 
@@ -114,7 +116,7 @@ flags.DEFINE_integer('keep_checkpoints', 3, 'How many recent checkpoints to keep
 
 # --------------------------------------------------------------- reproducibility
 flags.DEFINE_integer('seed', 1, 'Random seed to use (the samples of epoch e are drawn with seed '
-                     '+ e).', short_name='s')
+                     '+ e).', lower_bound=0, upper_bound=2 ** 32 - 1, short_name='s')
 
 
 def _in_open_interval(low, high, low_open=False, high_open=False):
@@ -134,6 +136,8 @@ flags.register_validator('dropout_p', _in_open_interval(0, 1, high_open=True),
 flags.register_validator('polyak_decay', _in_open_interval(0, 1, high_open=True),
                          message='--polyak_decay must be in [0, 1)')
 flags.register_validator('focal_gamma', math.isfinite, message='--focal_gamma must be finite')
+flags.register_validator('save_dir', bool, message='-o/--save_dir must name a folder (it is empty)')
+flags.register_validator('data_dir', bool, message='-i/--data_dir must name a folder (it is empty)')
 
 
 def _valid_levels(levels):

@@ -98,13 +98,15 @@ def load_model(args):
     else:
         path = os.path.expanduser(args.checkpoint) if args.checkpoint else args.save_dir
     prefix = checkpoints.resolve(path)
+    hint = ('; delete %s to extract it again from the archive'
+            % os.path.join(args.cache_dir, args.pretrained) if args.pretrained else '')
     try:
         options = (_tf1_options(args, prefix) if checkpoints.is_openai_checkpoint(prefix)
                    else args.model_options)
         model = checkpoints.load_checkpoint(prefix, use_ema=args.use_ema, **options)
+    except checkpoints.DamagedCheckpoint as e:
+        raise ValueError('%s%s' % (e, hint)) from None
     except (tf.errors.OpError, IndexError, RuntimeError) as e:  # TF's reader, on bad files
-        hint = ('; delete %s to extract it again from the archive'
-                % os.path.join(args.cache_dir, args.pretrained) if args.pretrained else '')
         raise ValueError('checkpoint %s is damaged or truncated (%s)%s'
                          % (prefix, (str(e).splitlines() or [type(e).__name__])[0], hint)) from None
     return model, prefix

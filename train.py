@@ -8,14 +8,15 @@ tower per logical CPU device. Across machines with --multi_worker and TF_CONFIG.
     python3 train.py -d patches -q 1 -n 32 -g 1 -x 2 -o /tmp/pxpp/patches   # a few CPU minutes
     python3 train.py -r -o /tmp/pxpp/patches -d patches -q 1 -n 32 -g 1 -x 4  # continue it
 
-Writes into --save_dir: flags.json, pixelcnn_config.json, checkpoints ckpt-N (after
+Writes into --save_dir (locked by run.lock while it runs: one run per folder):
+flags.json (every invocation's flags and outcome), pixelcnn_config.json, checkpoints ckpt-N (after
 every epoch, every --save_steps steps, and on SIGTERM/SIGINT), test_bpd_<data_set>.npz,
 <data_set>_sample<epoch>.png/.npz every --save_interval epochs, TensorBoard events in tb/.
 `-r` continues the latest checkpoint exactly: the same batches, dropout masks and
 updates as if the run had never stopped.
 """
 
-import json
+import contextlib
 import os
 import sys
 import types
@@ -93,16 +94,61 @@ def load_data(args, towers):
     if args.init_batch_size > len(train.data):
         raise ValueError('--init_batch_size %d is larger than the train set (%d images)'
                          % (args.init_batch_size, len(train.data)))
+    check_splits(args, train, test)
     return train, test
+
+
+def _split(args, subset):
+    """How messages name a subset: its folder for -d folder, else the set and --data_dir."""
+    if args.data_set == 'folder':
+        return 'the %s images in %s' % (subset, os.path.join(args.data_dir, subset))
+    return 'the %s set of -d %s (in %s)' % (subset, args.data_set, args.data_dir)
+
+
+def _size_hint(args):
+    if args.data_set == 'folder':
+        return '; pass --image_size N to resize every image to N x N'
+    if args.data_set == 'imagenet':
+        return '; --image_size picks Small ImageNet 32 or 64'
+    return ''
+
+
+def check_splits(args, train, test):
+    """Refuse, before any training, a test set that the model of the train set cannot take."""
+    train_shape = tuple(int(d) for d in train.get_observation_size())
+    test_shape = tuple(int(d) for d in test.get_observation_size())
+    if test_shape != train_shape:
+        raise DataError('%s are %s, but %s are %s: both must be one size and channels%s'
+                        % (_split(args, 'test'), 'x'.join(map(str, test_shape)),
+                           _split(args, 'train'), 'x'.join(map(str, train_shape)),
+                           _size_hint(args)))
+    if args.class_conditional:
+        classes = train.get_num_labels()
+        if test.get_num_labels() != classes or (len(test.labels) and test.labels.max() >= classes):
+            raise DataError('-c/--class_conditional: %s have %s classes, but %s have %s: both '
+                            'must have the same classes'
+                            % (_split(args, 'test'), test.get_num_labels(),
+                               _split(args, 'train'), classes))
 
 
 def model_config(args, train):
     """The ModelConfig of the flags (by field name) and the data's image shape and classes."""
     from pixel_cnn_pp.config import ModelConfig
 
-    return ModelConfig.from_values(
-        args.flag_values, image_shape=train.get_observation_size(),
-        num_classes=int(train.get_num_labels()) if args.class_conditional else 0)
+    shape = tuple(int(d) for d in train.get_observation_size())
+    try:
+        return ModelConfig.from_values(
+            args.flag_values, image_shape=shape,
+            num_classes=int(train.get_num_labels()) if args.class_conditional else 0)
+    except ValueError as e:
+        if not str(e).startswith("'image_shape'"):
+            raise
+        h, w = shape[:2]
+        sizes = sorted({max(4, n - n % 4) for n in (h, w)} | {n + -n % 4 for n in (h, w)})
+        raise DataError('%s are %s, which the network cannot take (%s)%s%s'
+                        % (_split(args, 'train'), 'x'.join(map(str, shape)), e,
+                           _size_hint(args), ', e.g. --image_size %s' % ' or '.join(
+                               map(str, sizes)) if args.data_set == 'folder' else '')) from None
 
 
 def check_resumable(checkpoint, config, option_flags):
@@ -122,12 +168,12 @@ def check_resumable(checkpoint, config, option_flags):
 
 
 def note_changed_flags(save_dir, values):
-    """Print a note for each training flag that differs from the run's flags.json."""
-    path = os.path.join(save_dir, 'flags.json')
-    try:
-        with open(path) as f:
-            before = json.load(f)
-    except (OSError, ValueError):
+    """Print a note for each training flag that differs from the run's last invocation."""
+    from pixel_cnn_pp import run as training_run
+
+    invocations = training_run.read_invocations(save_dir)
+    before = invocations[-1].get('flags') if invocations else None
+    if not isinstance(before, dict):
         return
     for name in _TRAINING_FLAGS:
         if name in before and before[name] != values.get(name):
@@ -145,9 +191,8 @@ def resume_point(args):
     import tensorflow as tf
 
     latest = tf.train.latest_checkpoint(args.save_dir) if os.path.isdir(args.save_dir) else None
-    if args.init_checkpoint and args.load_params:
-        raise ValueError('--init_checkpoint starts a new run and -r/--load_params continues one '
-                         'in --save_dir: pass one of them')
+    if latest is None:
+        latest = _newest_without_state_file(args)
     if args.load_params and latest is None:
         openai = os.path.join(args.save_dir, 'params_%s.ckpt' % args.data_set)
         if os.path.exists(openai + '.index'):
@@ -164,17 +209,84 @@ def resume_point(args):
     return latest, None
 
 
+def _newest_without_state_file(args):
+    """Our newest checkpoint when the "checkpoint" state file is unreadable or missing, or None.
+
+    The state file (written by tf.train.CheckpointManager) is what finds a run's
+    checkpoints; when it is damaged they are still there, and a new run must never
+    be started over them. -r resumes from the newest one if it reads whole;
+    otherwise it says which files to move away (an older checkpoint is never taken
+    silently: that would drop the epochs after it).
+    """
+    from pixel_cnn_pp import checkpoints
+
+    ours = checkpoints.numbered_checkpoints(args.save_dir)
+    if not ours:
+        return None
+    newest = ours[-1][1]
+    state = '"%s" state file' % checkpoints.STATE_FILE
+    problem = ('could not be read (or names no checkpoint there)'
+               if os.path.exists(os.path.join(args.save_dir, checkpoints.STATE_FILE))
+               else 'is missing')
+    if not args.load_params:
+        raise ValueError('--save_dir %s holds a training run (%s), but its %s %s: resume it with '
+                         '-r (from %s), or pass another --save_dir'
+                         % (args.save_dir, ', '.join(os.path.basename(p) for _, p in ours),
+                            state, problem, os.path.basename(newest)))
+    try:
+        checkpoints.check_intact(newest)
+    except ValueError as e:
+        older = (' to resume from %s, the newest before it' % os.path.basename(ours[-2][1])
+                 if len(ours) > 1 else '')
+        raise ValueError('-r/--load_params: the %s of --save_dir %s %s, and %s; move %s.* out '
+                         'of the folder%s' % (state, args.save_dir, problem, e,
+                                              os.path.basename(newest), older)) from None
+    print('note: the %s of --save_dir %s %s; resuming from the newest checkpoint, %s (the state '
+          'file is written anew at the next save)'
+          % (state, args.save_dir, problem, os.path.basename(newest)))
+    return newest
+
+
+def _writes_save_dir(args):
+    """False on a worker of a multi-worker run that is not the chief (it writes nothing)."""
+    from pixel_cnn_pp import distribute
+
+    if not args.multi_worker:
+        return True
+    return distribute.is_chief_task(*distribute.cluster_of_tf_config(os.environ.get('TF_CONFIG')))
+
+
 def run(args):
     """Train as the original train.py does, from plain arguments."""
     from pixel_cnn_pp import distribute  # first: it imports TensorFlow quietly
+    from pixel_cnn_pp import files
+
+    # First, before TensorFlow starts (importing it does not): logical CPU devices
+    # can only be made then. Too many towers for this machine are refused here, at once.
+    devices = distribute.configure_devices(args.nr_gpu, args.multi_worker)
+    if args.init_checkpoint and args.load_params:
+        raise ValueError('--init_checkpoint starts a new run and -r/--load_params continues one '
+                         'in --save_dir: pass one of them')
+    # Before anything is read or written: --save_dir is ours alone (and can be written)
+    # until this process ends; a signal now ends it with the lock released.
+    with cli.signals_end_the_program(), contextlib.ExitStack() as stack:
+        if _writes_save_dir(args):
+            stack.enter_context(files.FolderLock(args.save_dir, what='--save_dir'))
+        try:
+            train_in_save_dir(args, devices)
+        except (distribute.WaitStopped, cli.SignalStop) as e:
+            print('train.py: %s; no checkpoint was written' % e, file=sys.stderr)
+            sys.exit(128 + e.signum)
+
+
+def train_in_save_dir(args, devices):
+    """The run, once --save_dir is locked."""
+    from pixel_cnn_pp import distribute
     from pixel_cnn_pp import run as training_run
     from pixel_cnn_pp.training import Trainer
 
-    # First, before TensorFlow starts (importing it does not): logical CPU devices
-    # can only be made then.
-    devices = distribute.configure_devices(args.nr_gpu, args.multi_worker)
     latest, start_from = resume_point(args)
-    strategy = distribute.make_strategy(devices, args.multi_worker)
+    strategy = distribute.make_strategy(devices, args.multi_worker, args.worker_timeout)
     towers = strategy.num_replicas_in_sync
     train, test = load_data(args, towers)
     config = model_config(args, train)
@@ -195,19 +307,22 @@ def run(args):
         keep_checkpoints=args.keep_checkpoints, chief=distribute.is_chief(strategy),
         settings=args.flag_values)
     try:
-        training_run.train_epochs(
-            trainer, train, lambda: to_tf_dataset(train), test.data,
-            test.labels if args.class_conditional else None, record, outputs,
-            args.max_epochs, save_steps=args.save_steps, sample_interval=args.save_interval,
-            stop=training_run.StopRequest())
+        with outputs.recording_outcome():
+            training_run.train_epochs(
+                trainer, train, lambda: to_tf_dataset(train), test.data,
+                test.labels if args.class_conditional else None, record, outputs,
+                args.max_epochs, save_steps=args.save_steps, sample_interval=args.save_interval,
+                stop=training_run.StopRequest())
     except training_run.Stopped as e:
         print('\nstopped by signal %d %s: saved %s; continue with -r'
               % (e.signum, e.where, e.path or '(not the chief worker)'))
         sys.exit(128 + e.signum)
 
 
+# OSError: a file that cannot be written (a full disk names the file or folder), and
+# the time-out of --multi_worker's wait (TimeoutError).
 main = cli.main_for('train.py', arguments_from_flags, run,
-                    errors=(ValueError, FileNotFoundError, FloatingPointError))
+                    errors=(ValueError, OSError, FloatingPointError))
 
 if __name__ == '__main__':
     app.run(main)

@@ -12,7 +12,9 @@ name and shape.
 
 import json
 import os
+import re
 
+import numpy as np
 import tensorflow as tf
 
 from pixel_cnn_pp import files
@@ -21,7 +23,48 @@ from pixel_cnn_pp.model import PixelCNN
 from pixel_cnn_pp.optim import PolyakAverage
 
 CONFIG_FILE = 'pixelcnn_config.json'
+STATE_FILE = 'checkpoint'  # tf.train.CheckpointManager's list of checkpoints in a folder
 _EMA_SUFFIX = '/ExponentialMovingAverage'
+# What TensorFlow's checkpoint reader raises on a damaged file: an OpError (bad magic
+# number, checksum mismatch, a data file missing) or, for a data file cut short,
+# IndexError ("Read less bytes than requested").
+READ_ERRORS = (tf.errors.OpError, IndexError)
+
+
+class DamagedCheckpoint(ValueError):
+    """A checkpoint whose files TensorFlow cannot read (the message names it and why)."""
+
+
+def damaged(prefix, error):
+    """The DamagedCheckpoint saying that the checkpoint at `prefix` cannot be read, and why."""
+    reason = (str(error).splitlines() or [''])[0] or type(error).__name__
+    return DamagedCheckpoint('checkpoint %s is damaged or truncated (%s): %s.index or its data '
+                             'files cannot be read' % (prefix, reason, os.path.basename(prefix)))
+
+
+def check_intact(prefix):
+    """Read every tensor of the checkpoint at `prefix`; DamagedCheckpoint if one fails.
+
+    Costs one read of the checkpoint; what a resume does before trusting it.
+    """
+    try:
+        reader = tf.train.load_checkpoint(prefix)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+    except READ_ERRORS as e:
+        raise damaged(prefix, e) from None
+
+
+def numbered_checkpoints(folder, name='ckpt'):
+    """[(N, prefix)] of every <name>-N.index in `folder`, oldest first ([] if none)."""
+    pattern = re.compile(r'^%s-(\d+)\.index$' % re.escape(name))
+    try:
+        entries = os.listdir(folder)
+    except OSError:
+        return []
+    found = [(int(m.group(1)), os.path.join(folder, m.group(0)[:-len('.index')]))
+             for m in map(pattern.match, entries) if m]
+    return sorted(found)
 
 
 def resolve(path):
@@ -36,6 +79,13 @@ def resolve(path):
         latest = tf.train.latest_checkpoint(path)
         if latest is None:
             indexes = sorted(f for f in os.listdir(path) if f.endswith('.index'))
+            if len(indexes) > 1 and os.path.exists(os.path.join(path, STATE_FILE)):
+                newest = numbered_checkpoints(path)
+                raise FileNotFoundError(
+                    'the "%s" state file of folder %s could not be read (or names no checkpoint '
+                    'there), and the folder holds %d checkpoints: name one, e.g. %s'
+                    % (STATE_FILE, path, len(indexes),
+                       newest[-1][1] if newest else os.path.join(path, indexes[-1][:-6])))
             if len(indexes) != 1:
                 raise FileNotFoundError(
                     'no checkpoint in folder %s: expected a "checkpoint" file or exactly one '
@@ -70,8 +120,16 @@ def read_model_config(prefix):
     config_path = os.path.join(os.path.dirname(prefix), CONFIG_FILE)
     if not os.path.exists(config_path):
         return None
-    with open(config_path) as f:
-        values = json.load(f)
+    try:
+        with open(config_path) as f:
+            values = json.load(f)
+    except (OSError, ValueError) as e:  # unreadable, not UTF-8, not JSON
+        raise ValueError('%s (the model options of the checkpoint) cannot be read as JSON: %s'
+                         % (config_path, e)) from None
+    if not isinstance(values, dict):
+        raise ValueError('%s (the model options of the checkpoint) must hold a JSON object '
+                         '{"nr_filters": 160, ...}; got a %s'
+                         % (config_path, type(values).__name__))
     try:
         return ModelConfig.from_dict(values)
     except ValueError as e:
@@ -158,14 +216,25 @@ def load_checkpoint(path, use_ema=True, **model_options):
       A PixelCNN whose weights are the checkpoint's (averaged ones if use_ema).
     Raises:
       FileNotFoundError: no checkpoint at `path`.
-      ValueError: the checkpoint does not fit the options; names the first
-        variable whose name or shape differs and what was expected.
+      ValueError: the checkpoint does not fit the options (names the first
+        variable whose name or shape differs and what was expected), its files
+        are damaged or truncated, or its pixelcnn_config.json is not valid
+        (each names the file).
 
     Example:
         model = load_checkpoint('pxpp/params_cifar.ckpt')
         bpd = bits_per_dim(model.nll(test_images).mean(), (32, 32, 3))
     """
+    if not isinstance(use_ema, (bool, np.bool_)):
+        raise ValueError("'use_ema' must be True or False; got %r" % (use_ema,))
     prefix = resolve(path)
+    try:
+        return _load(prefix, use_ema, model_options)
+    except READ_ERRORS as e:
+        raise damaged(prefix, e) from None
+
+
+def _load(prefix, use_ema, model_options):
     if is_openai_checkpoint(prefix):
         model = PixelCNN(ModelConfig(**model_options), seed=0)
         _assign_openai_weights(model, prefix, use_ema)
@@ -199,8 +268,14 @@ def _read_ours(prefix, config):
     polyak = PolyakAverage(model.weights)
     try:
         status = training_checkpoint(model, polyak).read(prefix)
+    except READ_ERRORS as e:
+        raise damaged(prefix, e) from None
+    except ValueError as e:  # a variable of another shape
+        raise ValueError('checkpoint %s does not fit the model (%s): %s'
+                         % (prefix, model.describe(), e)) from None
+    try:
         status.expect_partial().assert_existing_objects_matched()
-    except (ValueError, AssertionError, tf.errors.OpError) as e:
+    except (ValueError, AssertionError) as e:
         raise ValueError('checkpoint %s does not fit the model (%s): %s'
                          % (prefix, model.describe(), e)) from None
     return model, polyak
@@ -257,6 +332,13 @@ def read_weights(path, model):
         variable or shape that differs.
     """
     prefix = resolve(path)
+    try:
+        return _read_weights(prefix, model)
+    except READ_ERRORS as e:
+        raise damaged(prefix, e) from None
+
+
+def _read_weights(prefix, model):
     if is_openai_checkpoint(prefix):
         raw = _openai_tensors(model, prefix, use_ema=False)
         return prefix, raw, _openai_tensors(model, prefix, use_ema=True)

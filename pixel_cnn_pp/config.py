@@ -180,6 +180,9 @@ TRAINING_ONLY = ('dropout_p',)
 
 
 def _check_length(image_shape):
+    if isinstance(image_shape, (str, bytes)):
+        raise ValueError("'image_shape' must be a sequence of 3 integers (height, width, "
+                         "channels), e.g. (32, 32, 3), not a string; got %r" % (image_shape,))
     try:
         ok = len(image_shape) == 3
     except TypeError:

@@ -156,4 +156,9 @@ def bits_per_dim(nats, image_shape):
     >>> bits_per_dim(np.array([2000.0]), (32, 32, 3))  # doctest: +ELLIPSIS
     array([0.939...])
     """
-    return np.asarray(nats, dtype=np.float64) / (np.prod(image_shape) * np.log(2.0))
+    shape = None if isinstance(image_shape, (str, bytes)) else np.asarray(image_shape)
+    if shape is None or shape.shape != (3,) or shape.dtype.kind not in 'iu' or (shape < 1).any():
+        raise ValueError("'image_shape' must be (height, width, channels), e.g. (32, 32, 3): "
+                         "bits/dim divide by the H * W * C dimensions of an image; got %r"
+                         % (image_shape,))
+    return np.asarray(nats, dtype=np.float64) / (np.prod(shape) * np.log(2.0))

@@ -64,6 +64,11 @@ class PixelCNN(tf.Module):
     def __init__(self, config=None, seed=None, **options):
         super().__init__(name='model')
         if not isinstance(config, ModelConfig):
+            if isinstance(config, (str, bytes)) or not (config is None
+                                                        or hasattr(config, '__len__')):
+                raise ValueError("PixelCNN's first argument 'config' must be a ModelConfig or an "
+                                 "image shape (height, width, channels), e.g. (32, 32, 3); got %r"
+                                 % (config,))
             config = ModelConfig() if config is None else ModelConfig(image_shape=config)
         c = self._config = config.replace(**options) if options else config
         self.image_shape, self.num_classes = c.image_shape, c.num_classes
@@ -379,6 +384,12 @@ class PixelCNN(tf.Module):
         Returns:
           NumPy float64 array of nats; `bits_per_dim(nats, image_shape)` converts.
         """
+        if not isinstance(per_pixel, (bool, np.bool_)):
+            raise ValueError("'per_pixel' must be True or False; got %r" % (per_pixel,))
+        if isinstance(batch_size, (bool, np.bool_)) \
+                or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError("'batch_size' must be a positive integer (images per forward pass); "
+                             "got %r" % (batch_size,))
         images, labels = self.check_inputs(images, labels)
         fn = self._compiled_per_pixel(averages.average if averages is not None else nn.identity)
         out = []

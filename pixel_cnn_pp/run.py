@@ -18,9 +18,13 @@ history of bits/dim. A checkpoint holds the progress record (epoch, position in 
 the loader's state, the history), so `begin(..., resume_from=path)` continues exactly.
 """
 
+import contextlib
+import json
 import math
 import os
 import signal
+import socket
+import sys
 import time
 
 import numpy as np
@@ -79,7 +83,9 @@ class RunOutputs:
       sample_batches: samples drawn per sampling, in global batches (0: none).
       seed: samples of epoch e are drawn with seed + e.
       keep_checkpoints: how many recent checkpoints to keep.
-      settings: a JSON-ready dict written as flags.json (the command line of the run).
+      settings: a JSON-ready dict (the command line of the run) recorded in flags.json
+        as one more invocation of the run (see `FLAGS_FILE`); `recording_outcome`
+        adds how it ended.
     """
 
     def __init__(self, save_dir, trainer, name, sample_batches=1, seed=1, keep_checkpoints=3,
@@ -88,10 +94,11 @@ class RunOutputs:
 
         self.save_dir, self.trainer, self.name, self.chief = save_dir, trainer, name, chief
         self.sample_batches, self.seed = sample_batches, seed
+        self._invocation = None
         if chief:
             os.makedirs(save_dir, exist_ok=True)
             if settings is not None:
-                files.write_json(os.path.join(save_dir, 'flags.json'), settings)
+                self._invocation = record_invocation(save_dir, settings)
             checkpoints.save_model_config(save_dir, trainer.model)
         self.summaries = Summaries(os.path.join(save_dir, 'tb') if chief else None)
         self.manager = tf.train.CheckpointManager(trainer.checkpoint, save_dir,
@@ -145,6 +152,88 @@ class RunOutputs:
 
     def close(self):
         self.summaries.close()
+
+    @contextlib.contextmanager
+    def recording_outcome(self):
+        """Record in flags.json how the block ended: finished, stopped by a signal, or failed."""
+        try:
+            yield
+        except Stopped as e:
+            self._finish('stopped by signal %d %s: saved %s' % (e.signum, e.where, e.path))
+            raise
+        except BaseException as e:
+            self._finish('failed: %s' % ((str(e).splitlines() or [''])[0] or type(e).__name__))
+            raise
+        self._finish('finished')
+
+    def _finish(self, outcome):
+        if self._invocation is not None:
+            try:
+                record_outcome(self.save_dir, self._invocation, outcome)
+            except OSError as e:  # e.g. the disk is full: the error being reported matters more
+                print('warning: could not record the outcome in %s: %s'
+                      % (os.path.join(self.save_dir, FLAGS_FILE), e), file=sys.stderr)
+
+
+# flags.json: the first invocation's settings at the top level (as it always held them),
+# and under "invocations" every invocation's settings, start, host, pid and outcome.
+FLAGS_FILE = 'flags.json'
+_UNRECORDED = 'unknown (recorded before flags.json kept every invocation)'
+
+
+def read_invocations(save_dir):
+    """Every recorded invocation of the run in `save_dir` ([] if none), oldest first.
+
+    Each is a dict with 'flags' (the settings), and where recorded 'started',
+    'ended', 'host', 'pid' and 'outcome'. A flags.json written before invocations
+    were kept gives one entry, its settings.
+    """
+    try:
+        with open(os.path.join(save_dir, FLAGS_FILE)) as f:
+            stored = json.load(f)
+    except (OSError, ValueError):
+        return []
+    if not isinstance(stored, dict):
+        return []
+    invocations = stored.get('invocations')
+    if isinstance(invocations, list):
+        return [i for i in invocations if isinstance(i, dict)]
+    return [dict(flags=stored, outcome=_UNRECORDED)]
+
+
+def record_invocation(save_dir, settings):
+    """Append an invocation ('running', now) to flags.json; returns its index.
+
+    The first invocation's settings stay at the top level of the file. An earlier
+    invocation still 'running' (another process: it held the folder's lock and is
+    gone) is marked as having ended without recording how.
+    """
+    path = os.path.join(save_dir, FLAGS_FILE)
+    invocations = read_invocations(save_dir)
+    for earlier in invocations:
+        if earlier.get('outcome') == 'running':
+            earlier['outcome'] = 'ended without recording how (killed, or the machine stopped)'
+    invocations.append(dict(flags=settings, started=_now(), host=socket.gethostname(),
+                            pid=os.getpid(), outcome='running'))
+    first = invocations[0]['flags']
+    files.write_json(path, dict(first if isinstance(first, dict) else {},
+                                invocations=invocations))
+    return len(invocations) - 1
+
+
+def record_outcome(save_dir, index, outcome):
+    """Set the outcome (and end time) of invocation `index` in flags.json."""
+    invocations = read_invocations(save_dir)
+    if index >= len(invocations):
+        return
+    invocations[index].update(outcome=outcome, ended=_now())
+    first = invocations[0]['flags']
+    files.write_json(os.path.join(save_dir, FLAGS_FILE),
+                     dict(first if isinstance(first, dict) else {}, invocations=invocations))
+
+
+def _now():
+    return time.strftime('%Y-%m-%d %H:%M:%S %z')
 
 
 def begin(trainer, loader, resume_from=None, init_batch_size=16, start_from=None, log=print):

@@ -65,6 +65,15 @@ def check_num_samples(n):
     return int(n)
 
 
+def check_seed(seed):
+    """`seed` if it is None or a non-negative integer (what numpy's generators take)."""
+    if seed is not None and (isinstance(seed, (bool, np.bool_))
+                             or not isinstance(seed, (int, np.integer)) or seed < 0):
+        raise ValueError("'seed' must be a non-negative integer, or None for fresh randomness; "
+                         "got %r" % (seed,))
+    return seed
+
+
 def _check_method(method):
     if method not in METHODS:
         raise ValueError("'method' must be one of %s; got %r" % (METHODS, method))
@@ -151,6 +160,7 @@ def _draw(model, n, labels, seed, method, get, progress, jit_compile, devices, g
           known_rows=0):
     """Both public functions: validate, draw the random numbers, split over the devices."""
     _check_method(method)
+    check_seed(seed)
     labels = model.check_labels(labels, n)
     devices = _check_devices(devices, n)
     gumbel, logistic = draw_uniforms(n, model.image_shape, model.nr_logistic_mix, seed)

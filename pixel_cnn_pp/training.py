@@ -26,6 +26,9 @@ The library never reads flags or data sets: train.py does, and hands plain value
 """
 
 import json
+import os
+import re
+import shutil
 
 import numpy as np
 import tensorflow as tf
@@ -293,24 +296,75 @@ class Trainer:
         checkpoint is never replaced by a broken one. The checkpoint's files are
         complete before the manager's state file names it (written to a temporary
         file and renamed), so a run killed at any moment leaves the previous
-        checkpoint loadable.
+        checkpoint loadable. A save that fails (CheckpointWriteError, e.g. a full
+        disk) removes what it had begun and leaves the state file naming the last
+        good checkpoint.
         """
         if not self.weights_are_finite():
             raise FloatingPointError('the weights hold NaN or Inf at step %d: not saving (the last '
                                      'good checkpoint, %s, is kept)'
                                      % (int(self.step.numpy()), manager.latest_checkpoint))
         self.progress.assign(json.dumps(progress))
-        return manager.save()
+        folder = manager.directory
+        before = set(os.listdir(folder)) if os.path.isdir(folder) else set()
+        try:
+            return manager.save()
+        except (tf.errors.OpError, OSError) as e:  # e.g. "No space left on device"
+            _remove_save_debris(folder, before)
+            raise CheckpointWriteError(
+                'cannot write a checkpoint into %s (%s): its partial files were removed and the '
+                'last good checkpoint, %s, is kept' % (folder, _first_line(e),
+                                                       manager.latest_checkpoint or 'none yet')
+            ) from None
 
     def restore(self, path):
         """Load a checkpoint written by `save`; returns its progress record (a dict).
 
-        Raises ValueError if the checkpoint does not fit this model and trainer.
+        Raises ValueError if the checkpoint does not fit this model and trainer, or
+        cannot be read (damaged or truncated files).
         """
         try:
             with self.strategy.scope():
-                self.checkpoint.restore(path).assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError) as e:
-            raise ValueError('checkpoint %s does not fit this model (%s): %s'
-                             % (path, self.model.describe(), str(e).splitlines()[0])) from None
+                status = self.checkpoint.restore(path)
+        except checkpoints.READ_ERRORS as e:
+            raise checkpoints.damaged(path, e) from None
+        except ValueError as e:
+            raise self._does_not_fit(path, e) from None
+        try:
+            status.assert_existing_objects_matched()
+        except (AssertionError, ValueError) as e:
+            raise self._does_not_fit(path, e) from None
         return json.loads(self.progress.numpy().decode('utf-8'))
+
+    def _does_not_fit(self, path, error):
+        return ValueError('checkpoint %s does not fit this model (%s): %s'
+                          % (path, self.model.describe(), _first_line(error)))
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (e.g. the disk is full); the last good one is kept."""
+
+
+# What a checkpoint save in progress creates beside the last good checkpoint.
+_SAVE_DEBRIS = re.compile(r'^.+-\d+(\.index|\.data-\d+-of-\d+|_temp.*)$|^checkpoint\.tmp')
+
+
+def _first_line(error):
+    return (str(error).splitlines() or [''])[0] or type(error).__name__
+
+
+def _remove_save_debris(folder, before):
+    """Remove what a failed save began in `folder` (ckpt-N_temp/, part of ckpt-N.*), so
+    that only whole checkpoints stay and the state file still names the last one."""
+    if not os.path.isdir(folder):
+        return
+    for name in set(os.listdir(folder)) - before:
+        if _SAVE_DEBRIS.match(name):
+            path = os.path.join(folder, name)
+            try:
+                if os.path.isdir(path):
+                    shutil.rmtree(path)
+                else:
+                    os.remove(path)
+            except OSError:
+                pass  # the error being reported matters more than this file

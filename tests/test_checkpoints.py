@@ -176,3 +176,76 @@ def test_checkpoint_written_before_the_model_config_loads_with_its_nlls(use_ema)
     images, labels = random_images(4, (8, 8, 3), seed=0), np.array([0, 1, 0, 1])
     want = expected['nll_ema' if use_ema else 'nll_raw']
     np.testing.assert_allclose(model.nll(images, labels), want, rtol=1e-5)
+
+
+# ------------------------------------------------------------ damaged files, bad arguments
+
+def _damage(prefix, how):
+    index, data = prefix + '.index', prefix + '.data-00000-of-00001'
+    if how == 'garbage_index':
+        with open(index, 'wb') as f:
+            f.write(b'not a checkpoint index' * 4)
+    elif how == 'truncated_index':
+        os.truncate(index, 40)
+    elif how == 'truncated_data':
+        os.truncate(data, 100)
+    elif how == 'zeroed_data':
+        size = os.path.getsize(data)
+        with open(data, 'wb') as f:
+            f.write(b'\0' * size)
+    elif how == 'missing_data':
+        os.remove(data)
+
+
+@pytest.mark.parametrize('how', ['garbage_index', 'truncated_index', 'truncated_data',
+                                 'zeroed_data', 'missing_data'])
+def test_a_damaged_checkpoint_is_refused_naming_it(tmp_path, how):
+    import re
+
+    model, _, _, folder = _trained_tiny_model(tmp_path)
+    prefix = str(folder / 'ckpt-1')
+    checkpoints.check_intact(prefix)  # whole before the damage
+    _damage(prefix, how)
+    message = 'checkpoint %s is damaged or truncated' % re.escape(prefix)
+    with pytest.raises(ValueError, match=message):
+        pixel_cnn_pp.load_checkpoint(prefix)
+    with pytest.raises(ValueError, match=message):
+        checkpoints.read_weights(prefix, model)
+    with pytest.raises(ValueError, match=message):
+        checkpoints.check_intact(prefix)
+
+
+@pytest.mark.parametrize('text,message', [
+    ('{"nr_filters": 8, ', 'cannot be read as JSON'),
+    ('[8, 8, 3]', r'must hold a JSON object .*got a list'),
+    ('{"nr_filters": "eight"}', "'nr_filters' must be a positive integer; got 'eight'"),
+    ('{"image_shape": [8, "8x", 3]}', "'image_shape' must be a positive integer; got '8x'"),
+    ('{"image_shape": "8x8x3"}', "'image_shape' must be a sequence of 3 integers"),
+    ('{"filters": 8}', 'unknown model option'),
+])
+def test_a_bad_model_config_file_is_refused_naming_it(tmp_path, text, message):
+    _, _, _, folder = _trained_tiny_model(tmp_path)
+    (folder / checkpoints.CONFIG_FILE).write_text(text)
+    with pytest.raises(ValueError, match=message) as error:
+        pixel_cnn_pp.load_checkpoint(str(folder / 'ckpt-1'))
+    assert str(folder / checkpoints.CONFIG_FILE) in str(error.value)
+
+
+def test_use_ema_must_be_a_bool(tmp_path):
+    _, _, _, folder = _trained_tiny_model(tmp_path)
+    for value in ('no', 0, None):
+        with pytest.raises(ValueError, match="'use_ema' must be True or False; got %r" % value):
+            pixel_cnn_pp.load_checkpoint(str(folder / 'ckpt-1'), use_ema=value)
+
+
+def test_a_folder_whose_state_file_is_unreadable_names_its_newest_checkpoint(tmp_path):
+    _, _, _, folder = _trained_tiny_model(tmp_path)
+    for number in (2, 10):  # numbered, not sorted as text: ckpt-10 is the newest
+        for suffix in ('.index', '.data-00000-of-00001'):
+            os.link(folder / ('ckpt-1' + suffix), folder / ('ckpt-%d%s' % (number, suffix)))
+    assert [n for n, _ in checkpoints.numbered_checkpoints(str(folder))] == [1, 2, 10]
+    (folder / checkpoints.STATE_FILE).write_text('garbage')
+    with pytest.raises(FileNotFoundError, match=r'the "checkpoint" state file of folder .* could '
+                                                r'not be read .*holds 3 checkpoints: name one, '
+                                                r'e\.g\. .*ckpt-10$'):
+        pixel_cnn_pp.load_checkpoint(str(folder))

@@ -58,6 +58,7 @@ def test_frozen():
     (dict(non_local=True, nl_levels=(3,)), "'nl_levels' must be a non-empty subset"),
     (dict(non_local=True, nl_levels=()), "'nl_levels' must be a non-empty subset"),
     (dict(nl_levels='12'), "'nl_levels' must be a list of integers"),
+    (dict(image_shape='883'), "'image_shape' must be a sequence of 3 integers .* not a string"),
 ])
 def test_bad_options_are_refused_naming_the_option(options, message):
     with pytest.raises(ValueError, match=message):

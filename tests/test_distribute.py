@@ -46,6 +46,20 @@ def test_towers_fit_visible_gpus_or_a_cpu_only_machine():
         distribute.check_tower_count(0, 0)
 
 
+def test_more_cpu_towers_than_8_or_one_per_core_are_refused_naming_the_cores():
+    with pytest.raises(ValueError, match=r'--nr_gpu 64 on a machine without GPUs .* would split '
+                                         r'its 2 CPU cores into 64 logical devices.*at most '
+                                         r'max\(8, cores\) = 8 are allowed; pass --nr_gpu 8'):
+        distribute.check_tower_count(64, 0, cpu_cores=2)
+    distribute.check_tower_count(8, 0, cpu_cores=2)  # the original's default still runs
+    distribute.check_tower_count(16, 0, cpu_cores=16)
+    with pytest.raises(ValueError, match='its 16 CPU cores into 17 .* = 16 are allowed'):
+        distribute.check_tower_count(17, 0, cpu_cores=16)
+    distribute.check_tower_count(64, 64)  # GPUs: one tower each, however many
+    with pytest.raises(ValueError, match='positive integer'):
+        distribute.check_tower_count(True, 0)
+
+
 def test_towers_after_tensorflow_started_need_a_fresh_process():
     import tensorflow as tf
 
@@ -194,3 +208,115 @@ def test_two_workers_train_like_two_towers_on_one_machine():
     assert second['losses'] == first['losses']
     assert first['weights'] == pytest.approx(single['weights'], rel=1e-5)
     assert second['weights'] == first['weights']
+
+
+# ------------------------------------------------------- waiting for the other workers
+
+def _tf_config(addresses, index=0):
+    return json.dumps({'cluster': {'worker': addresses}, 'task': {'type': 'worker',
+                                                                   'index': index}})
+
+
+@pytest.mark.parametrize('config, message', [
+    ({'cluster': {'worker': ['a:1']}}, '"task" must name this worker'),
+    ({'cluster': {'worker': ['a:1']}, 'task': {'type': 'worker', 'index': 1}},
+     '"task" must name this worker'),
+    ({'cluster': {'worker': 'a:1,b:2'}, 'task': {'type': 'worker', 'index': 0}},
+     'must list "host:port" addresses'),
+    ({'cluster': {'worker': ['a']}, 'task': {'type': 'worker', 'index': 0}},
+     'must list "host:port" addresses'),
+    ([1, 2], 'must list "host:port" addresses'),
+])
+def test_a_tf_config_without_this_task_or_addresses_is_refused(config, message):
+    with pytest.raises(ValueError, match=message):
+        distribute.cluster_of_tf_config(json.dumps(config))
+
+
+def test_tf_config_names_every_task_with_its_address():
+    tasks, me = distribute.cluster_of_tf_config(json.dumps(
+        {'cluster': {'chief': ['c:1'], 'worker': ['w:2', 'w:3'], 'evaluator': ['e:4']},
+         'task': {'type': 'worker', 'index': 1}}))
+    assert tasks == [('chief 0', 'c:1'), ('worker 0', 'w:2'), ('worker 1', 'w:3')]
+    assert me == 'worker 1'
+
+
+def test_the_wait_ends_when_the_other_worker_answers_and_listens_meanwhile():
+    import socket
+    import threading
+
+    mine, theirs = '127.0.0.1:%d' % _free_port(), '127.0.0.1:%d' % _free_port()
+    tasks, me = distribute.cluster_of_tf_config(_tf_config([mine, theirs]))
+    seen = []
+
+    def other_worker():  # sees this one's port open while it waits, then opens its own
+        seen.append(distribute._answers(mine))
+        with socket.create_server(('127.0.0.1', int(theirs.split(':')[1]))) as server:
+            done.wait(30)
+
+    done = threading.Event()
+    lines = []
+    thread = threading.Timer(0.5, other_worker)
+    thread.start()
+    try:
+        distribute.wait_for_workers(tasks, me, timeout=30, log=lines.append)
+    finally:
+        done.set()
+        thread.join()
+    assert seen == [True]
+    assert lines == ['waiting for workers %s (worker 1) ... (this is worker 0, %s; up to 30 s, '
+                     '--worker_timeout)' % (theirs, mine)]
+    assert not distribute._answers(mine)  # the listener is closed, for TensorFlow to take
+
+
+def test_the_wait_times_out_naming_the_worker_that_never_started():
+    mine, theirs = '127.0.0.1:%d' % _free_port(), '127.0.0.1:%d' % _free_port()
+    tasks, me = distribute.cluster_of_tf_config(_tf_config([mine, theirs]))
+    with pytest.raises(distribute.WorkersNotReady,
+                       match=r'worker 1 \(%s\) of TF_CONFIG did not answer within '
+                             r'--worker_timeout 0.5 s' % theirs):
+        distribute.wait_for_workers(tasks, me, timeout=0.5, log=lambda line: None)
+
+
+def test_sigterm_ends_the_wait_and_the_handlers_are_restored():
+    import signal
+    import threading
+
+    mine, theirs = '127.0.0.1:%d' % _free_port(), '127.0.0.1:%d' % _free_port()
+    tasks, me = distribute.cluster_of_tf_config(_tf_config([mine, theirs]))
+    before = signal.getsignal(signal.SIGTERM)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    with pytest.raises(distribute.WaitStopped, match='stopped by signal 15 while waiting') as e:
+        distribute.wait_for_workers(tasks, me, timeout=0, log=lambda line: None)
+    timer.join()
+    assert e.value.signum == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+_CONNECT = """
+    import os
+    from pixel_cnn_pp import distribute
+    devices = distribute.configure_devices(1, multi_worker=True)
+    distribute.make_strategy(devices, multi_worker=True, worker_timeout=float(os.environ['WAIT']))
+    print('connected')
+"""
+
+
+def test_a_worker_address_that_answers_but_never_joins_ends_the_process_with_a_line():
+    """Another program on worker 1's port: the TCP wait passes, TensorFlow's connection
+    (one C++ call no Python timeout reaches) hangs, and the watchdog process ends it."""
+    import socket
+
+    with socket.create_server(('127.0.0.1', 0)) as impostor:
+        addresses = ['127.0.0.1:%d' % _free_port(), '127.0.0.1:%d' % impostor.getsockname()[1]]
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=ROOT, WAIT='4',
+                   TF_CONFIG=_tf_config(addresses))
+        result = subprocess.run([sys.executable, '-c', textwrap.dedent(_CONNECT)], cwd=ROOT,
+                                env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == -9, (result.returncode, result.stderr[-3000:])
+    assert 'connected' not in result.stdout
+    assert result.stdout.startswith('waiting for workers %s (worker 1)' % addresses[1])
+    errors = [line for line in result.stderr.splitlines() if ': error: ' in line]
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert 'answered, but TensorFlow could not connect them within --worker_timeout 4 s' \
+        in errors[0]

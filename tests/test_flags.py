@@ -98,6 +98,10 @@ def test_long_names_parse_with_equals():
     (['--nl_levels', '1,3'], '--nl_levels'),
     (['-fl', '-ed'], '--energy_distance'),
     (['-fl', '--focal_gamma', '-1'], '--focal_gamma'),
+    (['-s', '-5'], '--seed'),
+    (['-o', ''], '--save_dir'),
+    (['-i', ''], '--data_dir'),
+    (['--worker_timeout', '-1'], '--worker_timeout'),
 ])
 def test_bad_value_is_refused_naming_the_flag(argv, names):
     with pytest.raises(absl_flags.Error, match=names):

@@ -75,6 +75,13 @@ def test_bits_per_dim_divides_by_dims_and_ln2(shape, expected):
     np.testing.assert_allclose(losses.bits_per_dim(np.array([expected]), shape), [1.0])
 
 
+@pytest.mark.parametrize('shape', [(8, 8), (64,), (8, 8, 3, 1), (8.0, 8, 3), (8, 0, 3), '883', 64])
+def test_bits_per_dim_refuses_a_shape_that_is_not_h_w_c(shape):
+    with pytest.raises(ValueError, match=r"'image_shape' must be \(height, width, channels\)"):
+        losses.bits_per_dim(np.array([1.0]), shape)
+    assert losses.bits_per_dim(1.0, np.array([8, 8, 1])) == pytest.approx(1 / (64 * np.log(2)))
+
+
 def test_output_channels_rejects_two_channel_images():
     with pytest.raises(ValueError, match='3 \\(RGB\\) or 1 channel'):
         losses.output_channels(2, 10)

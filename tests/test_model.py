@@ -229,6 +229,29 @@ def test_bad_images_are_refused(bad, message):
         model.nll(bad)
 
 
+@pytest.mark.parametrize('arguments,message', [
+    (dict(batch_size=0), "'batch_size' must be a positive integer .*got 0"),
+    (dict(batch_size=-1), "'batch_size' must be a positive integer .*got -1"),
+    (dict(batch_size=2.5), "'batch_size' must be a positive integer .*got 2.5"),
+    (dict(batch_size=True), "'batch_size' must be a positive integer .*got True"),
+    (dict(per_pixel='yes'), "'per_pixel' must be True or False; got 'yes'"),
+    (dict(per_pixel=1), "'per_pixel' must be True or False; got 1"),
+])
+def test_bad_nll_arguments_are_refused_naming_them(arguments, message):
+    model = PixelCNN((4, 4, 1), nr_resnet=1, nr_filters=8, nr_logistic_mix=1, seed=0)
+    with pytest.raises(ValueError, match=message):
+        model.nll(random_images(2, (4, 4, 1)), **arguments)
+    assert model.nll(random_images(2, (4, 4, 1)), batch_size=np.int64(1),
+                     per_pixel=np.bool_(True)).shape == (2, 4, 4)
+
+
+@pytest.mark.parametrize('config', ['32x32', b'32', 32, 32.0])
+def test_a_config_that_is_neither_a_model_config_nor_a_shape_is_refused(config):
+    with pytest.raises(ValueError, match="PixelCNN's first argument 'config' must be a "
+                                         "ModelConfig or an image shape"):
+        PixelCNN(config)
+
+
 def test_bad_labels_are_refused():
     unconditional = tiny_model()
     images = random_images(2, (8, 8, 3))

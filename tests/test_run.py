@@ -4,6 +4,8 @@ In-process with a tiny model on one device, a list of batches standing in for th
 data set, and an outputs object that records what the run asked it to write.
 """
 
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -146,3 +148,52 @@ def test_begin_initialises_on_the_first_images_or_restores(trainer, tmp_path):
     assert checkpoints.read_training_record(path) == dict(record, name='tiny')
     assert loader.state == {'position': 6}
     assert lines[0].startswith('resuming from %s: epoch 1' % path)
+
+
+def test_flags_json_keeps_every_invocation_with_its_outcome(trainer, tmp_path):
+    import json
+
+    def invoke(settings, body):
+        outputs = run.RunOutputs(str(tmp_path), trainer, 'tiny', sample_batches=0,
+                                 settings=settings)
+        try:
+            with outputs.recording_outcome():
+                body()
+        except (FloatingPointError, run.Stopped):
+            pass
+        outputs.close()
+
+    def nan():
+        raise FloatingPointError('the training loss is nan at step 3 (epoch 0)')
+
+    def signal():
+        raise run.Stopped(15, 'at step 4', 'ckpt-2')
+
+    invoke({'learning_rate': 0.001}, lambda: None)
+    invoke({'learning_rate': 1e30}, nan)
+    invoke({'learning_rate': 0.002}, signal)
+    stored = json.loads((tmp_path / 'flags.json').read_text())
+    assert stored['learning_rate'] == 0.001  # the first invocation's, as readers expect
+    invocations = run.read_invocations(str(tmp_path))
+    assert [i['flags']['learning_rate'] for i in invocations] == [0.001, 1e30, 0.002]
+    assert [i['outcome'] for i in invocations] == [
+        'finished', 'failed: the training loss is nan at step 3 (epoch 0)',
+        'stopped by signal 15 at step 4: saved ckpt-2']
+    assert all(i['started'] <= i['ended'] and i['pid'] == os.getpid() for i in invocations)
+    assert stored['invocations'] == invocations
+
+
+def test_an_invocation_that_never_said_how_it_ended_is_marked(tmp_path):
+    import json
+
+    # What a run killed by SIGKILL leaves, and flags.json as code before this one wrote it.
+    (tmp_path / 'flags.json').write_text(json.dumps({'learning_rate': 0.001, 'seed': 1}))
+    assert run.read_invocations(str(tmp_path)) == [dict(
+        flags={'learning_rate': 0.001, 'seed': 1}, outcome=run._UNRECORDED)]
+    run.record_invocation(str(tmp_path), {'learning_rate': 0.002, 'seed': 1})
+    assert run.record_invocation(str(tmp_path), {'learning_rate': 0.003, 'seed': 1}) == 2
+    stored = json.loads((tmp_path / 'flags.json').read_text())
+    assert (stored['learning_rate'], stored['seed']) == (0.001, 1)
+    assert [i['outcome'] for i in stored['invocations']] == [
+        run._UNRECORDED, 'ended without recording how (killed, or the machine stopped)',
+        'running']

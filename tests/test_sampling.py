@@ -166,6 +166,11 @@ def test_bad_arguments_are_refused():
         sampling.sample(unconditional, 2, devices=['/cpu:0'] * 3)
     with pytest.raises(ValueError, match="'devices' must be a non-empty list"):
         sampling.sample(unconditional, 2, devices='/cpu:0')
+    for seed in (-1, 'abc', 1.5, True):
+        with pytest.raises(ValueError, match="'seed' must be a non-negative integer, or None"):
+            unconditional.sample(1, seed=seed)
+        with pytest.raises(ValueError, match="'seed' must be a non-negative integer, or None"):
+            sampling.complete(unconditional, random_images(1, (8, 8, 1)), 4, seed=seed)
 
 
 # ---------------------------------------------------------------- completion

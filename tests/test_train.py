@@ -434,3 +434,185 @@ def test_init_checkpoint_of_another_model_is_refused_naming_the_variable(data_di
                      r'\[2, 3, 4, 8\]', line), line
     assert not any(name.startswith('ckpt-') for name in os.listdir(save_dir)) \
         if save_dir.exists() else True
+
+
+# ------------------------------------------- a damaged run folder, two runs, hangs (issue 17)
+
+def test_a_damaged_state_file_is_never_overwritten_and_r_resumes_from_the_newest(trained,
+                                                                               tmp_path):
+    save_dir = str(tmp_path / 'save')
+    shutil.copytree(trained[0], save_dir)
+    with open(os.path.join(save_dir, 'checkpoint'), 'w') as f:
+        f.write('\x00garbage, not the state file\n')
+    before = snapshot(save_dir)
+    # A new run is refused: following the old advice ("run without -r") wrote ckpt-1 over it.
+    line = one_error_line(train(*TINY, '-c', '-i', trained[1].args[trained[1].args.index('-i') + 1],
+                                '-o', save_dir))
+    assert 'holds a training run (ckpt-1, ckpt-2), but its "checkpoint" state file could not be ' \
+           'read' in line and 'resume it with -r (from ckpt-2)' in line, line
+    assert snapshot(save_dir) == before
+    # -r resumes from the newest checkpoint, and keeps every file it had.
+    resumed = train(*TINY, '-c', '-i', trained[1].args[trained[1].args.index('-i') + 1],
+                    '-o', save_dir, '-x', '3', '-ns', '0', '-r')
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert ('note: the "checkpoint" state file of --save_dir %s could not be read (or names no '
+            'checkpoint there); resuming from the newest checkpoint, ckpt-2' % save_dir) \
+        in resumed.stdout, resumed.stdout
+    assert re.search(r'resuming from .*ckpt-2: epoch 2', resumed.stdout), resumed.stdout
+    after = snapshot(save_dir)
+    assert all(after[f] == before[f] for f in before if f.startswith('ckpt-'))
+    import tensorflow as tf
+    assert tf.train.latest_checkpoint(save_dir).endswith('ckpt-3')
+    with open(os.path.join(save_dir, 'flags.json')) as f:
+        invocations = json.load(f)['invocations']
+    assert [i['outcome'] for i in invocations] == ['finished', 'finished']
+    assert '-r' not in trained[1].args and invocations[1]['flags']['load_params']
+
+
+def test_r_with_a_damaged_state_file_and_a_damaged_newest_checkpoint_is_refused(trained,
+                                                                                tmp_path):
+    save_dir = str(tmp_path / 'save')
+    shutil.copytree(trained[0], save_dir)
+    with open(os.path.join(save_dir, 'checkpoint'), 'w') as f:
+        f.write('garbage')
+    os.truncate(os.path.join(save_dir, 'ckpt-2.data-00000-of-00001'), 100)
+    before = snapshot(save_dir)
+    line = one_error_line(train(*TINY, '-c', '-i', 'unused', '-o', save_dir, '-r'))
+    assert 'checkpoint %s is damaged or truncated' % os.path.join(save_dir, 'ckpt-2') in line
+    assert 'move ckpt-2.* out of the folder to resume from ckpt-1' in line, line
+    assert snapshot(save_dir) == before
+
+
+def test_a_second_run_into_the_same_folder_is_refused_while_the_first_finishes(data_dir,
+                                                                               tmp_path):
+    import pixel_cnn_pp
+
+    save_dir = str(tmp_path / 'save')
+    argv = TINY + ['-i', data_dir, '-o', save_dir, '-x', '4', '-ns', '0']
+    first = subprocess.Popen([sys.executable, TRAIN] + argv, cwd=ROOT,
+                             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not os.path.exists(os.path.join(save_dir, 'run.lock')) and time.time() < deadline:
+            time.sleep(0.05)
+        second = train(*argv)
+        running = first.poll() is None
+        out, err = first.communicate(timeout=300)
+    finally:
+        first.kill()
+    line = one_error_line(second)
+    assert running, 'the first run ended before the second started: nothing was tested'
+    assert re.search(r'--save_dir %s is in use by another run: pid %d on host \S+ \(train.py\), '
+                     r'since' % (re.escape(save_dir), first.pid), line), line
+    assert first.returncode == 0, err[-3000:]
+    assert 'saved %s' % os.path.join(save_dir, 'ckpt-4') in out
+    with open(os.path.join(save_dir, 'flags.json')) as f:
+        invocations = json.load(f)['invocations']
+    assert [(i['pid'], i['outcome']) for i in invocations] == [(first.pid, 'finished')]
+    assert not os.path.exists(os.path.join(save_dir, 'run.lock'))
+    assert pixel_cnn_pp.load_checkpoint(save_dir).config.nr_filters == 8
+
+
+@pytest.mark.parametrize('train_size, test_size, message', [
+    (8, 12, 'the test images in {root}/test are 12x12x3, but the train images in {root}/train '
+            'are 8x8x3: both must be one size and channels; pass --image_size N'),
+    (30, 30, 'the train images in {root}/train are 30x30x3, which the network cannot take '
+             ".*multiples of 4.*pass --image_size N .*e.g. --image_size 28 or 32"),
+])
+def test_images_the_model_cannot_take_are_refused_before_the_first_step(tmp_path, train_size,
+                                                                        test_size, message):
+    import imageio.v3 as iio
+
+    root = tmp_path / 'images'
+    for subset, size in (('train', train_size), ('test', test_size)):
+        (root / subset).mkdir(parents=True)
+        for k in range(8):
+            iio.imwrite(root / subset / ('%d.png' % k), np.full((size, size, 3), k, np.uint8))
+    save_dir = tmp_path / 'save'
+    argv = MODEL + ['-d', 'folder', '-b', '4', '-u', '4', '-g', '1', '-i', root, '-o', save_dir]
+    line = one_error_line(train(*argv))
+    assert re.search(message.format(root=re.escape(str(root))), line), line
+    assert not save_dir.exists()
+
+
+def test_64_cpu_towers_are_refused_at_once_naming_the_cores(data_dir, tmp_path):
+    line = one_error_line(train(*TINY[:-6], '-g', '64', '-i', data_dir, '-o', tmp_path / 's'))
+    assert ('--nr_gpu 64 on a machine without GPUs (CUDA_VISIBLE_DEVICES is not set) would '
+            'split its %d CPU core' % (os.cpu_count() or 1)) in line, line
+    assert 'pass --nr_gpu %d or fewer' % max(8, os.cpu_count() or 1) in line
+    assert not (tmp_path / 's').exists()
+
+
+def _tf_config_with_a_worker_that_never_starts():
+    import socket
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(('127.0.0.1', 0))
+            ports.append(s.getsockname()[1])
+    return json.dumps({'cluster': {'worker': ['127.0.0.1:%d' % p for p in ports]},
+                       'task': {'type': 'worker', 'index': 0}}), '127.0.0.1:%d' % ports[1]
+
+
+def test_multi_worker_wait_names_the_workers_and_times_out_with_one_line(data_dir, tmp_path):
+    tf_config, other = _tf_config_with_a_worker_that_never_starts()
+    save_dir = tmp_path / 'save'
+    result = train(*MODEL, '-d', 'folder', '-b', '4', '-g', '1', '-i', data_dir, '-o', save_dir,
+                   '--multi_worker', '--worker_timeout', '2', TF_CONFIG=tf_config, timeout=120)
+    line = one_error_line(result)
+    assert 'waiting for workers %s (worker 1) ...' % other in result.stdout
+    assert ('--multi_worker: worker 1 (%s) of TF_CONFIG did not answer within --worker_timeout '
+            '2 s' % other) in line, line
+    assert not save_dir.exists()  # the lock was taken and released; nothing else was written
+
+
+def test_multi_worker_wait_ends_on_sigterm(data_dir, tmp_path):
+    tf_config, other = _tf_config_with_a_worker_that_never_starts()
+    save_dir = tmp_path / 'save'
+    run = subprocess.Popen([sys.executable, TRAIN] + MODEL + [
+        '-d', 'folder', '-b', '4', '-g', '1', '-i', data_dir, '-o', save_dir, '--multi_worker'],
+        cwd=ROOT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', TF_CONFIG=tf_config,
+                           PYTHONUNBUFFERED=''),  # into a pipe, as a log: block-buffered
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        waiting = run.stdout.readline()  # the wait's first line (default limit: 600 s)
+        run.send_signal(signal.SIGTERM)
+        out, err = run.communicate(timeout=60)
+    finally:
+        run.kill()
+    assert waiting.startswith('waiting for workers %s (worker 1) ...' % other), waiting
+    assert run.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert 'Traceback' not in err
+    assert err.strip().splitlines()[-1] == ('train.py: stopped by signal 15 while waiting for the '
+                                            'workers; no checkpoint was written')
+    assert not save_dir.exists()
+
+
+@pytest.mark.parametrize('where', ['a file', 'under a file'])
+def test_a_save_dir_that_cannot_be_a_folder_is_refused_before_the_data_loads(tmp_path, where):
+    (tmp_path / 'file').write_text('not a folder')
+    save_dir = tmp_path / 'file' if where == 'a file' else tmp_path / 'file' / 'run'
+    # --data_dir does not exist: the run is refused before it would be read.
+    line = one_error_line(train(*TINY, '-i', tmp_path / 'no_data', '-o', save_dir))
+    assert line.startswith('train.py: error: --save_dir %s ' % save_dir), line
+    assert line.endswith('%s is a file, not a folder' % (tmp_path / 'file')) or \
+        line.endswith('is a file, not a folder'), line
+    assert sorted(os.listdir(tmp_path)) == ['file']
+
+
+def test_r_from_a_truncated_checkpoint_or_a_garbage_config_is_one_line(trained, tmp_path):
+    data = trained[1].args[trained[1].args.index('-i') + 1]
+    truncated, garbage = str(tmp_path / 'truncated'), str(tmp_path / 'garbage')
+    for folder in (truncated, garbage):
+        shutil.copytree(trained[0], folder)
+    os.truncate(os.path.join(truncated, 'ckpt-2.data-00000-of-00001'), 100)
+    with open(os.path.join(garbage, 'pixelcnn_config.json'), 'w') as f:
+        f.write('{"nr_filters": 8,')
+    line = one_error_line(train(*TINY, '-c', '-i', data, '-o', truncated, '-r', '-x', '3'))
+    assert ('checkpoint %s is damaged or truncated (Read less bytes than requested)'
+            % os.path.join(truncated, 'ckpt-2')) in line, line
+    line = one_error_line(train(*TINY, '-c', '-i', data, '-o', garbage, '-r', '-x', '3'))
+    assert '%s (the model options of the checkpoint) cannot be read as JSON' % os.path.join(
+        garbage, 'pixelcnn_config.json') in line, line

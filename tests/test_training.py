@@ -47,3 +47,70 @@ def test_training_steps_follow_the_originals_trajectory(golden_dir):
         moved, off_weights, off_averages = moved + step, off_weights + off_w, off_averages + off_a
     assert np.sqrt(off_weights / moved) <= 0.01
     assert np.sqrt(off_averages / moved) <= 0.01
+
+
+def _tiny_trainer():
+    from pixel_cnn_pp.config import ModelConfig
+
+    return Trainer(tf.distribute.OneDeviceStrategy('/cpu:0'),
+                   ModelConfig((4, 4, 3), nr_resnet=1, nr_filters=4, nr_logistic_mix=1),
+                   batch_size=2)
+
+
+def _files(folder):
+    """{relative path: bytes} of every file under `folder`, and every folder (as None)."""
+    out = {}
+    for base, dirs, names in os.walk(folder):
+        for name in dirs:
+            out[os.path.relpath(os.path.join(base, name), folder)] = None
+        for name in names:
+            with open(os.path.join(base, name), 'rb') as f:
+                out[os.path.relpath(os.path.join(base, name), folder)] = f.read()
+    return out
+
+
+def test_a_save_that_fails_on_a_full_disk_leaves_the_last_good_checkpoint(tmp_path, monkeypatch):
+    import pytest
+
+    from pixel_cnn_pp.training import CheckpointWriteError
+
+    trainer = _tiny_trainer()
+    manager = tf.train.CheckpointManager(trainer.checkpoint, str(tmp_path), 3,
+                                         checkpoint_name='ckpt')
+    first = trainer.save(manager, {'epoch': 1})
+    before = _files(tmp_path)
+
+    def full_disk(prefix, options=None):
+        # What TensorFlow's sharded save leaves when the disk fills up part-way: the
+        # temporary folder with part of the data, before any file of ckpt-2 is whole.
+        os.makedirs(prefix + '_temp')
+        with open(os.path.join(prefix + '_temp', 'part-00000-of-00001.data-00000-of-00001'),
+                  'wb') as f:
+            f.write(b'\0' * 10)
+        raise tf.errors.ResourceExhaustedError(
+            None, None, '%s_temp/part-00000-of-00001.data-00000-of-00001; No space left on '
+            'device' % prefix)
+
+    monkeypatch.setattr(trainer.checkpoint, '_write', full_disk)  # what manager.save calls
+    with pytest.raises(CheckpointWriteError) as error:
+        trainer.save(manager, {'epoch': 2})
+    message = str(error.value)
+    assert len(message.splitlines()) == 1
+    assert message.startswith('cannot write a checkpoint into %s (' % tmp_path), message
+    assert 'No space left on device' in message and 'last good checkpoint, %s, is kept' % first \
+        in message
+    assert _files(tmp_path) == before  # no ckpt-2_temp/, the state file still names ckpt-1
+    assert tf.train.latest_checkpoint(str(tmp_path)) == first
+    assert _tiny_trainer().restore(first) == {'epoch': 1}
+
+
+def test_restoring_a_truncated_checkpoint_says_it_is_damaged(tmp_path):
+    import pytest
+
+    trainer = _tiny_trainer()
+    manager = tf.train.CheckpointManager(trainer.checkpoint, str(tmp_path), 3)
+    path = trainer.save(manager, {'epoch': 1})
+    os.truncate(path + '.data-00000-of-00001', 100)
+    with pytest.raises(ValueError, match='checkpoint %s is damaged or truncated \\(Read less '
+                                         'bytes than requested\\)' % path):
+        _tiny_trainer().restore(path)
