@@ -173,7 +173,9 @@ def test_train_py_help_lists_the_training_flags_and_none_of_sample_py_s():
 
 def test_every_flag_belongs_to_train_py_or_sample_py_by_the_rule():
     names = {f.name for f in FLAGS.get_flags_for_module(train_flags)}
-    assert names == set(train_flags.TRAIN_FLAGS) | set(train_flags.sample_flags())
+    assert names == (set(train_flags.TRAIN_FLAGS) | set(train_flags.sample_flags())
+                     | set(train_flags.COMPRESS_FLAGS))  # compress.py's own, not sample.py's
+    assert not set(train_flags.COMPRESS_FLAGS) & set(train_flags.sample_flags())
     assert set(train_flags.SHARED_FLAGS) <= set(train_flags.TRAIN_FLAGS)
     assert set(train_flags.SAMPLE_PY_HELP) <= set(train_flags.SHARED_FLAGS)
 
