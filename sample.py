@@ -115,21 +115,13 @@ def load_model(args):
 # ---------------------------------------------------------------- the outputs
 
 
-def choose_labels(args, model, n, what):
+def choose_labels(args, model, n):
     """int32 (n,) labels for a conditional model (--labels, or every class in turn), or None."""
+    from pixel_cnn_pp import image_input
+
     if not args.labels:
         return model.every_class(n)
-    if not model.num_classes:
-        raise ValueError('--labels given, but the checkpoint\'s model is unconditional')
-    if not all(v.strip().isdigit() for v in args.labels):
-        raise ValueError('--labels must be integers, comma-separated; got %s' % ','.join(args.labels))
-    labels = np.array([int(v) for v in args.labels], np.int32)
-    if len(labels) != n:
-        raise ValueError('--labels gives %d labels for %s; give one per image' % (len(labels), what))
-    if labels.max() >= model.num_classes:
-        raise ValueError('--labels must be classes 0..%d of this model; got %s'
-                         % (model.num_classes - 1, ','.join(args.labels)))
-    return labels
+    return image_input.read_labels(args.labels, n, model.num_classes)
 
 
 def grid_label(args, prefix, test_bpd=None, test_count=None):
@@ -166,15 +158,12 @@ def evaluate(args, model):
 
 def read_completion_inputs(args, model):
     """--complete's images (checked against the model) and --known_rows (default: half)."""
-    from pixel_cnn_pp import image_input
+    from pixel_cnn_pp import image_input, sampling
 
     given = image_input.read_images(args.complete, model.image_shape, '--complete')[0]
     height = model.image_shape[0]
     known_rows = height // 2 if args.known_rows is None else args.known_rows
-    if not 0 <= known_rows <= height:
-        raise ValueError('--known_rows must be in 0..%d (the model\'s image height); got %d'
-                         % (height, known_rows))
-    return given, known_rows
+    return given, sampling.check_known_rows(known_rows, height, '--known_rows')
 
 
 def run(args):
@@ -199,13 +188,12 @@ def run(args):
     per_image, bpd, count = args.num_samples, None, None
     if args.complete:
         originals, known_rows = read_completion_inputs(args, model)
-        labels = choose_labels(args, model, len(originals), '%d --complete images'
-                               % len(originals))
+        labels = choose_labels(args, model, len(originals))
         # Each image (and label) k times in a row: image i's completions are i*k .. i*k+k-1.
         given = np.repeat(originals, per_image, axis=0)
         labels = None if labels is None else np.repeat(labels, per_image)
     else:
-        labels = choose_labels(args, model, per_image, '--num_samples %d images' % per_image)
+        labels = choose_labels(args, model, per_image)
     if args.eval:
         bpd, count = evaluate(args, model)
         print('test bits/dim: %.4f (%d %s test images)' % (bpd, count, args.data_set))

@@ -35,6 +35,7 @@ Data set names for `get_loader`:
 """
 
 import importlib
+import os
 
 import numpy as np
 
@@ -289,6 +290,41 @@ def loader_options(data_set, image_size=None, download=True, progress=None):
     if data_set in _DOWNLOADED:
         opts.update(download=download, progress=progress)
     return opts
+
+
+def describe_split(data_set, data_dir, subset):
+    """How messages name a subset: its folder for 'folder', else the set and its data_dir."""
+    if data_set == 'folder':
+        return 'the %s images in %s' % (subset, os.path.join(data_dir, subset))
+    return 'the %s set of -d %s (in %s)' % (subset, data_set, data_dir)
+
+
+def size_hint(data_set):
+    """What --image_size can do for data_set's image size ('' where it does not apply)."""
+    if data_set == 'folder':
+        return '; pass --image_size N to resize every image to N x N'
+    if data_set == 'imagenet':
+        return '; --image_size picks Small ImageNet 32 or 64'
+    return ''
+
+
+def check_splits(train, test, data_set, data_dir, labelled):
+    """DataError unless the test loader's images (and, if labelled, classes) match train's."""
+    def size(loader):
+        return 'x'.join(str(int(d)) for d in loader.get_observation_size())
+
+    if size(test) != size(train):
+        raise DataError('%s are %s, but %s are %s: both must be one size and channels%s'
+                        % (describe_split(data_set, data_dir, 'test'), size(test),
+                           describe_split(data_set, data_dir, 'train'), size(train),
+                           size_hint(data_set)))
+    if labelled:
+        classes = train.get_num_labels()
+        if test.get_num_labels() != classes or (len(test.labels) and test.labels.max() >= classes):
+            raise DataError('-c/--class_conditional: %s have %s classes, but %s have %s: both '
+                            'must have the same classes'
+                            % (describe_split(data_set, data_dir, 'test'), test.get_num_labels(),
+                               describe_split(data_set, data_dir, 'train'), classes))
 
 
 def to_tf_dataset(loader, prefetch=None):

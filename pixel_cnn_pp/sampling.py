@@ -147,13 +147,18 @@ def complete(model, images, known_rows, labels=None, seed=None, method='fast',
         halves = complete(model, test_images[:8], known_rows=16, seed=0)
     """
     images, labels = model.check_inputs(images, labels)
-    height = model.image_shape[0]
+    known_rows = check_known_rows(known_rows, model.image_shape[0])
+    return _draw(model, len(images), labels, seed, method, get, progress, jit_compile, devices,
+                 given=images, known_rows=known_rows)
+
+
+def check_known_rows(known_rows, height, what="'known_rows'"):
+    """known_rows as an int, or ValueError (starting with `what`) unless it is in 0..height."""
     if isinstance(known_rows, bool) or not isinstance(known_rows, (int, np.integer)) \
             or not 0 <= known_rows <= height:
-        raise ValueError("'known_rows' must be an integer in 0..%d (the image height); got %r"
-                         % (height, known_rows))
-    return _draw(model, len(images), labels, seed, method, get, progress, jit_compile, devices,
-                 given=images, known_rows=int(known_rows))
+        raise ValueError('%s must be an integer in 0..%d (the image height); got %r'
+                         % (what, height, known_rows))
+    return int(known_rows)
 
 
 def _draw(model, n, labels, seed, method, get, progress, jit_compile, devices, given=None,

@@ -111,7 +111,7 @@ def test_conditional_model_sweeps_the_classes_or_takes_labels(cli, conditional_r
 
 
 @pytest.mark.parametrize('argv,message', [
-    (['--labels', '0,1'], r'--labels given, but the checkpoint\'s model is unconditional'),
+    (['--labels', '0,1'], '--labels given, but the model is unconditional'),
     (['--num_samples', 0], '--num_samples must be at least 1'),
     (['-n', '32'], r'conv2d_0/V/ExponentialMovingAverage has shape \[2, 3, 4, 16\], but the '
                    r'model .* expects \[2, 3, 4, 32\]'),
@@ -126,8 +126,8 @@ def test_bad_input_on_a_tf1_checkpoint_is_refused(cli, golden_prefix, tmp_path, 
 
 
 @pytest.mark.parametrize('argv,message', [
-    (['--num_samples', 2, '--labels', '0'], '--labels gives 1 labels for --num_samples 2'),
-    (['--num_samples', 2, '--labels', '0,3'], '--labels must be classes 0..2'),
+    (['--num_samples', 2, '--labels', '0'], r'--labels must give 2 classes in 0..2, one per image; got 0$'),
+    (['--num_samples', 2, '--labels', '0,3'], '--labels must give 2 classes in 0..2'),
     (['--num_samples', 2, '--labels', '0,cat'], '--labels must be integers'),
     (['-q', '2'], 'trained with nr_resnet=1, but nr_resnet=2 was asked for'),
 ])
@@ -212,7 +212,7 @@ def test_complete_defaults_to_half_the_rows_and_four_completions(cli, conditiona
     (lambda d: write_pngs(d, random_images(1, (8, 8, 3))), [],
      r'im0.png is 8x8x3 \(RGB\), but the model takes 8x8x1 \(one channel\)'),
     (lambda d: write_pngs(d, random_images(1, (8, 8, 1))), ['--known_rows', 9],
-     r'--known_rows must be in 0..8'),
+     r'--known_rows must be an integer in 0..8'),
     (lambda d: (d.mkdir(), (d / 'bad.png').write_bytes(b'not a png'), d)[-1], [],
      r'bad.png: not a readable image'),
     (lambda d: d / 'missing', [], r'missing: no such file or folder'),
