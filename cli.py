@@ -4,8 +4,6 @@ Not in flags.py (which only defines flags) nor in the library (which never reads
 command line).
 """
 
-import contextlib
-import signal
 import sys
 
 from absl import flags as absl_flags
@@ -18,25 +16,6 @@ class SignalStop(Exception):
     def __init__(self, signum):
         super().__init__('stopped by signal %d before training began' % signum)
         self.signum = signum
-
-
-@contextlib.contextmanager
-def signals_end_the_program():
-    """SIGTERM and SIGINT raise SignalStop inside the block, so that cleanups run.
-
-    Python's default for SIGTERM ends the process at once, skipping `finally` and
-    `with` exits (a lock would stay). Code inside may install its own handlers
-    (the training run's StopRequest saves a checkpoint first).
-    """
-    def handler(signum, frame):
-        raise SignalStop(signum)
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 
 
 def main_for(program, arguments_from_flags, run, errors=(ValueError, FileNotFoundError)):

@@ -130,6 +130,7 @@ def run(args):
     """Train as the original train.py does, from plain arguments."""
     from pixel_cnn_pp import distribute  # first: it imports TensorFlow quietly
     from pixel_cnn_pp import files
+    from pixel_cnn_pp.signals import signals_raise
 
     # First, before TensorFlow starts (importing it does not): logical CPU devices
     # can only be made then. Too many towers for this machine are refused here, at once.
@@ -139,7 +140,7 @@ def run(args):
                          'in --save_dir: pass one of them')
     # Before anything is read or written: --save_dir is ours alone (and can be written)
     # until this process ends; a signal now ends it with the lock released.
-    with cli.signals_end_the_program(), contextlib.ExitStack() as stack:
+    with signals_raise(cli.SignalStop), contextlib.ExitStack() as stack:
         if _writes_save_dir(args):
             stack.enter_context(files.FolderLock(args.save_dir, what='--save_dir'))
         try:

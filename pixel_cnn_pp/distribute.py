@@ -17,15 +17,15 @@ TensorFlow initialises its runtime: call `configure_devices` first thing.
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import warnings
 
 import tensorflow as tf
+
+from pixel_cnn_pp.signals import signals_raise
 
 
 def _visible_gpus_note():
@@ -258,7 +258,7 @@ def wait_for_workers(tasks, me, timeout, log=None, poll_seconds=0.2):
     addresses = dict(tasks)
     others = [name for name, _ in tasks if name != me]
     deadline = time.monotonic() + timeout if timeout else None
-    with _signals_raise(WaitStopped), contextlib.closing(_listen(addresses[me], me)):
+    with signals_raise(WaitStopped), contextlib.closing(_listen(addresses[me], me)):
         log('waiting for workers %s ... (this is %s, %s; up to %s)'
             % (', '.join('%s (%s)' % (addresses[n], n) for n in others) or '(none)', me,
                addresses[me], '%g s, --worker_timeout' % timeout if timeout else 'no time limit'))
@@ -301,24 +301,6 @@ def _answers(address):
         return True
     except OSError:
         return False
-
-
-@contextlib.contextmanager
-def _signals_raise(exception):
-    """SIGTERM and SIGINT raise `exception(signum)` inside the block (in the main thread)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum, frame):
-        raise exception(signum)
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
 
 
 class _Watchdog:
