@@ -28,3 +28,41 @@ def golden_dir():
     if not os.path.isdir(GOLDEN):
         pytest.fail('golden vectors not found at %s' % GOLDEN)
     return GOLDEN
+
+
+def write_pngs(folder, images):
+    """images (N, H, W, C) or (N, H, W) uint8 as folder/im0.png, im1.png, ...; returns folder."""
+    import imageio.v3 as iio
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, image in enumerate(images):
+        iio.imwrite(str(folder / ('im%d.png' % i)),
+                    image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image)
+    return folder
+
+
+def save_tiny_run(folder, model):
+    """`model` (a PixelCNN) as our checkpoint folder/ckpt-1 with its pixelcnn_config.json."""
+    import pixel_cnn_pp
+    from pixel_cnn_pp import checkpoints
+
+    checkpoints.training_checkpoint(model, pixel_cnn_pp.PolyakAverage(model.weights)).write(
+        str(folder / 'ckpt-1'))
+    checkpoints.save_model_config(str(folder), model)
+    return str(folder)
+
+
+def script_cli(program, module):
+    """A `cli` fixture: cli(*argv) parses argv as `program`'s command line and runs
+    module.run on it (in this process: TensorFlow is imported once); flags reset after."""
+    from absl import flags
+
+    @pytest.fixture
+    def cli():
+        def run(*argv):
+            flags.FLAGS.unparse_flags()
+            flags.FLAGS([program] + [str(a) for a in argv])
+            return module.run(module.arguments_from_flags())
+        yield run
+        flags.FLAGS.unparse_flags()
+    return cli

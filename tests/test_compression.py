@@ -9,15 +9,13 @@ import zlib
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from absl import flags
 
 import compress
 import pixel_cnn_pp
-from pixel_cnn_pp import checkpoints, compression
-from tests.conftest import random_images
+from pixel_cnn_pp import compression
+from tests.conftest import random_images, save_tiny_run, script_cli, write_pngs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FLAGS = flags.FLAGS
 PATCHES = os.path.join(ROOT, 'data', 'patches', 'patches_32x32.npz')
 CODE_PIXEL = compression.code_pixel
 
@@ -190,28 +188,11 @@ def test_model_digest_follows_the_weights_not_the_dropout():
 def run_dir(tmp_path_factory):
     """Our checkpoint of a tiny 8x8 RGB model."""
     folder = tmp_path_factory.mktemp('run')
-    model = tiny(seed=5)
-    polyak = pixel_cnn_pp.PolyakAverage(model.weights)
-    checkpoints.training_checkpoint(model, polyak).write(str(folder / 'ckpt-1'))
-    checkpoints.save_model_config(str(folder), model)
-    return str(folder)
+    return save_tiny_run(folder, tiny(seed=5))
 
 
-@pytest.fixture
-def cli():
-    def run(*argv):
-        FLAGS.unparse_flags()
-        FLAGS(['compress.py'] + [str(a) for a in argv])
-        return compress.run(compress.arguments_from_flags())
-    yield run
-    FLAGS.unparse_flags()
+cli = script_cli('compress.py', compress)
 
-
-def write_pngs(folder, images):
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, image in enumerate(images):
-        iio.imwrite(str(folder / ('im%d.png' % i)), image)
-    return folder
 
 
 def test_cli_turns_pngs_into_one_file_and_back_in_another_process(cli, run_dir, tmp_path,

@@ -21,7 +21,7 @@ from data import pretrained
 from data.download import DownloadError
 from data.loader import DataError
 from pixel_cnn_pp import sampling
-from tests.conftest import GOLDEN
+from tests.conftest import GOLDEN, script_cli
 from tests.test_download import closed_port_url, serve
 
 FLAGS = flags.FLAGS
@@ -59,14 +59,7 @@ def pxpp_zip(tmp_path_factory):
     return make_zip(GOLDEN)
 
 
-@pytest.fixture
-def cli():
-    def run(*argv):
-        FLAGS.unparse_flags()
-        FLAGS(['sample.py'] + [str(a) for a in argv])
-        return sample.run(sample.arguments_from_flags())
-    yield run
-    FLAGS.unparse_flags()
+cli = script_cli('sample.py', sample)
 
 
 def golden_model(golden_dir):

@@ -15,27 +15,17 @@ import sys
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from absl import flags
 
 import pixel_cnn_pp
 import sample
-from pixel_cnn_pp import checkpoints, images, sampling
-from tests.conftest import random_images
+from pixel_cnn_pp import images, sampling
+from tests.conftest import random_images, save_tiny_run, script_cli, write_pngs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FLAGS = flags.FLAGS
 GOLDEN_MODEL = ['-q', '1', '-n', '16', '-m', '3']  # the golden cifar_small model's options
 
 
-@pytest.fixture
-def cli():
-    """cli(*argv): parse argv as sample.py's command line, then run it; returns the samples."""
-    def run(*argv):
-        FLAGS.unparse_flags()
-        FLAGS(['sample.py'] + [str(a) for a in argv])
-        return sample.run(sample.arguments_from_flags())
-    yield run
-    FLAGS.unparse_flags()
+cli = script_cli('sample.py', sample)
 
 
 @pytest.fixture
@@ -50,10 +40,7 @@ def conditional_run(tmp_path_factory):
     model = pixel_cnn_pp.PixelCNN((8, 8, 1), nr_resnet=1, nr_filters=8, nr_logistic_mix=2,
                                   num_classes=3, seed=2)
     model.initialize(random_images(6, (8, 8, 1)), np.arange(6) % 3)
-    polyak = pixel_cnn_pp.PolyakAverage(model.weights)
-    checkpoints.training_checkpoint(model, polyak).write(str(folder / 'ckpt-1'))
-    checkpoints.save_model_config(str(folder), model)
-    return str(folder)
+    return save_tiny_run(folder, model)
 
 
 def test_tf1_checkpoint_gives_the_librarys_samples_as_png_and_npz(cli, golden_prefix, tmp_path):
@@ -159,14 +146,6 @@ def test_command_line_error_is_one_line_and_exit_1(golden_prefix, tmp_path):
 
 
 # ------------------------------------------------------------------ --complete
-
-
-def write_pngs(folder, images):
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, image in enumerate(images):
-        iio.imwrite(str(folder / ('im%d.png' % i)), image[..., 0] if image.shape[-1] == 1
-                    else image)
-    return folder
 
 
 def test_complete_keeps_the_known_rows_and_writes_originals_beside_completions(

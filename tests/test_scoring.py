@@ -6,14 +6,12 @@ import os
 import imageio.v3 as iio
 import numpy as np
 import pytest
-from absl import flags
 
 import pixel_cnn_pp
 import sample
-from pixel_cnn_pp import checkpoints, scoring
-from tests.conftest import random_images
+from pixel_cnn_pp import scoring
+from tests.conftest import random_images, save_tiny_run, script_cli, write_pngs
 
-FLAGS = flags.FLAGS
 
 
 def save_run(folder, **options):
@@ -21,10 +19,7 @@ def save_run(folder, **options):
                                   seed=3, **options)
     labels = np.arange(6) % model.num_classes if model.num_classes else None
     model.initialize(random_images(6, (8, 8, 3)), labels)
-    checkpoints.training_checkpoint(model, pixel_cnn_pp.PolyakAverage(model.weights)).write(
-        str(folder / 'ckpt-1'))
-    checkpoints.save_model_config(str(folder), model)
-    return str(folder)
+    return save_tiny_run(folder, model)
 
 
 @pytest.fixture(scope='module')
@@ -32,22 +27,7 @@ def run_dir(tmp_path_factory):
     return save_run(tmp_path_factory.mktemp('run'))
 
 
-@pytest.fixture
-def cli():
-    def run(*argv):
-        FLAGS.unparse_flags()
-        FLAGS(['sample.py'] + [str(a) for a in argv])
-        return sample.run(sample.arguments_from_flags())
-    yield run
-    FLAGS.unparse_flags()
-
-
-def write_pngs(folder, images):
-    folder.mkdir(parents=True, exist_ok=True)
-    for i, image in enumerate(images):
-        iio.imwrite(str(folder / ('im%d.png' % i)), image[..., 0] if image.shape[-1] == 1
-                    else image)
-    return folder
+cli = script_cli('sample.py', sample)
 
 
 def read_csv(path):
