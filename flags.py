@@ -12,6 +12,7 @@ the command line is parsed, so a bad value stops the program with one line.
 Which script has which flag (each lists its own in --help and refuses the other's):
   - a flag train.py uses: define it above the sample.py section (TRAIN_FLAGS);
   - a flag sample.py alone uses: define it in the sample.py section (sample_flags());
+  - a flag compress.py alone uses: define it in the compress.py section (COMPRESS_FLAGS);
   - a flag of train.py that sample.py also reads (the data, the model options, the
     seed): also add its name to SHARED_FLAGS, and, if sample.py reads it otherwise
     (another unit or default), its sample.py help to SAMPLE_PY_HELP.
@@ -232,6 +233,9 @@ flags.DEFINE_list('score', None, 'sample.py: score these images instead of sampl
                   'scale (the bar below; its range is printed). A class-conditional model needs '
                   '--labels, one per image.')
 
+# Every flag above is train.py's or sample.py's; the ones below are compress.py's alone.
+_TRAIN_AND_SAMPLE_FLAGS = tuple(f.name for f in flags.FLAGS.get_flags_for_module(__name__))
+
 # ==================================================================== compress.py
 # It also reads sample.py's --checkpoint, --pretrained, --use_ema, --labels (one per
 # image, stored in the file), --output, --batch_size (images coded together) and the
@@ -243,10 +247,10 @@ flags.DEFINE_string('decompress', None, 'compress.py: decompress this .pxpp file
                     'same checkpoint) into the folder --output, one PNG per image.')
 
 # compress.py's own flags (sample.py's help leaves them out).
-COMPRESS_FLAGS = ('compress', 'decompress')
+COMPRESS_FLAGS = tuple(f.name for f in flags.FLAGS.get_flags_for_module(__name__)
+                       if f.name not in _TRAIN_AND_SAMPLE_FLAGS)
 
 
 def sample_flags():
-    """The names of sample.py's flags: SHARED_FLAGS, then every flag below TRAIN_FLAGS."""
-    return SHARED_FLAGS + tuple(f.name for f in flags.FLAGS.get_flags_for_module(__name__)
-                                if f.name not in TRAIN_FLAGS + COMPRESS_FLAGS)
+    """The names of sample.py's flags: SHARED_FLAGS, then every flag of its section."""
+    return SHARED_FLAGS + tuple(n for n in _TRAIN_AND_SAMPLE_FLAGS if n not in TRAIN_FLAGS)
