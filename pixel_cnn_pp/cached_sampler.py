@@ -393,6 +393,21 @@ def _when(condition, then, otherwise=None):
     tf.cond(condition, branch(then), branch(otherwise))
 
 
+class _Own:
+    """A function as an object of its own, for tf.function.
+
+    TensorFlow's retracing detector groups functions by their code, so a process
+    that builds several samplers (one trace each) would be warned about
+    "retracing"; an object is its own key, so each sampler's functions count alone.
+    """
+
+    def __init__(self, function):
+        self._function = function
+
+    def __call__(self, *args):
+        return self._function(*args)
+
+
 class CachedSampler:
     """Exact fast sampling: every layer computes each position once (Fast PixelCNN++).
 
@@ -476,8 +491,9 @@ class CachedSampler:
         self._known = state.cache([pixels], tf.bool)
         self._images = state.positions(pixels, n, channels)
 
-        self._begin = tf.function(self._begin_run, autograph=False)
-        self._loop = tf.function(self._rows, jit_compile=bool(jit_compile), autograph=False)
+        self._begin = tf.function(_Own(self._begin_run), autograph=False)
+        self._loop = tf.function(_Own(self._rows), jit_compile=bool(jit_compile),
+                                 autograph=False)
         self._jit_compile = bool(jit_compile)
         self._recording_loop = None  # teacher_forced's, compiled when first used
         self._coding_loop, self._choose = None, None  # code's, compiled when first used
@@ -713,7 +729,7 @@ class CachedSampler:
                     known_rows=height)
         if self._recording_loop is None:
             self._recording_loop = tf.function(
-                lambda first, end: self._rows(first, end, record=True),
+                _Own(lambda first, end: self._rows(first, end, record=True)),
                 jit_compile=self._jit_compile, autograph=False)
         out = self._recording_loop(tf.constant(0), tf.constant(height)).numpy()  # (H*W, n, K)
         return np.transpose(out, [1, 0, 2]).reshape(self.n, height, width, -1)
@@ -750,7 +766,7 @@ class CachedSampler:
                                           tf.float32, stateful=True)
                 return tf.ensure_shape(level, [self.n, channels])
             self._coding_loop = tf.function(
-                lambda: self._rows(tf.constant(0), tf.constant(height), choose=hook),
+                _Own(lambda: self._rows(tf.constant(0), tf.constant(height), choose=hook)),
                 autograph=False)
         unused = np.full((self.n, height, width, nr_mix + channels), 0.5, np.float32)
         self._start(unused[..., channels:], unused[..., :channels], labels, None, 0)

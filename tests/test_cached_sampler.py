@@ -111,3 +111,18 @@ def test_energy_distance_model_and_wrong_batch_are_refused():
     sampler = CachedSampler(tiny_model((8, 8, 1)), 2)
     with pytest.raises(ValueError, match='must hold 2 images'):
         sampler.teacher_forced(random_images(3, (8, 8, 1)))
+
+
+def test_many_samplers_in_one_process_warn_nothing_about_retracing(caplog):
+    # Tests, benches and notebooks build a sampler per model; each traces its loop once,
+    # and TensorFlow must not warn (at 5 traces of one function within 10 calls).
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger='tensorflow'):
+        for seed in range(6):
+            model = PixelCNN((4, 4, 1), nr_resnet=1, nr_filters=8, nr_logistic_mix=2, seed=seed)
+            sampler = CachedSampler(model, 2)
+            gumbel, logistic = sampling.draw_uniforms(2, model.image_shape, 2, seed=0)
+            sampler.run(gumbel, logistic)
+            assert sampler._loop.experimental_get_tracing_count() == 1
+    assert 'retracing' not in caplog.text
