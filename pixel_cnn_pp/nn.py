@@ -16,6 +16,11 @@ The arithmetic is written once, here, for both users: the forward pass calls a
 layer, which is `apply(pad(x), kernel(get))`; the cached sampler
 (cached_sampler.py) computes `kernel(get)` once per run and applies it to the
 positions a step computes, and finishes a resnet block with the block's `gate`.
+
+Precision (precision.py): a layer computes in the dtype of its input. The
+variables and the weight normalisation stay float32; `apply` casts the float32
+kernel to the input's dtype (a no-op in float32), so a network fed bfloat16
+activations convolves, multiplies and gates in bfloat16.
 """
 
 import tensorflow as tf
@@ -24,6 +29,11 @@ import tensorflow as tf
 _INIT_STDDEV = 0.05
 # Added to the variance in the data-dependent init, as the original.
 _INIT_EPS = 1e-10
+
+
+def _cast(tensors, dtype):
+    """Each tensor of a kernel tuple in `dtype` (the input's); no copy if it is already."""
+    return tuple(tf.cast(t, dtype) for t in tensors)
 
 
 def identity(var):
@@ -120,8 +130,8 @@ class Conv2d(_WeightNorm):
         return get(self.g) * tf.nn.l2_normalize(get(self.V), [0, 1, 2]), get(self.b)
 
     def apply(self, x, kernel):
-        """The VALID convolution of an already padded x with kernel = (W, b)."""
-        W, b = kernel
+        """The VALID convolution of an already padded x with kernel = (W, b), in x's dtype."""
+        W, b = _cast(kernel, x.dtype)
         return tf.nn.bias_add(tf.nn.conv2d(x, W, self.stride, 'VALID'), b)
 
     def pad(self, x):
@@ -154,7 +164,7 @@ class Deconv2d(_WeightNorm):
 
     def apply(self, x, kernel):
         """The VALID transposed convolution of x with kernel = (W, b), before any crop."""
-        W, b = kernel
+        W, b = _cast(kernel, x.dtype)
         shape = tf.shape(x)
         out_shape = [shape[0],
                      x.shape[1] * self.stride[1] + self.filter_size[0] - 1,
@@ -190,8 +200,8 @@ class Dense(_WeightNorm):
         return V, get(self.g) / tf.sqrt(tf.reduce_sum(tf.square(V), [0])), get(self.b)
 
     def apply(self, x, kernel, init=False):
-        """x (..., in) -> (..., units) with kernel = (V, scale, b)."""
-        V, scale, b = kernel
+        """x (..., in) -> (..., units) with kernel = (V, scale, b), in x's dtype."""
+        V, scale, b = _cast(kernel, x.dtype)
         shape = tf.shape(x)
         flat = tf.reshape(x, [-1, x.shape[-1]])  # (B*H*W, in): a 1x1 conv as a matmul
         out = tf.matmul(flat, V) * scale + b
@@ -319,6 +329,7 @@ class GatedResnet(tf.Module):
         positions (B, .).
         """
         if label_bias is not None:
+            label_bias = tf.cast(label_bias, c2.dtype)
             c2 += tf.reshape(label_bias, [-1] + [1] * (c2.shape.rank - 2) + [c2.shape[-1]])
         p, q = tf.split(c2, 2, axis=-1)
         return x + p * tf.sigmoid(q)
