@@ -51,10 +51,13 @@ from pixel_cnn_pp.model import PixelCNN
 _SUM = tf.distribute.ReduceOp.SUM
 _MEAN = tf.distribute.ReduceOp.MEAN
 
-# float16's dynamic loss scaling: the first scale, its floor, and how many good steps
-# in a row double it (the values of tf.keras' LossScaleOptimizer).
+# float16's dynamic loss scaling: the first scale and how many good steps in a row double
+# it (tf.keras' LossScaleOptimizer's values), and its floor. The loss is a sum over every
+# pixel of the batch, as the original's, so its weight gradients are large: the first
+# steps of a run halve the scale until one fits (2^5 for an 8x8 model with 8 filters,
+# after 10 skipped steps), and a large model may need a scale below 1.
 INITIAL_LOSS_SCALE = 2.0 ** 15
-MIN_LOSS_SCALE = 1.0
+MIN_LOSS_SCALE = 2.0 ** -14
 LOSS_SCALE_GROWTH = 2000
 
 
@@ -229,11 +232,10 @@ class Trainer:
         # gradients were summed over all of them).
         return tf.cond(finite, update, lambda: tf.constant(0))
 
-    def _update_loss_scale(self, finite):
+    def _update_loss_scale(self, finite, scale):
         """Halve the scale on a non-finite gradient, double it after enough good steps."""
         good = tf.where(finite, self.good_steps + 1, tf.zeros_like(self.good_steps))
         grow = good >= LOSS_SCALE_GROWTH
-        scale = self.loss_scale
         self.loss_scale.assign(tf.where(grow, scale * 2.0, tf.where(
             finite, scale, tf.maximum(scale / 2.0, MIN_LOSS_SCALE))))
         self.good_steps.assign(tf.where(grow, tf.zeros_like(good), good))
@@ -253,7 +255,7 @@ class Trainer:
                                           args=(grads, learning_rate, finite), group=True)
             if self.loss_scaling:
                 self._update_loss_scale(self.strategy.reduce(
-                    _MEAN, tf.cast(finite, tf.float32), axis=None) == 1.0)
+                    _MEAN, tf.cast(finite, tf.float32), axis=None) == 1.0, loss_scale)
             return (self.strategy.reduce(_SUM, objective, axis=None),
                     self.strategy.reduce(_SUM, nll, axis=None))
 
