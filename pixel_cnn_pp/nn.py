@@ -69,6 +69,15 @@ NONLINEARITIES = {
 }
 
 
+def _dropout(x, rate, seed):
+    """Stateless dropout whose mask is float32's in every precision (the same seed drops
+    the same units in bfloat16: its random numbers would otherwise be drawn in bfloat16)."""
+    if x.dtype == tf.float32:
+        return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=seed)
+    kept = tf.nn.experimental.stateless_dropout(tf.ones(tf.shape(x)), rate=rate, seed=seed)
+    return x * tf.cast(kept, x.dtype)  # kept: 0 or 1 / (1 - rate)
+
+
 def down_shift(x):
     """Move a map down by one row, zeros entering at the top. (B,H,W,C) -> same."""
     return tf.pad(x[:, :-1], [[0, 0], [1, 0], [0, 0], [0, 0]])
@@ -312,7 +321,7 @@ class GatedResnet(tf.Module):
             c1 += self.nin_a(f(a), get, init)
         c1 = f(c1)
         if dropout_p > 0:
-            c1 = tf.nn.experimental.stateless_dropout(c1, rate=dropout_p, seed=dropout_seed)
+            c1 = _dropout(c1, dropout_p, dropout_seed)
         c2 = self.conv2(c1, get, init)
         return self.gate(x, c2, self.label_bias(h, get))
 

@@ -245,3 +245,15 @@ def test_sample_py_samples_in_bfloat16(cli, golden_prefix, tmp_path, monkeypatch
     assert loaded[0].precision == 'bfloat16'
     assert samples.shape == (2, 32, 32, 3) and samples.dtype == np.uint8
     assert os.path.exists(str(tmp_path / 'bf16.png'))
+
+
+def test_dropout_drops_the_same_units_in_bfloat16_as_in_float32():
+    from pixel_cnn_pp import nn
+
+    seed = tf.constant([3, 4], tf.int32)
+    ones = tf.ones([2, 8, 8, 16])
+    full = nn._dropout(ones, 0.5, seed).numpy()
+    half = nn._dropout(tf.cast(ones, tf.bfloat16), 0.5, seed)
+    assert half.dtype == tf.bfloat16
+    np.testing.assert_array_equal(tf.cast(half, tf.float32).numpy(), full)
+    assert 0.4 < np.mean(full == 0) < 0.6
