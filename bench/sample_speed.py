@@ -114,7 +114,8 @@ def main():
                              "4@2x64,16@2x64,16@5x160: a small model and the original's size)")
     parser.add_argument('--naive_steps', default='64,64,4',
                         help='naive pixel steps measured per run (after its first, tracing, '
-                             'row), comma-separated; rounded up to whole rows (64,64,4)')
+                             'row), comma-separated; rounded up to whole rows; 0: do not time '
+                             'the naive sampler (64,64,4)')
     parser.add_argument('--jit_compile', default='both', choices=['both', 'on', 'off'],
                         help='time the cached sampler with XLA on, off, or both (both)')
     parser.add_argument('--precision', default='float32',
@@ -142,7 +143,8 @@ def main():
             for target, source in zip(model.weights, initialised.weights):
                 target.assign(source)
             forward = time_forward(model, images[:n])
-            naive_first, naive_warm, measured = time_naive(model, n, steps, args.seed)
+            naive_first, naive_warm, measured = (time_naive(model, n, steps, args.seed) if steps
+                                                 else (float('nan'), float('nan'), 0))
             row = dict(num_samples=n, nr_resnet=nr_resnet, nr_filters=nr_filters,
                        precision=precision, forward_s=forward, naive_first_s=naive_first,
                        naive_warm_s=naive_warm, naive_steps_measured=measured,
