@@ -214,10 +214,10 @@ class Trainer:
         grads, objective, nll = self._tower_gradients(images, labels, seed, loss_scale)
         grads = ctx.all_reduce(_SUM, grads)  # the sum over towers, on every tower
         if not self.loss_scaling:
-            return grads, objective, nll, tf.constant(True)
+            return grads, objective, nll, tf.constant(1.0)
         grads = [g / loss_scale for g in grads]
         finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
-        return grads, objective, nll, finite
+        return grads, objective, nll, tf.cast(finite, tf.float32)  # 1.0 if all are finite
 
     def _apply_update(self, _, grads, learning_rate, finite):
         # Runs once per tower on its own copies (reads and writes of mirrored variables
@@ -230,7 +230,7 @@ class Trainer:
             return update()
         # float16: a non-finite gradient skips the step (the same on every tower: the
         # gradients were summed over all of them).
-        return tf.cond(finite, update, lambda: tf.constant(0))
+        return tf.cond(finite > 0.5, update, lambda: tf.constant(0))
 
     def _update_loss_scale(self, finite, scale):
         """Halve the scale on a non-finite gradient, double it after enough good steps."""
@@ -254,8 +254,8 @@ class Trainer:
             self.strategy.extended.update(self.optimizer.t, self._apply_update,
                                           args=(grads, learning_rate, finite), group=True)
             if self.loss_scaling:
-                self._update_loss_scale(self.strategy.reduce(
-                    _MEAN, tf.cast(finite, tf.float32), axis=None) == 1.0, loss_scale)
+                self._update_loss_scale(
+                    self.strategy.reduce(_MEAN, finite, axis=None) == 1.0, loss_scale)
             return (self.strategy.reduce(_SUM, objective, axis=None),
                     self.strategy.reduce(_SUM, nll, axis=None))
 

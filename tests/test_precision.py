@@ -257,3 +257,36 @@ def test_dropout_drops_the_same_units_in_bfloat16_as_in_float32():
     assert half.dtype == tf.bfloat16
     np.testing.assert_array_equal(tf.cast(half, tf.float32).numpy(), full)
     assert 0.4 < np.mean(full == 0) < 0.6
+
+
+TWO_TOWERS = '''
+import numpy as np
+from pixel_cnn_pp import distribute
+devices = distribute.configure_devices(2)
+from pixel_cnn_pp.config import ModelConfig
+from pixel_cnn_pp.training import Trainer
+from tests.conftest import random_images
+trainer = Trainer(distribute.make_strategy(devices), ModelConfig(
+    (8, 8, 3), nr_resnet=1, nr_filters=8, nr_logistic_mix=2), batch_size=4, precision='float16')
+images = random_images(8, (8, 8, 3), seed=1)
+trainer.initialize(images)
+skipped = []
+for _ in range(14):
+    trainer.train_step(images)
+    skipped.append(trainer.skipped_step() is not None)
+print(sum(skipped), int(trainer.optimizer.t.numpy()), float(trainer.loss_scale.numpy()))
+'''
+
+
+def test_float16_loss_scaling_over_two_towers_skips_and_applies_on_both():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, '-c', TWO_TOWERS], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
+    assert result.returncode == 0, result.stderr[-3000:]
+    skipped, t, scale = result.stdout.split()[-3:]
+    skipped, t = int(skipped), int(t)
+    # Adam's step counter t (from 1) moved once per applied step: skipped + applied = 14.
+    assert 0 < skipped < 14 and t == 1 + 14 - skipped, result.stdout
+    assert float(scale) == 2.0 ** 15 / 2 ** skipped
