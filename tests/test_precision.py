@@ -290,3 +290,17 @@ def test_float16_loss_scaling_over_two_towers_skips_and_applies_on_both():
     # Adam's step counter t (from 1) moved once per applied step: skipped + applied = 14.
     assert 0 < skipped < 14 and t == 1 + 14 - skipped, result.stdout
     assert float(scale) == 2.0 ** 15 / 2 ** skipped
+
+
+def test_compress_py_refuses_a_precision_other_than_float32():
+    import compress
+
+    flag_values = absl_flags.FLAGS
+    try:
+        flag_values.unparse_flags()
+        flag_values(['compress.py', '--precision', 'bfloat16', '--compress', 'x.png'])
+        with pytest.raises(ValueError, match='--precision bfloat16: compress.py codes in float32 '
+                                             'only'):
+            compress.arguments_from_flags()
+    finally:
+        flag_values.unparse_flags()
