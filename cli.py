@@ -39,6 +39,17 @@ def main_for(program, arguments_from_flags, run, errors=(ValueError, FileNotFoun
     return main
 
 
+def warn_about_precision(precision):
+    """One warning for --precision float16 on a machine without a GPU (slow there)."""
+    from pixel_cnn_pp import precision as precisions  # first: it imports TensorFlow quietly
+
+    import tensorflow as tf
+
+    warning = precisions.cpu_warning(precision, bool(tf.config.list_physical_devices('GPU')))
+    if warning:
+        print('warning: %s' % warning, file=sys.stderr)
+
+
 def refuse_flags_of(other_program, names, program):
     """Raise ValueError if one of the flags `names` (`other_program`'s) was given.
 

@@ -119,6 +119,11 @@ def run(args):
 def arguments_from_flags():
     """sample.py's arguments (the checkpoint, --labels, --output, ...) and compress.py's own."""
     args = sample.arguments_from_flags()
+    if args.precision != 'float32':
+        # The decoder must compute exactly the encoder's floats, on any machine.
+        raise ValueError('--precision %s: compress.py codes in float32 only (the decoder must '
+                         'compute exactly the floats the encoder did, on any machine)'
+                         % args.precision)
     args.compress, args.decompress = sample.FLAGS.compress, sample.FLAGS.decompress
     return args
 

@@ -101,6 +101,15 @@ flags.DEFINE_float('worker_timeout', 600, '--multi_worker: seconds to wait for e
                    'TF_CONFIG to start before giving up (0: no limit).', lower_bound=0)
 flags.DEFINE_boolean('jit_compile', False, 'Compile each tower\'s step with XLA (see '
                      'bench/train_throughput.py for which is faster on your machine).')
+flags.DEFINE_enum('precision', 'float32', ['float32', 'tf32', 'bfloat16', 'float16'],
+                  'What the network computes in: float32 (exactly the original\'s numbers; TF32 '
+                  'off on GPUs), tf32 (GPUs: TF32 in convolutions and matmuls), bfloat16 (CPUs '
+                  'with AVX-512 BF16 or AMX, recent GPUs, TPUs: about twice as fast), float16 '
+                  '(older GPUs, with loss scaling in training). Weights, the likelihood and '
+                  'checkpoints stay float32 in every precision.')
+flags.DEFINE_enum('eval_precision', 'float32', ['float32', 'tf32', 'bfloat16', 'float16'],
+                  'What the test bits/dim of each epoch are computed in (float32 whatever '
+                  '--precision is, so they compare with the paper\'s).')
 
 # -------------------------------------------------------------------- evaluation
 flags.DEFINE_float('polyak_decay', 0.9995, 'Exponential decay rate of the sum of previous model '
@@ -170,11 +179,12 @@ TRAIN_FLAGS = tuple(f.name for f in flags.FLAGS.get_flags_for_module(__name__))
 # --image_size (the image shape of a TF1 checkpoint, and the test set of --eval),
 # --download, the model options (OpenAI's TF1 checkpoints do not store them; ours do,
 # and any given must agree), --batch_size (images per evaluation batch), --nr_gpu
-# (towers to sample on), --jit_compile (compile the sampler), --num_samples, --seed.
+# (towers to sample on), --jit_compile (compile the sampler), --precision, --num_samples,
+# --seed.
 SHARED_FLAGS = ('data_dir', 'save_dir', 'data_set', 'image_size', 'download',
                 'nr_resnet', 'nr_filters', 'nr_logistic_mix', 'resnet_nonlinearity',
                 'class_conditional', 'energy_distance', 'add_coords', 'non_local', 'nl_levels',
-                'batch_size', 'nr_gpu', 'jit_compile', 'num_samples', 'seed')
+                'batch_size', 'nr_gpu', 'jit_compile', 'precision', 'num_samples', 'seed')
 
 # How sample.py reads a shared flag that it uses otherwise: its help there, and its
 # default there (None: the same). sample.py's --help shows these.
@@ -186,6 +196,10 @@ SAMPLE_PY_HELP = {
                'GPUs logical CPU devices (default: every visible GPU, or the CPU).', None),
     'jit_compile': ('Compile the sampler with XLA (slower to start, faster after: see the '
                     'README\'s sampling benchmark).', None),
+    'precision': ('What the network computes in when sampling and with --eval/--score: '
+                  'float32 (the default, exact), tf32 (GPUs), bfloat16 (CPUs with AVX-512 BF16 '
+                  'or AMX, recent GPUs: about twice as fast), float16 (older GPUs). The '
+                  'checkpoint is float32 and loads in any.', None),
 }
 
 

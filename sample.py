@@ -103,7 +103,8 @@ def load_model(args):
     try:
         options = (_tf1_options(args, prefix) if checkpoints.is_openai_checkpoint(prefix)
                    else args.model_options)
-        model = checkpoints.load_checkpoint(prefix, use_ema=args.use_ema, **options)
+        model = checkpoints.load_checkpoint(prefix, use_ema=args.use_ema,
+                                            precision=args.precision, **options)
     except checkpoints.DamagedCheckpoint as e:
         raise ValueError('%s%s' % (e, hint)) from None
     except (tf.errors.OpError, IndexError, RuntimeError) as e:  # TF's reader, on bad files
@@ -179,6 +180,7 @@ def run(args):
     files.check_writable(args.output, '--output / --save_dir')
     # Towers first: logical CPU devices can only be made before TensorFlow starts.
     devices = distribute.sampling_devices(args.nr_gpu if 'nr_gpu' in args.present else None)
+    cli.warn_about_precision(args.precision)
     model, prefix = load_model(args)
     print(distribute.describe_towers(devices))
     print('loaded %s (%s%s)' % (prefix, model.describe(),

@@ -135,6 +135,7 @@ def run(args):
     # First, before TensorFlow starts (importing it does not): logical CPU devices
     # can only be made then. Too many towers for this machine are refused here, at once.
     devices = distribute.configure_devices(args.nr_gpu, args.multi_worker)
+    cli.warn_about_precision(args.precision)
     if args.init_checkpoint and args.load_params:
         raise ValueError('--init_checkpoint starts a new run and -r/--load_params continues one '
                          'in --save_dir: pass one of them')
@@ -166,7 +167,8 @@ def train_in_save_dir(args, devices):
         resume.check_resumable(latest, config, args.option_flags)
     trainer = Trainer(strategy, config, args.batch_size, learning_rate=args.learning_rate,
                       lr_decay=args.lr_decay, polyak_decay=args.polyak_decay,
-                      focal_gamma=args.focal_gamma, seed=args.seed, jit_compile=args.jit_compile)
+                      focal_gamma=args.focal_gamma, seed=args.seed, jit_compile=args.jit_compile,
+                      precision=args.precision, eval_precision=args.eval_precision)
     print('%s; %d images per step (%d per tower); model: %s'
           % (distribute.describe_towers(devices, args.multi_worker), trainer.global_batch_size,
              args.batch_size, trainer.model.describe()))

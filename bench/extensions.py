@@ -27,8 +27,9 @@ VARIANTS = [('none', {}), ('-ac', dict(add_coords=True)), ('-nl', dict(non_local
             ('-ac -nl', dict(add_coords=True, non_local=True))]
 
 
-def run(name, options, args, strategy):
-    """Train one variant with train.py's Trainer; its test bits/dim and step time."""
+def run(name, options, args, strategy, precision='float32'):
+    """Train one variant with train.py's Trainer; its test bits/dim (in float32) and step
+    time. `precision`: what the training step computes in (bench/precision_quality.py)."""
     from pixel_cnn_pp.training import Trainer
 
     rng = np.random.RandomState(args.seed)
@@ -38,7 +39,8 @@ def run(name, options, args, strategy):
                          nr_filters=args.nr_filters, nr_logistic_mix=args.nr_logistic_mix,
                          dropout_p=args.dropout_p, **options)
     trainer = Trainer(strategy, config, args.batch_size, learning_rate=args.learning_rate,
-                      lr_decay=args.lr_decay, polyak_decay=args.polyak_decay, seed=args.seed)
+                      lr_decay=args.lr_decay, polyak_decay=args.polyak_decay, seed=args.seed,
+                      precision=precision)
     trainer.initialize(train.next(args.batch_size))
     train.reset()
     times, train_nats = [], []
@@ -51,7 +53,7 @@ def run(name, options, args, strategy):
                 break
     nats, count = trainer.evaluate(test.data)
     shape = config.image_shape
-    return dict(variant=name, params=int(sum(np.prod(v.shape) for v in trainer.weights)),
+    return dict(variant=name, precision=precision, params=int(sum(np.prod(v.shape) for v in trainer.weights)),
                 steps=args.steps,
                 train_bpd_last50=float(bits_per_dim(np.mean(train_nats[-50:]) / args.batch_size,
                                                     shape)),
@@ -59,8 +61,9 @@ def run(name, options, args, strategy):
                 step_seconds=float(np.median(times[1:])))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+def parser_with_defaults(description):
+    """The bench's options (model, training), shared with bench/precision_quality.py."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument('--steps', type=int, default=300)
     parser.add_argument('--batch_size', type=int, default=16)
     parser.add_argument('--nr_resnet', type=int, default=1)
@@ -71,6 +74,11 @@ def main():
     parser.add_argument('--lr_decay', type=float, default=0.999995)
     parser.add_argument('--polyak_decay', type=float, default=0.995)
     parser.add_argument('--seed', type=int, default=1)
+    return parser
+
+
+def main():
+    parser = parser_with_defaults(__doc__.split('\n')[0])
     parser.add_argument('--variants', default=','.join(n for n, _ in VARIANTS),
                         help='comma-separated subset of: ' + ', '.join(n for n, _ in VARIANTS))
     args = parser.parse_args()

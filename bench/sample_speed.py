@@ -16,6 +16,7 @@ weights learned), all in one process:
 
     python3 bench/sample_speed.py                      # 4 and 16 images at 2x64, 16 at 5x160
     python3 bench/sample_speed.py --runs 4@2x64 --naive_steps 128 --jit_compile on
+    python3 bench/sample_speed.py --precision float32,bfloat16   # each run in both, same weights
     TF_ENABLE_ONEDNN_OPTS=0 python3 bench/sample_speed.py   # TensorFlow's own CPU kernels
 
 Prints a table and ends with one JSON line.
@@ -113,43 +114,55 @@ def main():
                              "4@2x64,16@2x64,16@5x160: a small model and the original's size)")
     parser.add_argument('--naive_steps', default='64,64,4',
                         help='naive pixel steps measured per run (after its first, tracing, '
-                             'row), comma-separated; rounded up to whole rows (64,64,4)')
+                             'row), comma-separated; rounded up to whole rows; 0: do not time '
+                             'the naive sampler (64,64,4)')
     parser.add_argument('--jit_compile', default='both', choices=['both', 'on', 'off'],
                         help='time the cached sampler with XLA on, off, or both (both)')
+    parser.add_argument('--precision', default='float32',
+                        help='what the model computes in (precision.py), comma-separated to '
+                             'time each with the same weights (float32)')
     parser.add_argument('--seed', type=int, default=1)
     args = parser.parse_args()
+    precisions = [p.strip() for p in args.precision.split(',')]
     runs = [parse_run(s) for s in args.runs.split(',')]
     naive_steps = [int(s) for s in args.naive_steps.split(',')]
     if len(naive_steps) == 1:
         naive_steps *= len(runs)
     jit_modes = {'both': [False, True], 'on': [True], 'off': [False]}[args.jit_compile]
     shape = (32, 32, 3)
-    pixels = shape[0] * shape[1]
 
     rows = []
     for (n, nr_resnet, nr_filters), steps in zip(runs, naive_steps):
-        model = PixelCNN(shape, nr_resnet=nr_resnet, nr_filters=nr_filters, seed=args.seed)
+        initialised = PixelCNN(shape, nr_resnet=nr_resnet, nr_filters=nr_filters, seed=args.seed)
         images = random_images(max(n, 16), shape, args.seed)
-        model.initialize(images)
-        forward = time_forward(model, images[:n])
-        naive_first, naive_warm, measured = time_naive(model, n, steps, args.seed)
-        row = dict(num_samples=n, nr_resnet=nr_resnet, nr_filters=nr_filters, forward_s=forward,
-                   naive_first_s=naive_first, naive_warm_s=naive_warm,
-                   naive_steps_measured=measured, naive_extrapolated=True)
-        for jit in jit_modes:
-            first, warm = time_fast(model, n, args.seed, jit)
-            key = 'xla' if jit else 'graph'
-            row.update({'fast_%s_first_s' % key: first, 'fast_%s_warm_s' % key: warm})
-        rows.append(row)
-        print('%d images at %dx%d done' % (n, nr_resnet, nr_filters), file=sys.stderr, flush=True)
+        initialised.initialize(images)  # (in float32, as every precision initialises)
+        for precision in precisions:
+            model = PixelCNN(shape, nr_resnet=nr_resnet, nr_filters=nr_filters, seed=args.seed,
+                             precision=precision)
+            for target, source in zip(model.weights, initialised.weights):
+                target.assign(source)
+            forward = time_forward(model, images[:n])
+            naive_first, naive_warm, measured = (time_naive(model, n, steps, args.seed) if steps
+                                                 else (float('nan'), float('nan'), 0))
+            row = dict(num_samples=n, nr_resnet=nr_resnet, nr_filters=nr_filters,
+                       precision=precision, forward_s=forward, naive_first_s=naive_first,
+                       naive_warm_s=naive_warm, naive_steps_measured=measured,
+                       naive_extrapolated=True)
+            for jit in jit_modes:
+                first, warm = time_fast(model, n, args.seed, jit)
+                key = 'xla' if jit else 'graph'
+                row.update({'fast_%s_first_s' % key: first, 'fast_%s_warm_s' % key: warm})
+            rows.append(row)
+            print('%d images at %dx%d in %s done' % (n, nr_resnet, nr_filters, precision),
+                  file=sys.stderr, flush=True)
 
     onednn = os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default (on)')
     print('32x32x3 images on %d CPU core(s), TensorFlow %s, TF_ENABLE_ONEDNN_OPTS=%s. naive: '
           'whole run extrapolated from the measured steps (each is one full forward pass).'
           % (os.cpu_count(), tf.__version__, onednn))
-    header = ('images', 'size', 'forward', 'naive 1st', 'naive warm', 'cached', '1st run',
+    header = ('images', 'size', 'precision', 'forward', 'naive 1st', 'naive warm', 'cached', '1st run',
               'warm run', 'compile', 'speed-up', 'x forward')
-    print('%-6s %-6s %8s %10s %10s %-6s %8s %8s %8s %9s %9s' % header)
+    print('%-6s %-6s %-9s %8s %10s %10s %-6s %8s %8s %8s %9s %9s' % header)
     for row in rows:
         for jit in jit_modes:
             key = 'xla' if jit else 'graph'
@@ -157,9 +170,9 @@ def main():
             row['speedup_%s_warm' % key] = row['naive_warm_s'] / warm
             row['speedup_%s_first' % key] = row['naive_first_s'] / first
             row['x_forward_%s' % key] = warm / row['forward_s']
-            print('%-6d %-6s %7.2fs %9.0fs %9.0fs %-6s %7.1fs %7.2fs %7.1fs %8.0fx %8.1fx' % (
+            print('%-6d %-6s %-9s %7.2fs %9.0fs %9.0fs %-6s %7.1fs %7.2fs %7.1fs %8.0fx %8.1fx' % (
                 row['num_samples'], '%dx%d' % (row['nr_resnet'], row['nr_filters']),
-                row['forward_s'], row['naive_first_s'], row['naive_warm_s'], key, first, warm,
+                row['precision'], row['forward_s'], row['naive_first_s'], row['naive_warm_s'], key, first, warm,
                 first - warm, row['speedup_%s_warm' % key], row['x_forward_%s' % key]))
     print('speed-up: naive warm / cached warm; compile: first run - warm run (building, tracing '
           'and, with XLA, compiling the loop); x forward: cached warm / one forward pass of the '

@@ -2,13 +2,17 @@
 
 Builds the model train.py would build from the same model flags, runs its compiled
 training step (towers, summed gradients, Adam, Polyak update) on random images,
-and reports images/s with XLA jit_compile off and on. FLOPs per image are counted
+and reports images/s with XLA jit_compile off and on; with --precision other than
+float32, the float32 step is timed in the same run, its steps interleaved, and the
+ratio printed. FLOPs per image are counted
 from the forward graph (every Conv2D, transposed conv and matmul: 2 x multiply-adds);
 a training step costs about 3x the forward pass (forward, and the backward pass's
-two products per layer). The peak is a large float32 tf.matmul measured here, now.
+two products per layer). The peak is a large tf.matmul measured here, now, in float32
+and in the precision asked for.
 
     python3 bench/train_throughput.py -q 2 -n 64 -b 16 -g 1 --steps 20
     python3 bench/train_throughput.py --steps 3          # the original's 5 x 160 model
+    python3 bench/train_throughput.py --steps 3 --jit off --precision bfloat16
 
 Prints a table; the last line is JSON with `images_per_sec` (the faster setting)
 and every measurement.
@@ -41,12 +45,17 @@ FLAGS = absl_flags.FLAGS
 FLAGS.set_default('nr_gpu', 1)  # one tower, as the published per-GPU figures
 
 
-def matmul_peak_flops(n, repeats=10):
-    """FLOP/s of an n x n float32 matmul (best of a few runs of `repeats` products)."""
+def matmul_peak_flops(n, repeats=10, precision='float32'):
+    """FLOP/s of an n x n matmul in `precision`'s compute dtype (best of a few runs of
+    `repeats` products)."""
     import tensorflow as tf
 
-    a = tf.random.stateless_normal([n, n], seed=[1, 2])
-    b = tf.random.stateless_normal([n, n], seed=[3, 4])
+    from pixel_cnn_pp import precision as precisions
+
+    dtype = precisions.compute_dtype(precision)
+    precisions.apply_tf32(precision)
+    a = tf.cast(tf.random.stateless_normal([n, n], seed=[1, 2]), dtype)
+    b = tf.cast(tf.random.stateless_normal([n, n], seed=[3, 4]), dtype)
 
     @tf.function
     def products(a, b):
@@ -101,14 +110,15 @@ def model_config():
         num_classes=FLAGS.num_classes if FLAGS.class_conditional else 0)
 
 
-def build_trainer(devices, config, jit):
+def build_trainer(devices, config, jit, precision='float32'):
     """A Trainer with the bench's model, initialised, and a random batch to train on."""
     from pixel_cnn_pp import distribute
     from pixel_cnn_pp.training import Trainer
 
     strategy = distribute.make_strategy(devices)
     trainer = Trainer(strategy, config, FLAGS.batch_size, seed=FLAGS.seed, jit_compile=jit,
-                      focal_gamma=FLAGS.focal_gamma if FLAGS.focal_loss else 0.0)
+                      focal_gamma=FLAGS.focal_gamma if FLAGS.focal_loss else 0.0,
+                      precision=precision)
     rng = np.random.default_rng(FLAGS.seed)
     shape = (trainer.global_batch_size,) + trainer.image_shape
     images = rng.integers(0, 256, shape).astype(np.uint8)
@@ -134,20 +144,20 @@ def time_settings(devices, config, settings):
     a machine whose load changes while the bench runs.
     """
     runs = []
-    for jit in settings:
-        trainer, images, labels = build_trainer(devices, config, jit)
+    for precision, jit in settings:
+        trainer, images, labels = build_trainer(devices, config, jit, precision)
         first = step_seconds(trainer, images, labels)
         for _ in range(FLAGS.warmup):
             step_seconds(trainer, images, labels)
-        runs.append(dict(jit=jit, trainer=trainer, images=images, labels=labels, first=first,
-                         times=[]))
+        runs.append(dict(jit=jit, precision=precision, trainer=trainer, images=images,
+                         labels=labels, first=first, times=[]))
     for _ in range(FLAGS.steps):
         for run in runs:
             run['times'].append(step_seconds(run['trainer'], run['images'], run['labels']))
     results = []
     for run in runs:
         median = float(np.median(run['times']))
-        results.append(dict(jit_compile=run['jit'],
+        results.append(dict(jit_compile=run['jit'], precision=run['precision'],
                             images_per_sec=len(run['images']) / median,
                             seconds_per_step=median, best_seconds_per_step=min(run['times']),
                             first_step_seconds=run['first']))
@@ -163,30 +173,44 @@ def main(argv):
 
     config = model_config()
     flops = forward_flops(PixelCNN(config, seed=0))
-    settings = {'both': [False, True], 'off': [False], 'on': [True]}[FLAGS.jit]
-    peak = matmul_peak_flops(FLAGS.peak_size)
+    jits = {'both': [False, True], 'off': [False], 'on': [True]}[FLAGS.jit]
+    # Another precision is timed beside float32's step (this project's float32 step runs
+    # level with the original's: see the README).
+    precisions = ['float32'] + ([FLAGS.precision] if FLAGS.precision != 'float32' else [])
+    settings = [(p, jit) for p in precisions for jit in jits]
+    peaks = {p: matmul_peak_flops(FLAGS.peak_size, precision=p) for p in precisions}
     results = time_settings(devices, config, settings)
-    peak = max(peak, matmul_peak_flops(FLAGS.peak_size))  # the best of before and after
+    for p in precisions:  # the best of before and after
+        peaks[p] = max(peaks[p], matmul_peak_flops(FLAGS.peak_size, precision=p))
+    peak = peaks['float32']
 
     described = 'nr_resnet %d, nr_filters %d, batch %d x %d tower(s), %s' % (
         config.nr_resnet, config.nr_filters, FLAGS.batch_size, FLAGS.nr_gpu,
         'x'.join(map(str, config.image_shape)))
     onednn = os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset (on)')
     print('config: %s; TF_ENABLE_ONEDNN_OPTS %s' % (described, onednn))
-    print('forward GFLOP/image %.3f, training ~3x = %.3f; float32 matmul peak %.1f GFLOP/s '
-          '(%d x %d)' % (flops / 1e9, 3 * flops / 1e9, peak / 1e9, FLAGS.peak_size,
-                         FLAGS.peak_size))
-    print('%-12s %10s %10s %14s %12s %12s' % ('jit_compile', 'images/s', 's/step',
-                                             'first step s', 'GFLOP/s', 'of peak'))
+    print('forward GFLOP/image %.3f, training ~3x = %.3f; matmul peak (%d x %d) %s'
+          % (flops / 1e9, 3 * flops / 1e9, FLAGS.peak_size, FLAGS.peak_size,
+             ', '.join('%s %.1f GFLOP/s' % (p, v / 1e9) for p, v in peaks.items())))
+    print('%-10s %-12s %10s %10s %14s %12s %16s %12s'
+          % ('precision', 'jit_compile', 'images/s', 's/step', 'first step s', 'GFLOP/s',
+             'of its peak', 'vs float32'))
+    float32_rate = {r['jit_compile']: r['images_per_sec'] for r in results
+                    if r['precision'] == 'float32'}
     for r in results:
         r['achieved_flops'] = r['images_per_sec'] * 3 * flops
-        r['fraction_of_peak'] = r['achieved_flops'] / peak
-        print('%-12s %10.2f %10.3f %14.1f %12.1f %11.1f%%'
-              % (r['jit_compile'], r['images_per_sec'], r['seconds_per_step'],
+        r['fraction_of_peak'] = r['achieved_flops'] / peaks[r['precision']]
+        r['speedup_over_float32'] = r['images_per_sec'] / float32_rate[r['jit_compile']]
+        print('%-10s %-12s %10.3f %10.3f %14.1f %12.1f %15.1f%% %11.2fx'
+              % (r['precision'], r['jit_compile'], r['images_per_sec'], r['seconds_per_step'],
                  r['first_step_seconds'], r['achieved_flops'] / 1e9,
-                 100 * r['fraction_of_peak']))
-    best = max(results, key=lambda r: r['images_per_sec'])
+                 100 * r['fraction_of_peak'], r['speedup_over_float32']))
+    best = max((r for r in results if r['precision'] == FLAGS.precision),
+               key=lambda r: r['images_per_sec'])
     print(json.dumps(dict(images_per_sec=best['images_per_sec'], jit_compile=best['jit_compile'],
+                          precision=FLAGS.precision,
+                          speedup_over_float32=best['speedup_over_float32'],
+                          matmul_peaks_flops=peaks,
                           fraction_of_peak=best['fraction_of_peak'], config=described,
                           towers=FLAGS.nr_gpu, batch_size=FLAGS.batch_size, onednn=onednn,
                           forward_flops_per_image=flops, train_flops_per_image=3 * flops,

@@ -69,12 +69,13 @@ class CausalSelfAttention(tf.Module):
 
     def query(self, ul, get=lambda v: v):
         """(..., F) -> (..., d)."""
-        return ul @ get(self.wq)
+        return ul @ tf.cast(get(self.wq), ul.dtype)
 
     def key_value(self, u, ul, get=lambda v: v):
         """Keys (..., d) and values (..., F) of positions holding u and ul (..., F)."""
         kv_in = tf.concat([u, ul], -1)  # (..., 2F)
-        return kv_in @ get(self.wk), kv_in @ get(self.wv)
+        dtype = kv_in.dtype  # the compute dtype (precision.py); the weights are float32
+        return kv_in @ tf.cast(get(self.wk), dtype), kv_in @ tf.cast(get(self.wv), dtype)
 
     @staticmethod
     def attend(q, k, v, visible):
@@ -83,12 +84,14 @@ class CausalSelfAttention(tf.Module):
         q (B, m, d), k (B, n, d), v (B, n, F), visible bool broadcasting to (B, m, n).
         """
         logits = tf.matmul(q, k, transpose_b=True) / np.sqrt(float(q.shape[-1]))  # (B, m, n)
-        logits = tf.where(visible, logits, tf.fill(tf.shape(logits), -1e30))
+        # Masked keys get a logit exp() sends to 0 (-1e30, or float16's lowest value).
+        masked = tf.fill(tf.shape(logits), tf.constant(max(-1e30, logits.dtype.min), logits.dtype))
+        logits = tf.where(visible, logits, masked)
         return tf.nn.softmax(logits, axis=-1) @ v  # (B, m, F)
 
     def output(self, ul, attended, get=lambda v: v):
         """The residual: ul + attended . wo + bo."""
-        return ul + (attended @ get(self.wo) + get(self.bo))
+        return ul + (attended @ tf.cast(get(self.wo), ul.dtype) + tf.cast(get(self.bo), ul.dtype))
 
     def __call__(self, ul, u, get=lambda v: v):
         shape = tf.shape(ul)

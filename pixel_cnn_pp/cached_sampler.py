@@ -44,6 +44,10 @@ of the row; each deconv keeps the two output rows it produced; the causal
 non-local block (-nl) keeps the keys and values of every position so far; the
 input keeps the image sampled so far.
 
+Precision: the kernels and the caches of activations are in the model's compute
+dtype (precision.py), as the forward pass computes; the output layer, the
+mixture draw, the random numbers and the images are float32.
+
 Caches read or written one position at a time are laid out positions first,
 (P, B, C), and accessed only by gather and scatter: a sliced assignment to a
 variable that is also read copies the whole variable.
@@ -58,17 +62,21 @@ from pixel_cnn_pp import losses, nn
 class _State:
     """The sampler's variables: the layers' kernels (refreshed every run) and caches (zeroed)."""
 
-    def __init__(self, get):
+    def __init__(self, get, dtype):
         self.get = get
+        self.dtype = dtype  # the model's compute dtype: of kernels and caches unless told
         self._weights = []  # (variables, function of `get` giving their values)
         self._caches = []
 
-    def weights(self, compute):
-        """Variables holding compute(get), a tensor or a tuple of tensors."""
-        value = compute(self.get)
+    def weights(self, compute, dtype=None):
+        """Variables holding compute(get), a tensor or a tuple of tensors, cast to `dtype`
+        (default: the compute dtype)."""
+        dtype = dtype or self.dtype
+        cast = lambda get: _cast(compute(get), dtype)  # noqa: E731
+        value = cast(self.get)
         single = not isinstance(value, (tuple, list))
         variables = [tf.Variable(v, trainable=False) for v in ([value] if single else value)]
-        self._weights.append((variables, compute))
+        self._weights.append((variables, cast))
         return variables[0] if single else tuple(variables)
 
     def copies(self, variables):
@@ -76,13 +84,13 @@ class _State:
         table = {v.ref(): self.weights(lambda get, v=v: tf.identity(get(v))) for v in variables}
         return lambda v: table[v.ref()]
 
-    def cache(self, shape, dtype=tf.float32):
-        var = tf.Variable(tf.zeros(shape, dtype), trainable=False)
+    def cache(self, shape, dtype=None):
+        var = tf.Variable(tf.zeros(shape, dtype or self.dtype), trainable=False)
         self._caches.append(var)
         return var
 
-    def positions(self, count, batch, channels):
-        return _Positions(self.cache([count, batch, channels]))
+    def positions(self, count, batch, channels, dtype=None):
+        return _Positions(self.cache([count, batch, channels], dtype))
 
     def reset(self):
         for variables, compute in self._weights:
@@ -91,6 +99,13 @@ class _State:
                 var.assign(v)
         for var in self._caches:
             var.assign(tf.zeros_like(var))
+
+
+def _cast(value, dtype):
+    """A tensor or a tuple of tensors in `dtype` (the kernels are computed in float32)."""
+    if isinstance(value, (tuple, list)):
+        return tuple(tf.cast(v, dtype) for v in value)
+    return tf.cast(value, dtype)
 
 
 class _Positions:
@@ -288,11 +303,12 @@ class _PixelDeconv:
 
 
 class _Dense:
-    """An nn.Dense ("nin") with its kernel computed once per run."""
+    """An nn.Dense ("nin") with its kernel computed once per run (in `dtype`, default the
+    compute dtype)."""
 
-    def __init__(self, state, layer):
+    def __init__(self, state, layer, dtype=None):
         self.layer = layer
-        self.kernel = state.weights(layer.kernel)
+        self.kernel = state.weights(layer.kernel, dtype)
 
     def __call__(self, x):
         return self.layer.apply(x, self.kernel)
@@ -440,7 +456,8 @@ class CachedSampler:
         self.model, self.n = model, int(n)
         self.image_shape = (height, width, channels) = model.image_shape
         config = model.config
-        state = self._state = _State(get)
+        state = self._state = _State(get, model.compute_dtype)
+        self._dtype = model.compute_dtype
         widths = [width, width // 2, width // 4]
         self._widths = widths
         nl_levels = config.nl_levels if config.non_local else []
@@ -480,16 +497,16 @@ class CachedSampler:
                           for l in range(3)]
         self._u_down_rows = [[state.positions(widths[l], n, b[0].width) for b in self._down[l]]
                              for l in range(3)]
-        self._out = _Dense(state, model.out)
+        self._out = _Dense(state, model.out, tf.float32)  # as forward: the output in float32
 
         # Per run: the random numbers, the pixels given (image completion) and
         # which are given, the images drawn; all in raster order.
         pixels = height * width
-        self._gumbel = state.positions(pixels, n, model.nr_logistic_mix)
-        self._logistic = state.positions(pixels, n, channels)
-        self._given = state.positions(pixels, n, channels)  # levels 0..255
+        self._gumbel = state.positions(pixels, n, model.nr_logistic_mix, tf.float32)
+        self._logistic = state.positions(pixels, n, channels, tf.float32)
+        self._given = state.positions(pixels, n, channels, tf.float32)  # levels 0..255
         self._known = state.cache([pixels], tf.bool)
-        self._images = state.positions(pixels, n, channels)
+        self._images = state.positions(pixels, n, channels, tf.float32)
 
         self._begin = tf.function(_Own(self._begin_run), autograph=False)
         self._loop = tf.function(_Own(self._rows), jit_compile=bool(jit_compile),
@@ -529,7 +546,7 @@ class CachedSampler:
 
     def _row_step(self, r):
         """The u stream at image row r: levels 0..L up, then L..0 down (r % 2^L == 0)."""
-        live = tf.cast(r > 0, tf.float32)  # down_shift: zeros enter at the top
+        live = tf.cast(r > 0, self._dtype)  # down_shift: zeros enter at the top
         padded = self.image_shape[1] + 2
         x = self._x.read_many(r * padded + tf.range(2 * padded))  # (a static size, for XLA)
         x = tf.reshape(x, [self.n, 2, padded, -1])  # image rows r-2, r-1
@@ -592,7 +609,7 @@ class CachedSampler:
         padded = width + 2
         window = self._x.read_many(tf.stack([(r + 1) * padded + c, (r + 2) * padded + c]))
         window = tf.reshape(window, [self.n, -1])
-        ul = self._ul_down_row.read(c) + (window @ W + b) * tf.cast(c > 0, tf.float32)
+        ul = self._ul_down_row.read(c) + (window @ W + b) * tf.cast(c > 0, self._dtype)
         L = tf.minimum(_deepest_level(r), _deepest_level(c))
         where0 = _Where(r, c, width)
         stack0 = self._ul_up(0, where0, ul)
@@ -612,7 +629,7 @@ class CachedSampler:
 
         _when(L >= 1, level1)
         ul = self._ul_down(0, where0, self._deconv[1][1].at(r, c), stack0)
-        out = self._out(tf.nn.elu(ul))  # (B, K): the mixture at (r, c)
+        out = self._out(tf.nn.elu(tf.cast(ul, tf.float32)))  # (B, K): the mixture at (r, c)
         pixel = r * width + c
         if choose is None:
             value = losses.sample_from_mixture(out, model.nr_logistic_mix, channels,
@@ -624,7 +641,8 @@ class CachedSampler:
             level = choose(pixel, out)
         level = tf.where(tf.gather(self._known, pixel), self._given.read(pixel), level)
         at = (r + 2) * padded + c + 1  # the image channels; keep the rest of the input
-        self._x.write(at, tf.concat([(level - 127.5) / 127.5, self._x.read(at)[:, channels:]], -1))
+        scaled = tf.cast((level - 127.5) / 127.5, self._dtype)  # as forward casts its input
+        self._x.write(at, tf.concat([scaled, self._x.read(at)[:, channels:]], -1))
         self._images.write(pixel, level)
         return out
 
@@ -658,12 +676,13 @@ class CachedSampler:
         # model decides what that is) is in place; pixels are written as they are drawn.
         x_pad = tf.pad(self.model.network_input(tf.zeros([n, height, width, channels])),
                        [[0, 0], [2, 0], [1, 1], [0, 0]])
-        self._x.var.assign(_raster(x_pad))
+        self._x.var.assign(tf.cast(_raster(x_pad), self._dtype))
         if h is not None:
             for pairs in self._up + self._down:
                 for pair in pairs:
                     for block in pair:
-                        block.label_bias.assign(block.block.label_bias(h, state.get))
+                        block.label_bias.assign(tf.cast(block.block.label_bias(h, state.get),
+                                                        self._dtype))
         self._gumbel.var.assign(_raster(gumbel))
         self._logistic.var.assign(_raster(logistic))
         self._given.var.assign(_raster(given))

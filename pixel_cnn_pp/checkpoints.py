@@ -200,7 +200,7 @@ def is_openai_checkpoint(prefix):
     return 'model/conv2d_0/V' in tf.train.load_checkpoint(prefix).get_variable_to_shape_map()
 
 
-def load_checkpoint(path, use_ema=True, **model_options):
+def load_checkpoint(path, use_ema=True, precision='float32', **model_options):
     """A PixelCNN with the weights of a checkpoint, ours or OpenAI's TF1 one.
 
     Args:
@@ -208,6 +208,8 @@ def load_checkpoint(path, use_ema=True, **model_options):
         its .index file, or a folder (its latest checkpoint).
       use_ema: load the Polyak-averaged weights (what the original tests and
         samples with) instead of the raw ones.
+      precision: what the model computes in (precision.py: 'float32', 'tf32',
+        'bfloat16', 'float16'); checkpoints are float32 and load in any of them.
       **model_options: ModelConfig fields. For our checkpoints they are read from
         the JSON beside it and need not be given (any given must agree); for
         OpenAI's they default to the original's: image_shape (32, 32, 3),
@@ -229,14 +231,14 @@ def load_checkpoint(path, use_ema=True, **model_options):
         raise ValueError("'use_ema' must be True or False; got %r" % (use_ema,))
     prefix = resolve(path)
     try:
-        return _load(prefix, use_ema, model_options)
+        return _load(prefix, use_ema, precision, model_options)
     except READ_ERRORS as e:
         raise damaged(prefix, e) from None
 
 
-def _load(prefix, use_ema, model_options):
+def _load(prefix, use_ema, precision, model_options):
     if is_openai_checkpoint(prefix):
-        model = PixelCNN(ModelConfig(**model_options), seed=0)
+        model = PixelCNN(ModelConfig(**model_options), seed=0, precision=precision)
         _assign_openai_weights(model, prefix, use_ema)
         return model
     stored = _our_config(prefix)
@@ -246,7 +248,7 @@ def _load(prefix, use_ema, model_options):
         raise ValueError('checkpoint %s was trained with %s, but %s was asked for'
                          % (prefix, ', '.join('%s=%r' % (k, v[0]) for k, v in differences.items()),
                             ', '.join('%s=%r' % (k, v[1]) for k, v in differences.items())))
-    model, polyak = _read_ours(prefix, options)
+    model, polyak = _read_ours(prefix, options, precision)
     if use_ema:
         polyak.copy_to_weights()
     return model
@@ -262,9 +264,9 @@ def _our_config(prefix):
     return stored
 
 
-def _read_ours(prefix, config):
+def _read_ours(prefix, config, precision='float32'):
     """(model, its PolyakAverage) built from `config`, holding our checkpoint's values."""
-    model = PixelCNN(config, seed=0)
+    model = PixelCNN(config, seed=0, precision=precision)
     polyak = PolyakAverage(model.weights)
     try:
         status = training_checkpoint(model, polyak).read(prefix)

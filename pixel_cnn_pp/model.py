@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from pixel_cnn_pp import attention, coords, losses, nn, sampling
+from pixel_cnn_pp import precision as precisions
 from pixel_cnn_pp.config import ModelConfig
 
 # The original's energy-distance head (-ed): samples per image, noise channels, width.
@@ -46,6 +47,11 @@ class PixelCNN(tf.Module):
       config: a ModelConfig (every option, with the original's defaults), or an
         image shape (H, W, C) as a shorthand for ModelConfig(image_shape=...).
       seed: optional integer for the random initial weights.
+      precision: the number format the layers compute in (precision.py): 'float32'
+        (the default, the original's numbers), 'tf32', 'bfloat16' or 'float16'.
+        The weights, the output layer and the likelihood are float32 in every
+        precision, so the same weights (any checkpoint) load in any of them.
+        Building a model sets TensorFlow's TF32 switch (on only for 'tf32').
       **options: ModelConfig fields that replace the config's (nr_resnet=1, ...).
 
     Example (unconditional, 8x8 RGB):
@@ -54,6 +60,7 @@ class PixelCNN(tf.Module):
         nats = model.nll(images)             # (N,) nats per image
         bpd = bits_per_dim(nats, (8, 8, 3))
         x = model.sample(4, seed=0)          # uint8 (4, 8, 8, 3)
+        fast = PixelCNN((8, 8, 3), precision='bfloat16', nr_resnet=1, nr_filters=16)
 
     Example (class-conditional):
         model = PixelCNN((32, 32, 3), num_classes=10)
@@ -61,8 +68,11 @@ class PixelCNN(tf.Module):
         x = model.sample(10, labels=np.arange(10), seed=0)
     """
 
-    def __init__(self, config=None, seed=None, **options):
+    def __init__(self, config=None, seed=None, precision='float32', **options):
         super().__init__(name='model')
+        self.precision = precisions.check(precision)
+        self.compute_dtype = precisions.compute_dtype(precision)
+        precisions.apply_tf32(precision)
         if not isinstance(config, ModelConfig):
             if isinstance(config, (str, bytes)) or not (config is None
                                                         or hasattr(config, '__len__')):
@@ -172,7 +182,7 @@ class PixelCNN(tf.Module):
     # Over 60 lines with its docstring: the up and down pass stay in one piece, to be
     # read against Figure 2 of the paper.
     def forward(self, x, h=None, get=nn.identity, init=False, dropout_p=0.0, seed=None,
-                progress=None):
+                progress=None, compute_dtype=None):
         """The network: mixture parameters at every pixel.
 
         Args:
@@ -186,6 +196,8 @@ class PixelCNN(tf.Module):
             for the noise of an energy-distance head).
           progress: optional callable(blocks_done, total_blocks), called after each
             gated resnet block (for the eager init pass, which is slow on big models).
+          compute_dtype: the dtype the layers compute in (default: the model's
+            precision's); the initialisation always runs in float32.
         Returns:
           float (B, H, W, 10*M) for RGB, (B, H, W, 3*M) for one channel; with
           energy_distance, a list of ED_SAMPLES samples (B, H, W, C) in [-1, 1].
@@ -206,7 +218,9 @@ class PixelCNN(tf.Module):
                 progress(block_index[0], total_blocks)
             return out
 
-        x_pad = self.network_input(x)
+        dtype = tf.float32 if init else (compute_dtype or self.compute_dtype)
+        # Every layer computes in its input's dtype: casting the input sets the precision.
+        x_pad = tf.cast(self.network_input(x), dtype)
 
         # ---- up pass: keep every u and ul on a stack for the down pass
         u_list = [nn.down_shift(self.u_init(x_pad, get, init))]
@@ -235,6 +249,9 @@ class PixelCNN(tf.Module):
                 u = u_deconv(u, get, init)
                 ul = ul_deconv(ul, get, init)
         assert not u_list and not ul_list
+        # The output layer in float32: the mixture's means need finer steps than a
+        # bin (1/127.5), which bfloat16's 8-bit mantissa does not have near 1.
+        ul = tf.cast(ul, tf.float32)
         if self.energy_distance:
             return self._energy_distance_samples(ul, get, init, seed)
         return self.out(tf.nn.elu(ul), get, init)
@@ -331,14 +348,20 @@ class PixelCNN(tf.Module):
             raise ValueError('an energy-distance model (-ed) has no likelihood: it learns a '
                              'sampler, so there is no NLL or bits/dim to compute')
 
-    def log_prob_per_pixel(self, x, h=None, get=nn.identity, dropout_p=0.0, seed=None):
-        """Graph-level per-pixel log-probabilities, (B, H, W), for scaled images x."""
+    def log_prob_per_pixel(self, x, h=None, get=nn.identity, dropout_p=0.0, seed=None,
+                           compute_dtype=None):
+        """Graph-level per-pixel log-probabilities, (B, H, W), for scaled images x.
+
+        The network computes in `compute_dtype` (default: the model's precision's),
+        the likelihood in float32.
+        """
         self._require_likelihood()
-        out = self.forward(x, h, get=get, dropout_p=dropout_p, seed=seed)
+        out = self.forward(x, h, get=get, dropout_p=dropout_p, seed=seed,
+                           compute_dtype=compute_dtype)
         return losses.log_prob_per_pixel(x, out, self.nr_logistic_mix)
 
     def train_objective(self, x, h=None, get=nn.identity, dropout_p=0.0, seed=None,
-                        focal_gamma=0.0):
+                        focal_gamma=0.0, compute_dtype=None):
         """What training minimises, and the plain NLL to report, both summed over the batch.
 
         Returns (objective, nll): objective is the summed NLL, or with focal_gamma > 0
@@ -346,7 +369,8 @@ class PixelCNN(tf.Module):
         probability, all channels), or for an energy-distance model the original's
         energy distance. nll is always the plain summed NLL in nats (for an
         energy-distance model, which has none, the energy distance again), so
-        bits/dim reported with and without -fl compare.
+        bits/dim reported with and without -fl compare. Both are float32 whatever
+        `compute_dtype` the network computes in (default: the model's precision's).
         """
         if focal_gamma < 0:
             raise ValueError("'focal_gamma' must be >= 0; got %r" % (focal_gamma,))
@@ -354,10 +378,11 @@ class PixelCNN(tf.Module):
             if focal_gamma > 0:
                 raise ValueError('focal loss (-fl) applies to the likelihood; an '
                                  'energy-distance model (-ed) has none')
-            samples = self.forward(x, h, get=get, dropout_p=dropout_p, seed=seed)
+            samples = self.forward(x, h, get=get, dropout_p=dropout_p, seed=seed,
+                                   compute_dtype=compute_dtype)
             loss = losses.energy_distance(x, samples)
             return loss, loss
-        log_p = self.log_prob_per_pixel(x, h, get, dropout_p, seed)
+        log_p = self.log_prob_per_pixel(x, h, get, dropout_p, seed, compute_dtype)
         nll = -tf.reduce_sum(log_p)
         if focal_gamma > 0:
             return -tf.reduce_sum(losses.focal_weight(log_p, focal_gamma) * log_p), nll

@@ -16,6 +16,11 @@ The arithmetic is written once, here, for both users: the forward pass calls a
 layer, which is `apply(pad(x), kernel(get))`; the cached sampler
 (cached_sampler.py) computes `kernel(get)` once per run and applies it to the
 positions a step computes, and finishes a resnet block with the block's `gate`.
+
+Precision (precision.py): a layer computes in the dtype of its input. The
+variables and the weight normalisation stay float32; `apply` casts the float32
+kernel to the input's dtype (a no-op in float32), so a network fed bfloat16
+activations convolves, multiplies and gates in bfloat16.
 """
 
 import tensorflow as tf
@@ -24,6 +29,11 @@ import tensorflow as tf
 _INIT_STDDEV = 0.05
 # Added to the variance in the data-dependent init, as the original.
 _INIT_EPS = 1e-10
+
+
+def _cast(tensors, dtype):
+    """Each tensor of a kernel tuple in `dtype` (the input's); no copy if it is already."""
+    return tuple(tf.cast(t, dtype) for t in tensors)
 
 
 def identity(var):
@@ -57,6 +67,15 @@ NONLINEARITIES = {
     'elu': (tf.nn.elu, 1),
     'relu': (tf.nn.relu, 1),
 }
+
+
+def _dropout(x, rate, seed):
+    """Stateless dropout whose mask is float32's in every precision (the same seed drops
+    the same units in bfloat16: its random numbers would otherwise be drawn in bfloat16)."""
+    if x.dtype == tf.float32:
+        return tf.nn.experimental.stateless_dropout(x, rate=rate, seed=seed)
+    kept = tf.nn.experimental.stateless_dropout(tf.ones(tf.shape(x)), rate=rate, seed=seed)
+    return x * tf.cast(kept, x.dtype)  # kept: 0 or 1 / (1 - rate)
 
 
 def down_shift(x):
@@ -120,8 +139,8 @@ class Conv2d(_WeightNorm):
         return get(self.g) * tf.nn.l2_normalize(get(self.V), [0, 1, 2]), get(self.b)
 
     def apply(self, x, kernel):
-        """The VALID convolution of an already padded x with kernel = (W, b)."""
-        W, b = kernel
+        """The VALID convolution of an already padded x with kernel = (W, b), in x's dtype."""
+        W, b = _cast(kernel, x.dtype)
         return tf.nn.bias_add(tf.nn.conv2d(x, W, self.stride, 'VALID'), b)
 
     def pad(self, x):
@@ -154,7 +173,7 @@ class Deconv2d(_WeightNorm):
 
     def apply(self, x, kernel):
         """The VALID transposed convolution of x with kernel = (W, b), before any crop."""
-        W, b = kernel
+        W, b = _cast(kernel, x.dtype)
         shape = tf.shape(x)
         out_shape = [shape[0],
                      x.shape[1] * self.stride[1] + self.filter_size[0] - 1,
@@ -190,8 +209,8 @@ class Dense(_WeightNorm):
         return V, get(self.g) / tf.sqrt(tf.reduce_sum(tf.square(V), [0])), get(self.b)
 
     def apply(self, x, kernel, init=False):
-        """x (..., in) -> (..., units) with kernel = (V, scale, b)."""
-        V, scale, b = kernel
+        """x (..., in) -> (..., units) with kernel = (V, scale, b), in x's dtype."""
+        V, scale, b = _cast(kernel, x.dtype)
         shape = tf.shape(x)
         flat = tf.reshape(x, [-1, x.shape[-1]])  # (B*H*W, in): a 1x1 conv as a matmul
         out = tf.matmul(flat, V) * scale + b
@@ -302,7 +321,7 @@ class GatedResnet(tf.Module):
             c1 += self.nin_a(f(a), get, init)
         c1 = f(c1)
         if dropout_p > 0:
-            c1 = tf.nn.experimental.stateless_dropout(c1, rate=dropout_p, seed=dropout_seed)
+            c1 = _dropout(c1, dropout_p, dropout_seed)
         c2 = self.conv2(c1, get, init)
         return self.gate(x, c2, self.label_bias(h, get))
 
@@ -319,6 +338,7 @@ class GatedResnet(tf.Module):
         positions (B, .).
         """
         if label_bias is not None:
+            label_bias = tf.cast(label_bias, c2.dtype)
             c2 += tf.reshape(label_bias, [-1] + [1] * (c2.shape.rank - 2) + [c2.shape[-1]])
         p, q = tf.split(c2, 2, axis=-1)
         return x + p * tf.sigmoid(q)

@@ -25,7 +25,8 @@ from pixel_cnn_pp.run import read_invocations
 # Settings that change the course of training but not the network: a resumed run
 # may change them, with a note.
 TRAINING_SETTINGS = ('data_set', 'learning_rate', 'lr_decay', 'batch_size', 'nr_gpu',
-                     'dropout_p', 'polyak_decay', 'focal_loss', 'focal_gamma', 'seed')
+                     'dropout_p', 'polyak_decay', 'focal_loss', 'focal_gamma', 'seed',
+                     'precision', 'eval_precision')
 
 
 def resume_point(save_dir, load_params=False, data_set=None, init_checkpoint=None):

@@ -33,6 +33,7 @@ from pixel_cnn_pp import checkpoints, files, images, progress as progress_displa
     scoring
 from pixel_cnn_pp.losses import bits_per_dim
 from pixel_cnn_pp.summaries import Summaries
+from pixel_cnn_pp.training import MIN_LOSS_SCALE
 
 SUMMARY_EVERY = 10  # steps between scalar summaries (and at step 1)
 
@@ -334,16 +335,27 @@ def _train_one_epoch(trainer, loader, batches, record, outputs, epoch, measure, 
         x, y = batch if conditional else (batch, None)
         objective, nll = (float(v) for v in trainer.train_step(x, y))
         step = int(trainer.step.numpy())
-        if not (math.isfinite(nll) and math.isfinite(objective)):
+        finite = math.isfinite(nll) and math.isfinite(objective)
+        # float16's loss scaling skips a step with a non-finite gradient and halves the
+        # scale: not a NaN stop (its loss, if not finite, is left out of the mean), unless
+        # the scale was already at its floor.
+        skipped_at = trainer.skipped_step()
+        if skipped_at is not None and skipped_at <= MIN_LOSS_SCALE:
+            raise FloatingPointError(
+                'the gradients are Inf or NaN at step %d (epoch %d) even with the float16 loss '
+                'scale at %g: stopping without saving; the last good checkpoint (%s) is kept. '
+                'Try --precision bfloat16 or float32'
+                % (step, epoch, skipped_at, outputs.manager.latest_checkpoint or 'none yet'))
+        if not finite and skipped_at is None:
             raise FloatingPointError(
                 'the training loss is %s at step %d (epoch %d): stopping without saving; the '
                 'last good checkpoint (%s) is kept. Try a lower learning rate'
                 % (objective if math.isfinite(nll) else nll, step, epoch,
                    outputs.manager.latest_checkpoint or 'none yet'))
-        bpd = float(bits_per_dim(nll / global_batch, trainer.image_shape))
         record['position'] += global_batch
-        record['epoch_bpd_sum'] += bpd
         record['epoch_steps'] += 1
+        bpd = float(bits_per_dim(nll / global_batch, trainer.image_shape)) if finite else 0.0
+        record['epoch_bpd_sum'] += bpd
         running = record['epoch_bpd_sum'] / record['epoch_steps']
         display.update(record['epoch_steps'] * global_batch,
                        '%.4f %s' % (running, measure.replace('_per_', '/')))

@@ -15,6 +15,16 @@ One training step on a global batch of towers x batch_size images:
      the weights, so the copies stay equal without being broadcast.
 Bits/dim of the step = total nats / (towers * b * H * W * C * ln 2).
 
+Precision (precision.py): the forward and backward pass run in `precision`; the
+gradients reach the float32 Adam and Polyak averages as float32. Test bits/dim are
+computed in `eval_precision`, float32 by default whatever the training precision,
+so that they compare with the paper's. In float16, whose largest value is 65504,
+the loss is scaled before the backward pass (dynamic loss scaling, written here
+because the optimizer is our own): the gradients are divided by the scale again;
+a step whose gradients are not all finite is skipped (weights, moments and
+averages unchanged) and halves the scale; LOSS_SCALE_GROWTH good steps in a row
+double it. The scale and the count of good steps are in the checkpoint.
+
     strategy = tf.distribute.MirroredStrategy(devices)
     trainer = Trainer(strategy, ModelConfig((32, 32, 3), nr_resnet=1, nr_filters=32),
                       batch_size=16)
@@ -34,10 +44,21 @@ import numpy as np
 import tensorflow as tf
 
 from pixel_cnn_pp import checkpoints, optim
+from pixel_cnn_pp import precision as precisions
 from pixel_cnn_pp.config import ModelConfig
 from pixel_cnn_pp.model import PixelCNN
 
 _SUM = tf.distribute.ReduceOp.SUM
+_MEAN = tf.distribute.ReduceOp.MEAN
+
+# float16's dynamic loss scaling: the first scale and how many good steps in a row double
+# it (tf.keras' LossScaleOptimizer's values), and its floor. The loss is a sum over every
+# pixel of the batch, as the original's, so its weight gradients are large: the first
+# steps of a run halve the scale until one fits (2^5 for an 8x8 model with 8 filters,
+# after 10 skipped steps), and a large model may need a scale below 1.
+INITIAL_LOSS_SCALE = 2.0 ** 15
+MIN_LOSS_SCALE = 2.0 ** -14
+LOSS_SCALE_GROWTH = 2000
 
 
 class Trainer:
@@ -58,11 +79,15 @@ class Trainer:
       focal_gamma: > 0 trains on the focal objective (reported bits/dim stay the NLL).
       seed: initial weights and the dropout seed stream.
       jit_compile: compile each tower's forward and backward pass with XLA.
+      precision: what the training forward and backward pass compute in
+        (precision.py: float32, tf32, bfloat16, float16; float16 with loss scaling).
+      eval_precision: what `evaluate` computes test NLLs in (float32 by default,
+        whatever `precision` is).
     """
 
     def __init__(self, strategy, config, batch_size, learning_rate=1e-3,
                  lr_decay=0.999995, polyak_decay=0.9995, focal_gamma=0.0, seed=1,
-                 jit_compile=False):
+                 jit_compile=False, precision='float32', eval_precision='float32'):
         if int(batch_size) != batch_size or batch_size < 1:
             raise ValueError('batch_size must be a positive integer (images per tower); got %r'
                              % (batch_size,))
@@ -80,6 +105,10 @@ class Trainer:
         self.lr_decay = float(lr_decay)
         self.focal_gamma = float(focal_gamma)
         self.seed = int(seed)
+        self.precision = precisions.check(precision, 'precision')
+        self.eval_dtype = precisions.compute_dtype(
+            precisions.check(eval_precision, 'eval_precision'))
+        self.loss_scaling = self.precision == 'float16'
 
         # Plain (not mirrored) state: read and written once per step, in cross-replica context.
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name='step')
@@ -89,16 +118,26 @@ class Trainer:
         self.progress = tf.Variable('{}', dtype=tf.string, trainable=False, name='progress')
         with strategy.scope():
             config = config if isinstance(config, ModelConfig) else ModelConfig(**config)
-            self.model = PixelCNN(config, seed=self.seed)
+            self.model = PixelCNN(config, seed=self.seed, precision=self.precision)
             self.weights = self.model.weights
             self.optimizer = optim.Adam(self.weights)
             self.polyak = optim.PolyakAverage(self.weights, polyak_decay)
         self.image_shape = self.model.image_shape
         self.dropout_p = self.model.dropout_p
-        self.checkpoint = checkpoints.training_checkpoint(
-            self.model, self.polyak, optimizer=self.optimizer, step=self.step,
-            learning_rate=self.learning_rate, dropout_rng=self.dropout_rng,
-            progress=self.progress)
+        # The loss scale (float16 only; 1 otherwise), the good steps since it last
+        # changed, and the scale of the last step if it was skipped (else 0).
+        self.loss_scale = tf.Variable(INITIAL_LOSS_SCALE if self.loss_scaling else 1.0,
+                                      trainable=False, name='loss_scale')
+        self.good_steps = tf.Variable(0, dtype=tf.int64, trainable=False, name='good_steps')
+        self._skipped_at = tf.Variable(0.0, trainable=False, name='skipped_at')
+        state = dict(optimizer=self.optimizer, step=self.step, learning_rate=self.learning_rate,
+                     dropout_rng=self.dropout_rng, progress=self.progress)
+        # A checkpoint without loss scaling (all but float16's) is laid out as before.
+        self._checkpoint_without_scale = checkpoints.training_checkpoint(
+            self.model, self.polyak, **state)
+        self.checkpoint = (checkpoints.training_checkpoint(
+            self.model, self.polyak, loss_scale=self.loss_scale, good_steps=self.good_steps,
+            **state) if self.loss_scaling else self._checkpoint_without_scale)
 
         self._tower_gradients = tf.function(self._tower_gradients_fn, jit_compile=jit_compile,
                                             autograph=False)
@@ -148,14 +187,16 @@ class Trainer:
 
     # ---------------------------------------------------------------- training
 
-    def _tower_gradients_fn(self, images, labels, seed):
+    def _tower_gradients_fn(self, images, labels, seed, loss_scale):
         x = self.model.scale_images(images)
         h = self.model.one_hot(labels) if labels is not None else None
         with tf.GradientTape() as tape:
             # The NLL (or focal / energy-distance objective) and the plain NLL, summed.
             objective, nll = self.model.train_objective(x, h, dropout_p=self.dropout_p, seed=seed,
                                                         focal_gamma=self.focal_gamma)
-        grads = tape.gradient(objective, self.weights,
+            # float16: scaled, so that small gradients do not underflow on the way back.
+            scaled = objective * loss_scale if self.loss_scaling else objective
+        grads = tape.gradient(scaled, self.weights,
                               unconnected_gradients=tf.UnconnectedGradients.ZERO)
         return grads, objective, nll
 
@@ -164,22 +205,41 @@ class Trainer:
         start = tf.cast(replica, tf.int32) * batch_size
         return None if value is None else value[start:start + batch_size]
 
-    def _tower_step(self, images, labels, step_seed):
+    def _tower_step(self, images, labels, step_seed, loss_scale):
         ctx = tf.distribute.get_replica_context()
         b = self.batch_size
         images, labels = self._tower_slice(images, b), self._tower_slice(labels, b)
         # Every tower its own dropout masks, reproducible from the step's seed.
         seed = tf.random.experimental.stateless_fold_in(step_seed, ctx.replica_id_in_sync_group)
-        grads, objective, nll = self._tower_gradients(images, labels, seed)
+        grads, objective, nll = self._tower_gradients(images, labels, seed, loss_scale)
         grads = ctx.all_reduce(_SUM, grads)  # the sum over towers, on every tower
-        return grads, objective, nll
+        if not self.loss_scaling:
+            return grads, objective, nll, tf.constant(1.0)
+        grads = [g / loss_scale for g in grads]
+        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+        return grads, objective, nll, tf.cast(finite, tf.float32)  # 1.0 if all are finite
 
-    def _apply_update(self, _, grads, learning_rate):
+    def _apply_update(self, _, grads, learning_rate, finite):
         # Runs once per tower on its own copies (reads and writes of mirrored variables
         # inside strategy.extended.update see that tower's copy).
-        self.optimizer.apply_gradients(grads, self.weights, learning_rate)
-        self.polyak.update()
-        return tf.constant(0)
+        def update():
+            self.optimizer.apply_gradients(grads, self.weights, learning_rate)
+            self.polyak.update()
+            return tf.constant(0)
+        if not self.loss_scaling:
+            return update()
+        # float16: a non-finite gradient skips the step (the same on every tower: the
+        # gradients were summed over all of them).
+        return tf.cond(finite > 0.5, update, lambda: tf.constant(0))
+
+    def _update_loss_scale(self, finite, scale):
+        """Halve the scale on a non-finite gradient, double it after enough good steps."""
+        good = tf.where(finite, self.good_steps + 1, tf.zeros_like(self.good_steps))
+        grow = good >= LOSS_SCALE_GROWTH
+        self.loss_scale.assign(tf.where(grow, scale * 2.0, tf.where(
+            finite, scale, tf.maximum(scale / 2.0, MIN_LOSS_SCALE))))
+        self.good_steps.assign(tf.where(grow, tf.zeros_like(good), good))
+        self._skipped_at.assign(tf.where(finite, 0.0, scale))
 
     def _train_step_fn(self, images, labels):
         with self.strategy.scope():
@@ -188,10 +248,14 @@ class Trainer:
                                                         step)
             self.learning_rate.assign(learning_rate)
             step_seed = tf.cast(self.dropout_rng.make_seeds(1)[:, 0], tf.int32)
-            grads, objective, nll = self.strategy.run(
-                self._tower_step, args=(images, labels, step_seed))
+            loss_scale = tf.identity(self.loss_scale)  # this step's (updated below)
+            grads, objective, nll, finite = self.strategy.run(
+                self._tower_step, args=(images, labels, step_seed, loss_scale))
             self.strategy.extended.update(self.optimizer.t, self._apply_update,
-                                          args=(grads, learning_rate), group=True)
+                                          args=(grads, learning_rate, finite), group=True)
+            if self.loss_scaling:
+                self._update_loss_scale(
+                    self.strategy.reduce(_MEAN, finite, axis=None) == 1.0, loss_scale)
             return (self.strategy.reduce(_SUM, objective, axis=None),
                     self.strategy.reduce(_SUM, nll, axis=None))
 
@@ -205,6 +269,8 @@ class Trainer:
         Returns:
           Two float32 scalar tensors: the objective that was differentiated (the
           NLL, or the focal objective) and the plain NLL, both summed over all towers.
+          In float16, `skipped_step()` then says whether the step was skipped (a
+          non-finite gradient; see the module docstring).
         """
         if not isinstance(images, tf.Tensor):
             images, labels = self._check_batch(images, labels)
@@ -215,6 +281,14 @@ class Trainer:
                                 images.shape[0]))
         return self._train_fn(images, labels)
 
+    def skipped_step(self):
+        """float16: the loss scale of the last step if it was skipped (a gradient was Inf
+        or NaN: the weights did not change and the scale was halved), else None."""
+        if not self.loss_scaling:
+            return None
+        scale = float(self._skipped_at.numpy())
+        return scale if scale > 0 else None
+
     # -------------------------------------------------------------- evaluation
 
     def _tower_nll_fn(self, images, labels, mask):
@@ -223,9 +297,11 @@ class Trainer:
         if self.model.energy_distance:
             # No likelihood: the original reports its test loss (the energy distance).
             _, loss = self.model.train_objective(x, h, get=self.polyak.average, dropout_p=0.0,
-                                                 seed=tf.constant([0, 0], tf.int32))
+                                                 seed=tf.constant([0, 0], tf.int32),
+                                                 compute_dtype=self.eval_dtype)
             return loss
-        log_p = self.model.log_prob_per_pixel(x, h, get=self.polyak.average)  # (B, H, W)
+        log_p = self.model.log_prob_per_pixel(x, h, get=self.polyak.average,
+                                              compute_dtype=self.eval_dtype)  # (B, H, W)
         return -tf.reduce_sum(tf.reduce_sum(log_p, axis=[1, 2]) * mask)
 
     def _test_tower(self, images, labels, mask):
@@ -276,7 +352,8 @@ class Trainer:
     def averaged_model(self):
         """A single-device PixelCNN holding the Polyak-averaged weights (to sample from)."""
         if self._averaged_model is None:
-            self._averaged_model = PixelCNN(self.model.config, seed=self.seed)
+            self._averaged_model = PixelCNN(self.model.config, seed=self.seed,
+                                            precision=self.precision)
         with self.strategy.scope():
             for target, shadow in zip(self._averaged_model.weights, self.polyak.shadows):
                 target.assign(shadow.read_value())
@@ -323,9 +400,13 @@ class Trainer:
         Raises ValueError if the checkpoint does not fit this model and trainer, or
         cannot be read (damaged or truncated files).
         """
+        checkpoint = self.checkpoint
+        if self.loss_scaling and not _holds_loss_scale(path):
+            # Written in another precision: loss scaling starts afresh.
+            checkpoint = self._checkpoint_without_scale
         try:
             with self.strategy.scope():
-                status = self.checkpoint.restore(path)
+                status = checkpoint.restore(path)
         except checkpoints.READ_ERRORS as e:
             raise checkpoints.damaged(path, e) from None
         except ValueError as e:
@@ -347,6 +428,15 @@ class CheckpointWriteError(OSError):
 
 # What a checkpoint save in progress creates beside the last good checkpoint.
 _SAVE_DEBRIS = re.compile(r'^.+-\d+(\.index|\.data-\d+-of-\d+|_temp.*)$|^checkpoint\.tmp')
+
+
+def _holds_loss_scale(path):
+    """True if the checkpoint at `path` has float16's loss scale (False if unreadable:
+    restoring then reports the damage)."""
+    try:
+        return any(name.startswith('loss_scale/') for name, _ in tf.train.list_variables(path))
+    except checkpoints.READ_ERRORS:
+        return False
 
 
 def _first_line(error):

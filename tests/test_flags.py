@@ -137,6 +137,10 @@ def test_choices_spelled_out_in_flags_are_the_librarys():
 
     assert FLAGS['resnet_nonlinearity'].parser.enum_values == list(config.NONLINEARITIES)
     assert FLAGS['method'].parser.enum_values == list(sampling.METHODS)
+    from pixel_cnn_pp import precision
+
+    assert FLAGS['precision'].parser.enum_values == list(precision.PRECISIONS)
+    assert FLAGS['eval_precision'].parser.enum_values == list(precision.PRECISIONS)
 
 
 def _help(script, flag='--help'):
