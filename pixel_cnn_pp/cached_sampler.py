@@ -130,6 +130,22 @@ class _Positions:
         """(B, k, C) at positions `indices` (k,)."""
         return tf.transpose(tf.gather(self.var, indices), [1, 0, 2])
 
+    def read_positions(self, indices):
+        """(k, B, C) at positions `indices` (k,), positions first."""
+        return tf.gather(self.var, indices)
+
+    def assign_positions(self, values):
+        """Replace every position by values (P, B, C), positions first."""
+        self.var.assign(values)
+
+    def read_side_by_side(self, indices):
+        """(B, k*C): the vectors at positions `indices` (k,), k static, side by side.
+
+        As read_many(indices) reshaped to (B, k*C), without its transpose (for small
+        reads, oneDNN's transpose costs more than the gathers and the concatenation).
+        """
+        return tf.concat([tf.gather(self.var, indices[k]) for k in range(indices.shape[0])], -1)
+
     def batch_major(self):
         """All positions, (B, P, C)."""
         return tf.transpose(self.var, [1, 0, 2])
@@ -230,14 +246,17 @@ class _PixelConv:
         """The upper halves of every window of output row i (its input's row stride*i - 1)."""
         w = self.width_in
         half = ((self.stride * i - 1) % 2) * (w + 1)  # that row's half of the cache
-        row = self.rows.read_many(half + tf.range(w + 1))  # (B, W + 1, C), column -1 first
+        # Positions first throughout (no transposes): (W + 1, B, C), column -1 first.
+        row = self.rows.read_positions(half + tf.range(w + 1))
         s = self.stride  # window of output j: input columns s*j - 1 and s*j (slots s*j, s*j + 1)
-        window = tf.concat([row[:, 0:w:s], row[:, 1:w + 1:s]], -1)  # (B, W / s, 2C)
-        self.above.assign_row(tf.matmul(window, self.W_above))
+        window = tf.concat([row[0:w:s], row[1:w + 1:s]], -1)  # (W / s, B, 2C)
+        flat = tf.reshape(window, [-1, window.shape[-1]])  # one product of (W / s * B) rows
+        self.above.assign_positions(tf.reshape(tf.matmul(flat, self.W_above),
+                                               [w // s, self.batch, -1]))
 
     def at(self, where):
         """Output (B, F) whose window ends at input position `where`."""
-        here = tf.reshape(self.rows.read_many(where.window[2:]), [self.batch, -1])  # (B, 2C)
+        here = self.rows.read_side_by_side(where.window[2:])  # (B, 2C)
         return self.above.read(where.j // self.stride) + (here @ self.W_here + self.b)
 
     def __call__(self, where, value):
@@ -607,8 +626,7 @@ class CachedSampler:
         model = self.model
         W, b = self._ul_init_right  # right_shift of a [2, 1] conv: image rows r-1..r, column c-1
         padded = width + 2
-        window = self._x.read_many(tf.stack([(r + 1) * padded + c, (r + 2) * padded + c]))
-        window = tf.reshape(window, [self.n, -1])
+        window = self._x.read_side_by_side(tf.stack([(r + 1) * padded + c, (r + 2) * padded + c]))
         ul = self._ul_down_row.read(c) + (window @ W + b) * tf.cast(c > 0, self._dtype)
         L = tf.minimum(_deepest_level(r), _deepest_level(c))
         where0 = _Where(r, c, width)
