@@ -48,11 +48,6 @@ def apply_tf32(precision):
     tf.config.experimental.enable_tensor_float_32_execution(check(precision) == 'tf32')
 
 
-def reduced(precision):
-    """True if the layers compute in a 16-bit format."""
-    return compute_dtype(precision) != tf.float32
-
-
 def cpu_warning(precision, has_gpu):
     """A warning for float16 on a machine without a GPU, or None.
 
