@@ -30,6 +30,7 @@ from data.loader import DATA_SETS
 # Choices spelled out, not read from pixel_cnn_pp (config.NONLINEARITIES, sampling.METHODS):
 # importing the package starts TensorFlow, and --help or a bad flag should answer at once.
 # tests/test_flags.py holds them equal.
+PRECISIONS = ['float32', 'tf32', 'bfloat16', 'float16']  # precision.PRECISIONS, for both flags
 
 # ---------------------------------------------------------------------- data I/O
 flags.DEFINE_string('data_dir', '~/pxpp/data', 'Location for the dataset (data sets that '
@@ -101,13 +102,13 @@ flags.DEFINE_float('worker_timeout', 600, '--multi_worker: seconds to wait for e
                    'TF_CONFIG to start before giving up (0: no limit).', lower_bound=0)
 flags.DEFINE_boolean('jit_compile', False, 'Compile each tower\'s step with XLA (see '
                      'bench/train_throughput.py for which is faster on your machine).')
-flags.DEFINE_enum('precision', 'float32', ['float32', 'tf32', 'bfloat16', 'float16'],
+flags.DEFINE_enum('precision', 'float32', PRECISIONS,
                   'What the network computes in: float32 (exactly the original\'s numbers; TF32 '
                   'off on GPUs), tf32 (GPUs: TF32 in convolutions and matmuls), bfloat16 (CPUs '
                   'with AVX-512 BF16 or AMX, recent GPUs, TPUs: about twice as fast), float16 '
                   '(older GPUs, with loss scaling in training). Weights, the likelihood and '
                   'checkpoints stay float32 in every precision.')
-flags.DEFINE_enum('eval_precision', 'float32', ['float32', 'tf32', 'bfloat16', 'float16'],
+flags.DEFINE_enum('eval_precision', 'float32', PRECISIONS,
                   'What the test bits/dim of each epoch are computed in (float32 whatever '
                   '--precision is, so they compare with the paper\'s).')
 
