@@ -72,7 +72,7 @@ class _State:
         """Variables holding compute(get), a tensor or a tuple of tensors, cast to `dtype`
         (default: the compute dtype)."""
         dtype = dtype or self.dtype
-        cast = lambda get: _cast(compute(get), dtype)  # noqa: E731
+        cast = lambda get: nn.cast(compute(get), dtype)  # noqa: E731  (computed in float32)
         value = cast(self.get)
         single = not isinstance(value, (tuple, list))
         variables = [tf.Variable(v, trainable=False) for v in ([value] if single else value)]
@@ -99,13 +99,6 @@ class _State:
                 var.assign(v)
         for var in self._caches:
             var.assign(tf.zeros_like(var))
-
-
-def _cast(value, dtype):
-    """A tensor or a tuple of tensors in `dtype` (the kernels are computed in float32)."""
-    if isinstance(value, (tuple, list)):
-        return tuple(tf.cast(v, dtype) for v in value)
-    return tf.cast(value, dtype)
 
 
 class _Positions:

@@ -31,9 +31,11 @@ _INIT_STDDEV = 0.05
 _INIT_EPS = 1e-10
 
 
-def _cast(tensors, dtype):
-    """Each tensor of a kernel tuple in `dtype` (the input's); no copy if it is already."""
-    return tuple(tf.cast(t, dtype) for t in tensors)
+def cast(value, dtype):
+    """A tensor, or each tensor of a kernel tuple, in `dtype`; no copy if it is already."""
+    if isinstance(value, (tuple, list)):
+        return tuple(tf.cast(t, dtype) for t in value)
+    return tf.cast(value, dtype)
 
 
 def identity(var):
@@ -140,7 +142,7 @@ class Conv2d(_WeightNorm):
 
     def apply(self, x, kernel):
         """The VALID convolution of an already padded x with kernel = (W, b), in x's dtype."""
-        W, b = _cast(kernel, x.dtype)
+        W, b = cast(kernel, x.dtype)
         return tf.nn.bias_add(tf.nn.conv2d(x, W, self.stride, 'VALID'), b)
 
     def pad(self, x):
@@ -173,7 +175,7 @@ class Deconv2d(_WeightNorm):
 
     def apply(self, x, kernel):
         """The VALID transposed convolution of x with kernel = (W, b), before any crop."""
-        W, b = _cast(kernel, x.dtype)
+        W, b = cast(kernel, x.dtype)
         shape = tf.shape(x)
         out_shape = [shape[0],
                      x.shape[1] * self.stride[1] + self.filter_size[0] - 1,
@@ -210,7 +212,7 @@ class Dense(_WeightNorm):
 
     def apply(self, x, kernel, init=False):
         """x (..., in) -> (..., units) with kernel = (V, scale, b), in x's dtype."""
-        V, scale, b = _cast(kernel, x.dtype)
+        V, scale, b = cast(kernel, x.dtype)
         shape = tf.shape(x)
         flat = tf.reshape(x, [-1, x.shape[-1]])  # (B*H*W, in): a 1x1 conv as a matmul
         out = tf.matmul(flat, V) * scale + b
