@@ -41,6 +41,7 @@ SUMMARY_EVERY = 10  # steps between scalar summaries (and at step 1)
 def fresh_record():
     """The JSON record kept in every checkpoint: where the run is, and its history."""
     return dict(epoch=0, position=0, loader=None, epoch_bpd_sum=0.0, epoch_steps=0,
+                epoch_bpd_steps=0,
                 history=dict(epoch=[], train_bpd=[], test_bpd=[]))
 
 
@@ -298,7 +299,7 @@ def train_epochs(trainer, loader, batches, test_images, test_labels, record, out
         begun = time.time()
         rate = _train_one_epoch(trainer, loader, batches, record, outputs, epoch, measure,
                                 save_steps, stop)
-        train_bpd = record['epoch_bpd_sum'] / max(record['epoch_steps'], 1)
+        train_bpd = record['epoch_bpd_sum'] / max(record['epoch_bpd_steps'], 1)
         display = progress_display.Progress('evaluating', len(test_images), unit='images')
         nats, count = trainer.evaluate(test_images, test_labels, progress=display)
         display.close()
@@ -315,6 +316,7 @@ def train_epochs(trainer, loader, batches, test_images, test_labels, record, out
             outputs.samples(epoch, log=log, caption=['test %.3f %s' % (
                 test_bpd, measure.replace('_per_', '/').replace('_', ' '))])
         record.update(epoch=epoch + 1, position=0, epoch_bpd_sum=0.0, epoch_steps=0,
+                      epoch_bpd_steps=0,
                       loader=loader.get_state())
         path = outputs.save(record)
         outputs.history(record['history'])
@@ -329,6 +331,9 @@ def _train_one_epoch(trainer, loader, batches, record, outputs, epoch, measure, 
                      stop):
     """The steps of one epoch (from where `record` says it is); returns images/s or None."""
     global_batch, conditional = trainer.global_batch_size, bool(trainer.model.num_classes)
+    # The steps in the epoch's mean bits/dim: all but float16's skipped steps whose loss is
+    # not finite (a record written before these were counted apart has all of them).
+    record.setdefault('epoch_bpd_steps', record['epoch_steps'])
     display = progress_display.Progress('epoch %d' % epoch, len(loader) * global_batch,
                                         unit='images')
     for batch in batches():
@@ -355,8 +360,10 @@ def _train_one_epoch(trainer, loader, batches, record, outputs, epoch, measure, 
         record['position'] += global_batch
         record['epoch_steps'] += 1
         bpd = float(bits_per_dim(nll / global_batch, trainer.image_shape)) if finite else 0.0
-        record['epoch_bpd_sum'] += bpd
-        running = record['epoch_bpd_sum'] / record['epoch_steps']
+        if finite:
+            record['epoch_bpd_sum'] += bpd
+            record['epoch_bpd_steps'] += 1
+        running = record['epoch_bpd_sum'] / max(record['epoch_bpd_steps'], 1)
         display.update(record['epoch_steps'] * global_batch,
                        '%.4f %s' % (running, measure.replace('_per_', '/')))
         if step % SUMMARY_EVERY == 0 or step == 1:
