@@ -392,7 +392,8 @@ class PixelCNN(tf.Module):
         functions = self._compiled.functions
         key = ('nll', get)
         if key not in functions:
-            functions[key] = tf.function(_NegLogProbPerPixel(self, get), reduce_retracing=True)
+            functions[key] = tf.function(_NegLogProbPerPixel(self, get), reduce_retracing=True,
+                                         autograph=False)
         return functions[key]
 
     def nll(self, images, labels=None, per_pixel=False, batch_size=64, averages=None,

@@ -44,17 +44,25 @@ class Adam(tf.Module):
         if len(grads) != len(self.m):
             raise ValueError('Adam was built for %d variables, got %d gradients'
                              % (len(self.m), len(grads)))
-        t = self.t
-        b1, b2 = self.beta1, self.beta2
+        # The step's scalars once, not once per weight (the same float32 values: each
+        # weight's update is the same operations on the same numbers). With hundreds of
+        # weights per tower, per-weight copies were most of the traced graph, and tracing
+        # it (and Grappler optimising it) was most of a run's start-up.
+        f32 = lambda x: tf.constant(x, tf.float32)  # noqa: E731
+        b1, b2, eps = f32(self.beta1), f32(self.beta2), f32(self.eps)
+        one_minus_b1, one_minus_b2 = f32(1.0 - self.beta1), f32(1.0 - self.beta2)
+        t = self.t.read_value()
+        correction1 = 1.0 - tf.pow(b1, t)
+        correction2 = 1.0 - tf.pow(b2, t)
         for p, g, m, v in zip(variables, grads, self.m, self.v):
-            m_t = b1 * m + (1.0 - b1) * g
-            v_t = b2 * v + (1.0 - b2) * tf.square(g)
-            m_hat = m_t / (1.0 - tf.pow(b1, t))
-            v_hat = v_t / (1.0 - tf.pow(b2, t))
+            m_t = b1 * m + one_minus_b1 * g
+            v_t = b2 * v + one_minus_b2 * tf.square(g)
+            m_hat = m_t / correction1
+            v_hat = v_t / correction2
             m.assign(m_t)
             v.assign(v_t)
-            p.assign_sub(learning_rate * m_hat / tf.sqrt(v_hat + self.eps))
-        t.assign_add(1.0)
+            p.assign_sub(learning_rate * m_hat / tf.sqrt(v_hat + eps))
+        self.t.assign_add(1.0)
 
 
 class PolyakAverage(tf.Module):
@@ -82,8 +90,9 @@ class PolyakAverage(tf.Module):
 
     def update(self):
         """Move every average towards its weight's current value."""
+        rate = tf.constant(1.0 - self.decay, tf.float32)  # once, not once per weight
         for v, s in zip(self._variables, self.shadows):
-            s.assign_sub((1.0 - self.decay) * (s - v))
+            s.assign_sub(rate * (s - v))
 
     def reset(self):
         """Restart the averages from the weights' current values."""

@@ -229,7 +229,7 @@ def _naive(model, gumbel, logistic, labels=None, given=None, known_rows=0, get=n
     height, width, channels = model.image_shape
     nr_mix = model.nr_logistic_mix
 
-    @tf.function
+    @tf.function(autograph=False)
     def pixel(x, row, col, g, u):
         if model.energy_distance:  # the head's first sample is the pixel's value
             step_seed = tf.stack([noise_seed, row * width + col])
