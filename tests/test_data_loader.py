@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -219,7 +220,12 @@ def test_to_tf_dataset_checkpoint_with_the_consumed_position_resumes_exactly(tmp
     seen = []
     for x in dataset:
         seen.append(x.numpy())
-        if len(seen) == 8:  # the pipeline has run ahead; maybe to the end of the epoch
+        if len(seen) == 8:
+            # Let the pipeline run ahead (its prefetch buffer fills in the background; maybe
+            # to the end of the epoch), so the loader's own position is not the consumed one.
+            deadline = time.time() + 60
+            while not (loader.p > 8 * 4 or loader.p == 0) and time.time() < deadline:
+                time.sleep(0.01)
             state = loader.get_state(position=8 * 4)
             break
     restored = get_loader('mnist', tmp_path, 'train', 4, rng=np.random.RandomState(0),
