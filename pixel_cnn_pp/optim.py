@@ -45,9 +45,9 @@ class Adam(tf.Module):
             raise ValueError('Adam was built for %d variables, got %d gradients'
                              % (len(self.m), len(grads)))
         # The step's scalars once, not once per weight (the same float32 values: each
-        # weight's update is the same operations on the same numbers). With hundreds of
-        # weights per tower, per-weight copies were most of the traced graph, and tracing
-        # it (and Grappler optimising it) was most of a run's start-up.
+        # weight's update is the same operations on the same numbers). Per-weight copies
+        # of them were a third of the traced update (hundreds of weights per tower), which
+        # a run traces, and Grappler optimises, before its first step.
         f32 = lambda x: tf.constant(x, tf.float32)  # noqa: E731
         b1, b2, eps = f32(self.beta1), f32(self.beta2), f32(self.eps)
         one_minus_b1, one_minus_b2 = f32(1.0 - self.beta1), f32(1.0 - self.beta2)

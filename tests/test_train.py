@@ -93,12 +93,15 @@ def checkpoint_values(save_dir):
             if not name.startswith('save_counter')}
 
 
+# The `trained` fixture's run: class-conditional, 2 epochs on 2 towers, samples every epoch.
+TRAINED = TINY + ['-c', '-x', '2', '-t', '1']
+
+
 @pytest.fixture(scope='module')
 def trained(data_dir, tmp_path_factory):
     """A class-conditional run of 2 epochs on 2 towers, as the end-to-end test runs it."""
     save_dir = str(tmp_path_factory.mktemp('run') / 'save')
-    result = train(*TINY, '-c', '-i', data_dir, '-o', save_dir, '-x', '2', '-t', '1',
-                   PIXELCNN_PROGRESS_SECONDS='0.2')
+    result = train(*TRAINED, '-i', data_dir, '-o', save_dir, PIXELCNN_PROGRESS_SECONDS='0.2')
     assert result.returncode == 0, result.stderr[-3000:]
     return save_dir, result
 
@@ -162,15 +165,14 @@ def test_two_towers_two_epochs_write_every_output_and_the_loss_falls(trained):
         assert np.isfinite(model.nll(z['samples'], z['labels'])).all()
 
 
-def test_killed_run_resumes_as_if_never_stopped(trained, tmp_path):
+def test_killed_run_resumes_as_if_never_stopped(data_dir, trained, tmp_path):
     """SIGKILL mid-epoch (likely mid-save: a checkpoint every step), then -r, equals no kill.
 
     The run that was never stopped is the `trained` fixture's: the same flags (dropout on,
     so the masks must resume too; samples after every epoch, which must not disturb it).
     """
-    whole, reference = trained
-    flags = reference.args[2:reference.args.index('-o')] + \
-        reference.args[reference.args.index('-o') + 2:]
+    whole = trained[0]
+    flags = TRAINED + ['-i', data_dir]
     killed = str(tmp_path / 'killed')
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
     run = subprocess.Popen([sys.executable, TRAIN] + flags + ['-o', killed, '--save_steps', '1'],
