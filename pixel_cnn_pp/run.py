@@ -104,7 +104,8 @@ class RunOutputs:
             checkpoints.save_model_config(save_dir, trainer.model)
         self.summaries = Summaries(os.path.join(save_dir, 'tb') if chief else None)
         self.manager = tf.train.CheckpointManager(trainer.checkpoint, save_dir,
-                                                  keep_checkpoints, checkpoint_name='ckpt')
+                                                  keep_checkpoints,
+                                                  checkpoint_name=checkpoints.CHECKPOINT_NAME)
 
     def save(self, record):
         """A checkpoint holding `record` (and the run's name, for sample.py's label); its path

@@ -385,7 +385,7 @@ class Trainer:
         folder = manager.directory
         before = set(os.listdir(folder)) if os.path.isdir(folder) else set()
         try:
-            return manager.save()
+            return manager.save(checkpoint_number=_next_checkpoint_number(manager))
         except (tf.errors.OpError, OSError) as e:  # e.g. "No space left on device"
             _remove_save_debris(folder, before)
             raise CheckpointWriteError(
@@ -415,6 +415,8 @@ class Trainer:
             status.assert_existing_objects_matched()
         except (AssertionError, ValueError) as e:
             raise self._does_not_fit(path, e) from None
+        if not self.loss_scaling:
+            status.expect_partial()  # a float16 checkpoint's loss scale is not used here
         return json.loads(self.progress.numpy().decode('utf-8'))
 
     def _does_not_fit(self, path, error):
@@ -428,6 +430,20 @@ class CheckpointWriteError(OSError):
 
 # What a checkpoint save in progress creates beside the last good checkpoint.
 _SAVE_DEBRIS = re.compile(r'^.+-\d+(\.index|\.data-\d+-of-\d+|_temp.*)$|^checkpoint\.tmp')
+
+
+def _next_checkpoint_number(manager):
+    """One above every checkpoint number the folder holds or its state file names.
+
+    Not the checkpoint's save counter: a float16 trainer resuming a checkpoint written in
+    another precision restores into the layout without the loss scale, so its own counter
+    stays 0, and the counter would name ckpt-1 again (written over). The folder is what
+    must never be written over.
+    """
+    numbers = [number for number, _ in checkpoints.numbered_checkpoints(manager.directory)]
+    numbers += [int(path.rsplit('-', 1)[1]) for path in manager.checkpoints
+                if path.rsplit('-', 1)[-1].isdigit()]
+    return max(numbers, default=0) + 1
 
 
 def _holds_loss_scale(path):

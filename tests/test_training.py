@@ -114,3 +114,35 @@ def test_restoring_a_truncated_checkpoint_says_it_is_damaged(tmp_path):
     with pytest.raises(ValueError, match='checkpoint %s is damaged or truncated \\(Read less '
                                          'bytes than requested\\)' % path):
         _tiny_trainer().restore(path)
+
+
+def test_resumes_across_precisions_write_the_next_number_and_keep_every_older_checkpoint(
+        tmp_path):
+    # float32 -> float16 -> float16 -> float32, each resuming the newest checkpoint as
+    # train.py -r does. A float16 trainer resuming a float32 checkpoint restores the layout
+    # without the loss scale; its own save counter then stayed 0 and it wrote ckpt-1 again.
+    import hashlib
+
+    from pixel_cnn_pp.config import ModelConfig
+    from pixel_cnn_pp.run import RunOutputs
+
+    def digests():
+        return {name: hashlib.sha256(data).hexdigest()
+                for name, data in _files(tmp_path).items()
+                if data is not None and name.startswith('ckpt-')}
+
+    config = ModelConfig((4, 4, 3), nr_resnet=1, nr_filters=4, nr_logistic_mix=1)
+    before, latest = {}, None
+    for number, precision in enumerate(['float32', 'float16', 'float16', 'float32'], 1):
+        trainer = Trainer(tf.distribute.OneDeviceStrategy('/cpu:0'), config, batch_size=2,
+                          precision=precision)
+        if latest is not None:
+            assert trainer.restore(latest) == {'epoch': number - 1, 'name': 'run'}
+        outputs = RunOutputs(str(tmp_path), trainer, 'run', sample_batches=0, keep_checkpoints=10)
+        latest = outputs.save({'epoch': number})
+        assert latest == str(tmp_path / ('ckpt-%d' % number)), (precision, latest)
+        assert tf.train.latest_checkpoint(str(tmp_path)) == latest
+        after = digests()
+        assert {k: v for k, v in after.items() if k in before} == before, precision
+        assert len(after) > len(before)  # the new checkpoint's files
+        before = after
