@@ -199,7 +199,7 @@ def test_cli_turns_pngs_into_one_file_and_back_in_another_process(cli, run_dir, 
                                                                  capsys):
     images = batch_with_extremes((8, 8, 3), seed=6)
     folder = write_pngs(tmp_path / 'in', images)
-    packed = tmp_path / 'in.pxpp'
+    packed = tmp_path / 'packed.pxpp'
     cli('--checkpoint', run_dir, '--compress', folder, '--output', packed, '--batch_size', 3)
     out = capsys.readouterr().out
     assert 'compressed 4 images into %s: %d bytes' % (packed, os.path.getsize(packed)) in out
@@ -208,7 +208,7 @@ def test_cli_turns_pngs_into_one_file_and_back_in_another_process(cli, run_dir, 
                              '--decompress', str(packed)], cwd=ROOT, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    back = tmp_path / 'in'  # the default: the file's name without .pxpp (here: the input)
+    back = tmp_path / 'packed'  # the default: the file's name without .pxpp
     for i, image in enumerate(images):
         np.testing.assert_array_equal(iio.imread(str(back / ('im%d.png' % i))), image)
     cli('--checkpoint', run_dir, '--decompress', packed, '--output', tmp_path / 'back.npz')
