@@ -44,11 +44,15 @@ def main_for(program, arguments_from_flags, run, errors=(ValueError, FileNotFoun
         except errors as e:
             print('%s: error: %s' % (program, e), file=sys.stderr)
             sys.exit(1)
-        except SignalStop as e:
+        except (SignalStop, KeyboardInterrupt) as e:
+            if not stop_on_signals:
+                raise
+            # KeyboardInterrupt: Ctrl-C before the handlers were in place (importing TensorFlow).
+            signum = getattr(e, 'signum', signal.SIGINT)
             print('%s%s: stopped by %s (signal %d); no output is left half-written'
                   % ('\n' if sys.stderr.isatty() else '',  # after a progress bar's \r
-                     program, signal.Signals(e.signum).name, e.signum), file=sys.stderr)
-            sys.exit(128 + e.signum)
+                     program, signal.Signals(signum).name, signum), file=sys.stderr)
+            sys.exit(128 + signum)
     return main
 
 

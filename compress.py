@@ -6,18 +6,18 @@
 
 The file takes about the model's NLL of the images in bits (sample.py --score
 reports it as bits/dim) plus a header of 81 bytes (and a byte per image for a
-class-conditional model's labels, --labels, one per image); pixel_cnn_pp/compression.py
-says how. It decompresses only with the model that wrote it (the digest of its
-weights is in the file), on a machine of the same kind; anything else, or a
-damaged or truncated file, is refused and nothing is written. --decompress writes
-one PNG per image, named as the files compressed, into a new (or empty) folder, or
-an .npz (`images`, and `labels`) if --output ends in .npz. Nothing is written over:
-an --output that exists (a file, or a folder holding anything) is refused before
-any work; delete it or choose another. Outputs land whole or not at all (the PNGs
-are written into a hidden folder beside --output and renamed when complete);
-SIGTERM or Ctrl-C ends the run with one line, removing what was begun. The checkpoint flags are sample.py's
-(--checkpoint, -o/--save_dir, --pretrained, --nouse_ema); --batch_size images are
-coded together (stored in the file).
+class-conditional model's labels, --labels, one per image);
+pixel_cnn_pp/compression.py says how. It decompresses only with the model that wrote
+it (the digest of its weights is in the file), on a machine of the same kind;
+anything else, or a damaged or truncated file, is refused and nothing is written.
+--decompress writes one PNG per image, named as the files compressed, into a new (or
+empty) folder, or an .npz (`images`, and `labels`) if --output ends in .npz. Nothing
+is written over: an --output that exists (a file, or a folder holding anything) is
+refused before any work; delete it or choose another. Outputs land whole or not at
+all (the PNGs are written into a hidden folder beside --output and renamed when
+complete); SIGTERM or Ctrl-C ends the run with one line, removing what was begun.
+The checkpoint flags are sample.py's (--checkpoint, -o/--save_dir, --pretrained,
+--nouse_ema); --batch_size images are coded together (stored in the file).
 """
 
 import os

@@ -9,12 +9,16 @@
 Writes <output>.png (a grid, upscaled and labelled: data set, epoch, test bits/dim,
 seed) and <output>.npz (`samples`, `labels` of a class-conditional model, and with
 --complete `originals` and `known_rows`); default <save_dir>/samples_seed<seed> or
-completions_seed<seed>. --num_samples counts images here (16; with --complete, 4
-completions per image); a conditional model without --labels draws every class in
-turn. --method fast (cached) and naive draw the same distribution with the same
-random numbers: the same images except where a draw lands within rounding of a
-bin edge. OpenAI's TF1 checkpoints store no options: the model flags default to
-the original's and --data_set sets the image shape. `--help` lists every flag.
+completions_seed<seed>; the two land together or not at all (SIGTERM or Ctrl-C: one
+line, nothing new written), and <output>.lock, held while the run writes, refuses a
+second run with the same --output. Flags this run would ignore (--known_rows without
+--complete, --seed with --score, ...) are refused by name. --num_samples counts
+images here (16; with --complete, 4 completions per image); a conditional model
+without --labels draws every class in turn. --method fast (cached) and naive draw
+the same distribution with the same random numbers: the same images except where a
+draw lands within rounding of a bin edge. OpenAI's TF1 checkpoints store no options:
+the model flags default to the original's and --data_set sets the image shape.
+`--help` lists every flag.
 """
 
 import os
