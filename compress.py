@@ -149,8 +149,10 @@ def arguments_from_flags():
     return args
 
 
+# OSError: a file that cannot be written (a full disk names it), an output that appeared
+# meanwhile (FileExistsError).
 main = cli.main_for('compress.py', arguments_from_flags, run,
-                    errors=(ValueError, FileNotFoundError, DataError), stop_on_signals=True)
+                    errors=(ValueError, OSError, DataError), stop_on_signals=True)
 
 if __name__ == '__main__':
     app.run(main)

@@ -272,8 +272,10 @@ def _load_and_draw(args):
     return samples
 
 
+# OSError: a file that cannot be written (a full disk names it), an output that appeared
+# meanwhile (FileExistsError).
 main = cli.main_for('sample.py', arguments_from_flags, run,
-                    errors=(ValueError, FileNotFoundError, DataError), stop_on_signals=True)
+                    errors=(ValueError, OSError, DataError), stop_on_signals=True)
 
 if __name__ == '__main__':
     cli.use_help(all_flags.SAMPLE_PY_HELP)  # before parsing, so that --help shows it

@@ -155,44 +155,6 @@ def write_json(path, value):
     atomic_write(path, write)
 
 
-def check_writable(path, what):
-    """Raise ValueError naming `what` (e.g. a flag) unless a file can be created beside `path`.
-
-    For a command to fail at once, not after its work, when its output folder cannot
-    be made or written (a regular file in the way, no permission, ...).
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    make_folders(folder, '%s %s: its folder' % (what, path))
-    try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix='.write-test-'):
-            pass
-    except OSError as e:
-        raise ValueError('cannot write to %s (%s): %s' % (folder, what, e.strerror or e)) from None
-
-
-def make_folders(folder, subject):
-    """Create `folder` and its missing parents; returns the ones created, deepest first.
-
-    Raises ValueError starting with `subject` and the folder (e.g. '--save_dir' gives
-    '--save_dir runs/a is a file, not a folder'): a file in the way, or a folder that
-    cannot be created.
-    """
-    created, path = [], os.path.abspath(folder)
-    while not os.path.exists(path) and os.path.dirname(path) != path:
-        created.append(path)
-        path = os.path.dirname(path)
-    if not os.path.isdir(path):
-        where = ('is a file, not a folder' if path == os.path.abspath(folder)
-                 else 'cannot be created: %s is a file, not a folder' % path)
-        raise ValueError('%s %s %s' % (subject, folder, where))
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as e:
-        raise ValueError('%s %s cannot be created: %s' % (subject, folder, e.strerror or e)) \
-            from None
-    return created
-
-
 # ------------------------------------------------------------------ a folder's lock
 
 LOCK_FILE = 'run.lock'
@@ -245,7 +207,7 @@ class FolderLock:
         # How messages about the folder itself start ('--save_dir runs/a is a file, ...').
         self._folder_subject = what if claims is None else '%s: its folder' % self.subject
         self.path = os.path.join(self.folder, lock_name)
-        self._created = make_folders(self.folder, self._folder_subject)
+        self._created = _make_folders(self.folder, self._folder_subject)
         self._token = '%d-%s' % (os.getpid(), os.urandom(8).hex())
         try:
             self._take()
@@ -388,6 +350,29 @@ def output_lock(prefix, what):
     prefix = os.fspath(prefix)
     folder, name = os.path.split(os.path.abspath(prefix))
     return FolderLock(folder, what, lock_name=name + '.lock', claims=prefix)
+
+
+def _make_folders(folder, subject):
+    """Create `folder` and its missing parents; returns the ones created, deepest first.
+
+    Raises ValueError starting with `subject` and the folder (e.g. '--save_dir' gives
+    '--save_dir runs/a is a file, not a folder'): a file in the way, or a folder that
+    cannot be created.
+    """
+    created, path = [], os.path.abspath(folder)
+    while not os.path.exists(path) and os.path.dirname(path) != path:
+        created.append(path)
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        where = ('is a file, not a folder' if path == os.path.abspath(folder)
+                 else 'cannot be created: %s is a file, not a folder' % path)
+        raise ValueError('%s %s %s' % (subject, folder, where))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise ValueError('%s %s cannot be created: %s' % (subject, folder, e.strerror or e)) \
+            from None
+    return created
 
 
 def _half_written(text):
