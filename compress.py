@@ -1,7 +1,7 @@
 """Compresses images losslessly with a PixelCNN++ checkpoint into one .pxpp file, and back.
 
     python3 compress.py -o runs/patches --compress photos/ --output photos.pxpp
-    python3 compress.py -o runs/patches --decompress photos.pxpp      # PNGs into photos/
+    python3 compress.py -o runs/patches --decompress photos.pxpp --output restored/  # PNGs
     python3 compress.py --checkpoint ~/pxpp/save --decompress photos.pxpp --output back.npz
 
 The file takes about the model's NLL of the images in bits (sample.py --score
