@@ -259,19 +259,17 @@ def _digests(folder):
 
 
 def test_nothing_is_written_over_and_every_output_is_checked_before_the_work(
-        cli, run_dir, loaded, tmp_path, monkeypatch):
-    monkeypatch.setattr(compress.sample, 'load_model', loaded)
-    images = random_images(3, (8, 8, 3), seed=8)
+        cli, run_dir, tmp_path, monkeypatch):
+    write_pngs(tmp_path / 'in', random_images(2, (8, 8, 3), seed=8))
     packed = tmp_path / 'x.pxpp'
-    cli('--checkpoint', run_dir, '--compress', write_pngs(tmp_path / 'in', images),
-        '--output', packed)
+    packed.write_bytes(b'PXPP, never read: the refusals come first')
     out = tmp_path / 'out'  # the user's files, named as the decoded images would be
     out.mkdir()
     (out / 'im0.png').write_bytes(os.urandom(50000))
     (out / 'notes.txt').write_text('not an image')
     (tmp_path / 'a.npz').write_text('my npz')
     before = _digests(tmp_path)
-    # Refused before the checkpoint is loaded, let alone the images decoded.
+    # Refused before the checkpoint is loaded, let alone the file read or the images decoded.
     monkeypatch.setattr(compress.sample, 'load_model', lambda args: pytest.fail('loaded'))
     for argv, message in [
             (['--decompress', packed, '--output', out],

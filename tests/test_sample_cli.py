@@ -310,7 +310,7 @@ def test_a_signal_while_the_grid_and_npz_are_written_leaves_neither(conditional_
     (tmp_path / 'out.png').write_bytes(b'an earlier grid')  # sample.py may replace its own
     with pytest.raises(SystemExit) as stopped, signals_raise(Unhandled):
         run_main(sample, 'sample.py', '--checkpoint', conditional_run, '--num_samples', 2,
-                 '--output', tmp_path / 'out')
+                 '--method', 'naive', '--output', tmp_path / 'out')
     assert stopped.value.code == 128 + signal.SIGTERM
     assert_stopped_with_one_line(capsys.readouterr().err, 'sample.py', signal.SIGTERM)
     # The grid was whole, but without its .npz it does not land: the old grid stays.
@@ -343,7 +343,8 @@ def test_a_second_run_into_the_same_output_is_refused_and_ctrl_c_is_one_line(
     out, marker = tmp_path / 'shared' / 'samples', tmp_path / 'sampling'
     first = subprocess.Popen(
         [sys.executable, '-c', _PAUSED_SAMPLE_PY, str(marker), '--checkpoint', conditional_run,
-         '--num_samples', '2', '--output', str(out)], cwd=ROOT, stdout=subprocess.PIPE,
+         '--num_samples', '2', '--method', 'naive', '--output', str(out)], cwd=ROOT,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
     try:
         deadline = time.time() + 300
