@@ -53,6 +53,7 @@ def arguments_from_flags():
     """Every flag of train.py as a plain namespace (the one place FLAGS is read)."""
     cli.refuse_flags_of('sample.py', [n for n in train_flags.sample_flags()
                                       if n not in train_flags.TRAIN_FLAGS], 'train.py')
+    cli.refuse_flags_of('compress.py', train_flags.COMPRESS_FLAGS, 'train.py')
     from pixel_cnn_pp.config import ModelConfig
 
     values = {f.name: f.value for f in _train_flags()}

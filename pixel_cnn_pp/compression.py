@@ -288,7 +288,7 @@ def decompress(model, data, progress=None):
 
     Raises ValueError for anything but a whole .pxpp file of this model: not one,
     another version, damaged (CRC), truncated, made with another model (digest), or
-    decoding to images other than those compressed.
+    decoding to images other than those compressed; TypeError if `data` is not bytes.
     Returns:
       uint8 (N, H, W, C). read_header(data) gives the labels and names.
     """
@@ -357,7 +357,11 @@ def read_header(data):
 
 def _unpack(data):
     """(Header, the coder's words as bytes) of a whole, undamaged file; else ValueError."""
-    data = bytes(data)
+    try:
+        data = bytes(memoryview(data))  # bytes, bytearray, ...; not a str, None or an int
+    except TypeError:
+        raise TypeError("'data' must be bytes, the contents of a .pxpp file (e.g. "
+                        "open(path, 'rb').read()); got %s" % type(data).__name__) from None
     if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
         raise ValueError('not a .pxpp file (it does not start with %r)' % MAGIC.decode())
     if len(data) < HEADER_BYTES:

@@ -18,7 +18,7 @@ import math
 import numpy as np
 
 from pixel_cnn_pp import image_input, images as image_files
-from pixel_cnn_pp.files import atomic_write
+from pixel_cnn_pp.files import land_together
 from pixel_cnn_pp.losses import bits_per_dim
 
 MAX_GRID_IMAGES = 100  # as the sample grids: the first 100 images
@@ -79,8 +79,8 @@ def grid_scale(height, width):
     return max(1, 64 // max(height, width))
 
 
-def write_csv(path, names, nats, image_shape):
-    """The CSV of scores: file, bits/dim, nats; one row per image, atomically."""
+def _csv_writer(names, nats, image_shape):
+    """write(path): the CSV of scores (file, bits/dim, nats; one row per image)."""
     text = io.StringIO()
     table = csv.writer(text, lineterminator='\n')
     table.writerow(['file', 'bits_per_dim', 'nats'])
@@ -90,11 +90,11 @@ def write_csv(path, names, nats, image_shape):
     def write(tmp):
         with open(tmp, 'w', newline='') as f:
             f.write(text.getvalue())
-    atomic_write(path, write)
+    return write
 
 
 def score_files(model, paths, output, labels=None, batch_size=64, report=print, progress=None):
-    """Score images from files: <output>.csv and <output>.png (the heatmap grid).
+    """Score images from files: <output>.csv and <output>.png (the heatmap grid), together.
 
     Args:
       model: a PixelCNN with a likelihood (not -ed).
@@ -116,8 +116,8 @@ def score_files(model, paths, output, labels=None, batch_size=64, report=print, 
     bpd = bits_per_dim(nats, model.image_shape)
     shown = slice(0, MAX_GRID_IMAGES)
     grid, (lo, hi) = heatmap_grid(images[shown], per_pixel[shown] / np.log(2.0))
-    write_csv(output + '.csv', names, nats, model.image_shape)
-    image_files.save_png(output + '.png', grid)
+    land_together([(output + '.csv', _csv_writer(names, nats, model.image_shape)),
+                   (output + '.png', image_files.png_writer(grid))])  # both, or neither
     for line in [
             'scored %d images: bits/dim mean %.4f, min %.4f (%s), max %.4f (%s)'
             % (len(nats), bpd.mean(), bpd.min(), names[int(bpd.argmin())], bpd.max(),

@@ -456,7 +456,19 @@ def _holds_loss_scale(path):
 
 
 def _first_line(error):
-    return (str(error).splitlines() or [''])[0] or type(error).__name__
+    """The error's first line in plain words: for a file error, its cause alone.
+
+    TensorFlow's file errors read '{{function_node __wrapped__SaveV2_...}} <file>;
+    No space left on device [Op:SaveV2]'; the message around this names the folder.
+    """
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    line = (str(error).splitlines() or [''])[0]
+    line = re.sub(r'\{\{function_node [^}]*\}\}|\[Op:\w+\]', '', line).strip()
+    file, separator, cause = line.rpartition('; ')
+    if separator and os.sep in file:
+        line = cause
+    return line or type(error).__name__
 
 
 def _remove_save_debris(folder, before):

@@ -1,6 +1,7 @@
 """compression.py and compress.py: exact round trips, files the size of the NLL, refusals."""
 
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -13,7 +14,9 @@ import pytest
 import compress
 import pixel_cnn_pp
 from pixel_cnn_pp import compression
-from tests.conftest import random_images, save_tiny_run, script_cli, write_pngs
+from pixel_cnn_pp.signals import signals_raise
+from tests.conftest import (Unhandled, assert_stopped_with_one_line, random_images, run_main,
+                            save_tiny_run, script_cli, write_pngs)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PATCHES = os.path.join(ROOT, 'data', 'patches', 'patches_32x32.npz')
@@ -194,12 +197,20 @@ def run_dir(tmp_path_factory):
 cli = script_cli('compress.py', compress)
 
 
+@pytest.fixture(scope='module')
+def loaded(run_dir):
+    """sample.load_model's answer for run_dir, loaded once: the runs that use it share one
+    model, so its coding loops are traced once (the subject is the outputs, not loading)."""
+    model = pixel_cnn_pp.load_checkpoint(run_dir)
+    return lambda args: (model, os.path.join(run_dir, 'ckpt-1'))
+
+
 
 def test_cli_turns_pngs_into_one_file_and_back_in_another_process(cli, run_dir, tmp_path,
                                                                  capsys):
     images = batch_with_extremes((8, 8, 3), seed=6)
     folder = write_pngs(tmp_path / 'in', images)
-    packed = tmp_path / 'in.pxpp'
+    packed = tmp_path / 'packed.pxpp'
     cli('--checkpoint', run_dir, '--compress', folder, '--output', packed, '--batch_size', 3)
     out = capsys.readouterr().out
     assert 'compressed 4 images into %s: %d bytes' % (packed, os.path.getsize(packed)) in out
@@ -208,7 +219,7 @@ def test_cli_turns_pngs_into_one_file_and_back_in_another_process(cli, run_dir, 
                              '--decompress', str(packed)], cwd=ROOT, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    back = tmp_path / 'in'  # the default: the file's name without .pxpp (here: the input)
+    back = tmp_path / 'packed'  # the default: the file's name without .pxpp
     for i, image in enumerate(images):
         np.testing.assert_array_equal(iio.imread(str(back / ('im%d.png' % i))), image)
     cli('--checkpoint', run_dir, '--decompress', packed, '--output', tmp_path / 'back.npz')
@@ -237,3 +248,89 @@ def test_cli_refuses_damaged_files_and_writes_nothing(cli, run_dir, tmp_path):
     with pytest.raises(ValueError, match='--labels given, but the model is unconditional'):
         cli('--checkpoint', run_dir, '--compress', tmp_path / 'in', '--labels', '1,2',
             '--output', tmp_path / 'y.pxpp')
+
+
+def _digests(folder):
+    """{path: sha256} of every file under `folder` (hidden ones too)."""
+    import hashlib
+
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in folder.rglob('*') if p.is_file()}
+
+
+def test_nothing_is_written_over_and_every_output_is_checked_before_the_work(
+        cli, run_dir, tmp_path, monkeypatch):
+    write_pngs(tmp_path / 'in', random_images(2, (8, 8, 3), seed=8))
+    packed = tmp_path / 'x.pxpp'
+    packed.write_bytes(b'PXPP, never read: the refusals come first')
+    out = tmp_path / 'out'  # the user's files, named as the decoded images would be
+    out.mkdir()
+    (out / 'im0.png').write_bytes(os.urandom(50000))
+    (out / 'notes.txt').write_text('not an image')
+    (tmp_path / 'a.npz').write_text('my npz')
+    before = _digests(tmp_path)
+    # Refused before the checkpoint is loaded, let alone the file read or the images decoded.
+    monkeypatch.setattr(compress.sample, 'load_model', lambda args: pytest.fail('loaded'))
+    for argv, message in [
+            (['--decompress', packed, '--output', out],
+             '--output %s is a folder that holds 2 files already' % out),
+            (['--decompress', packed, '--output', out / 'notes.txt'],
+             '--output %s is a file, not a folder$' % (out / 'notes.txt')),
+            (['--decompress', packed, '--output', tmp_path / 'a.npz'],
+             '--output %s exists already: nothing is written over' % (tmp_path / 'a.npz')),
+            (['--compress', tmp_path / 'in', '--output', out / 'notes.txt'],
+             '--output %s exists already' % (out / 'notes.txt')),
+            (['--compress', tmp_path / 'in', '--output', packed],
+             '--output %s exists already' % packed)]:
+        with pytest.raises(ValueError, match=message):
+            cli('--checkpoint', run_dir, *argv)
+        assert _digests(tmp_path) == before  # every file as it was, nothing added
+
+
+def test_library_decompress_says_data_must_be_bytes():
+    model = tiny()
+    for data in ('PXPP', None, 3):
+        with pytest.raises(TypeError, match=r"^'data' must be bytes, the contents of a \.pxpp "
+                                            r"file .*; got %s$" % type(data).__name__):
+            compression.decompress(model, data)
+    with pytest.raises(ValueError, match='not a .pxpp file'):
+        compression.decompress(model, bytearray(b'PXP'))
+
+
+def test_a_signal_while_the_pngs_or_the_file_are_written_leaves_nothing(
+        run_dir, loaded, tmp_path, monkeypatch, capsys):
+    from pixel_cnn_pp import images as image_files
+
+    monkeypatch.setattr(compress.sample, 'load_model', loaded)
+    images = random_images(3, (8, 8, 3), seed=9)
+    packed = tmp_path / 'x.pxpp'
+    run_main(compress, 'compress.py', '--checkpoint', run_dir, '--compress',
+             write_pngs(tmp_path / 'in', images), '--output', packed)
+    before = _digests(tmp_path)
+    # SIGTERM after the first of three PNGs is written, as a user's kill would arrive.
+    save_png = image_files.save_png
+
+    def save_then_stop(path, image):
+        save_png(path, image)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(image_files, 'save_png', save_then_stop)
+    with pytest.raises(SystemExit) as stopped, signals_raise(Unhandled):
+        run_main(compress, 'compress.py', '--checkpoint', run_dir, '--decompress', packed)
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert_stopped_with_one_line(capsys.readouterr().err, 'compress.py', signal.SIGTERM)
+    assert _digests(tmp_path) == before and sorted(os.listdir(tmp_path)) == ['in', 'x.pxpp']
+    # Ctrl-C half-way through writing the .pxpp file.
+    write_bytes = compress._write_bytes
+
+    def write_half_then_interrupt(path, data):
+        write_bytes(path, data[:len(data) // 2])
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(compress, '_write_bytes', write_half_then_interrupt)
+    with pytest.raises(SystemExit) as stopped, signals_raise(Unhandled):
+        run_main(compress, 'compress.py', '--checkpoint', run_dir, '--compress', tmp_path / 'in',
+                 '--output', tmp_path / 'y.pxpp')
+    assert stopped.value.code == 130
+    assert_stopped_with_one_line(capsys.readouterr().err, 'compress.py', signal.SIGINT)
+    assert _digests(tmp_path) == before
