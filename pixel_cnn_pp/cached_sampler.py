@@ -470,14 +470,14 @@ class CachedSampler:
         images = sampler.run(gumbel, logistic)          # uint8 (16, H, W, C)
     """
 
-    # Over 60 lines: it builds the caches of every level in the order of the network, so
-    # that it reads against PixelCNN.forward top to bottom.
+    # It builds the caches of every level in the order of the network, so that it reads
+    # against PixelCNN.forward top to bottom.
     def __init__(self, model, n, get=nn.identity, jit_compile=False, choose=None):
         if model.energy_distance:
             raise ValueError('the cached sampler does not implement the energy-distance head '
                              '(-ed); use method=\'naive\'')
         self.model, self.n = model, int(n)
-        self.image_shape = (height, width, channels) = model.image_shape
+        self.image_shape = (height, width, _) = model.image_shape
         net = model.network
         state = self._state = _State(get, model.compute_dtype)
         self._dtype = model.compute_dtype
@@ -520,20 +520,22 @@ class CachedSampler:
         self._u_down_rows = [[state.positions(widths[l], n, b[0].width) for b in self._down[l]]
                              for l, _ in levels]
         self._out = _Dense(state, net.out, tf.float32)  # as forward: the output in float32
-
-        # Per run: the random numbers, the pixels given (image completion) and
-        # which are given, the images drawn; all in raster order.
-        pixels = height * width
-        self._gumbel = state.positions(pixels, n, model.nr_logistic_mix, tf.float32)
-        self._logistic = state.positions(pixels, n, channels, tf.float32)
-        self._given = state.positions(pixels, n, channels, tf.float32)  # levels 0..255
-        self._known = state.cache([pixels], tf.bool)
-        self._images = state.positions(pixels, n, channels, tf.float32)
-
+        self._run_inputs(state, model.nr_logistic_mix)
         self._choose = choose
         self._begin = tf.function(_Own(self._begin_run), autograph=False)
         self._loop = tf.function(_Own(self._rows), jit_compile=bool(jit_compile),
                                  autograph=False)
+
+    def _run_inputs(self, state, nr_mix):
+        """Per run: the random numbers, the pixels given (image completion) and which are
+        given, the images drawn; all in raster order."""
+        height, width, channels = self.image_shape
+        pixels, n = height * width, self.n
+        self._gumbel = state.positions(pixels, n, nr_mix, tf.float32)
+        self._logistic = state.positions(pixels, n, channels, tf.float32)
+        self._given = state.positions(pixels, n, channels, tf.float32)  # levels 0..255
+        self._known = state.cache([pixels], tf.bool)
+        self._images = state.positions(pixels, n, channels, tf.float32)
 
     # ------------------------------------------------------------ the u stream
 
