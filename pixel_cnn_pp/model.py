@@ -38,7 +38,7 @@ class Level(collections.namedtuple('Level', 'up attention downsample down upsamp
 
 
 class Network(collections.namedtuple('Network', 'u_init ul_init_down ul_init_right levels out')):
-    """A PixelCNN's layers as forward walks them (PixelCNN.network).
+    """A PixelCNN's layers by resolution (PixelCNN.network), in the order forward uses them.
 
     u_init, ul_init_down, ul_init_right: the first convs (u: [2, 3] over the rows above;
     ul: [1, 3] over the row above plus [2, 1] over the column to the left); levels: a Level
@@ -180,7 +180,12 @@ class PixelCNN(tf.Module):
     @property
     def network(self):
         """The layers by resolution (a Network of Levels), for what walks the network step by
-        step, as the cached sampler does; the same layer objects forward uses, nothing new."""
+        step, as the cached sampler does: the layer objects forward uses, nothing new.
+
+        Example:
+            for level in model.network.levels:      # finest first
+                for u_block, ul_block in level.up: ...
+        """
         nr_levels = len(self.up_blocks)
         attention_at = {level: self.nl_blocks[k] for level, k in self._order.nl_index.items()}
         levels = tuple(Level(
