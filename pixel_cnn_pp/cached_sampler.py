@@ -470,8 +470,6 @@ class CachedSampler:
         images = sampler.run(gumbel, logistic)          # uint8 (16, H, W, C)
     """
 
-    # It builds the caches of every level in the order of the network, so that it reads
-    # against PixelCNN.forward top to bottom.
     def __init__(self, model, n, get=nn.identity, jit_compile=False, choose=None):
         if model.energy_distance:
             raise ValueError('the cached sampler does not implement the energy-distance head '

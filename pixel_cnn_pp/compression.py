@@ -21,8 +21,8 @@ distribution per channel:
   codes with exactly these frequencies (tests/test_compression.py checks the code
   length against them).
 - Encoder and decoder get the mixtures from one compiled loop, the cached
-  sampler's with a `choose` hook (_CodingHook): encoding feeds it the image's own pixels
-  (teacher forcing), decoding the pixels it decodes, one pixel at a time; the two
+  sampler's with a `choose` hook (_CodingHook): encoding feeds it the image's own
+  pixels (teacher forcing), decoding the pixels it decodes, one pixel at a time; the two
   see the same floats on the same kind of machine. A file records a digest of
   the decoded images, so a machine that computes other floats is caught.
 
@@ -110,8 +110,10 @@ def frequencies(probabilities):
 
 
 def code_pixel(mix, code):
-    """One pixel of n images, channel by channel (mixture.conditional_levels), each
-    channel's probabilities quantised by `frequencies` and coded.
+    """One pixel of n images coded channel by channel (mixture.conditional_levels).
+
+    Each channel's 256 probabilities given the channels before are quantised by
+    `frequencies` and handed to `code`.
 
     Args:
       mix: a mixture.Mixture of NumPy float32 arrays for the n images' pixel.
@@ -154,12 +156,14 @@ class _Choose:
 
 
 class _CodingHook:
-    """The coding sampler's `choose` hook (cached_sampler.CachedSampler): at each pixel, the
-    mixture there, unpacked in the compiled loop, out to NumPy float32 (through
-    tf.numpy_function, so this loop is never XLA-compiled), to the current batch's
-    _Choose, and its levels back in as the image. An encoder returns the image's own
-    pixels (the run is then teacher-forced), a decoder the pixels it decodes; both run
-    this one compiled loop, so both see the same floats."""
+    """The coding sampler's `choose` hook (see CachedSampler): the mixture out, levels in.
+
+    At each pixel the mixture there, unpacked in the compiled loop, goes out to NumPy
+    float32 (through tf.numpy_function, so this loop is never XLA-compiled) to the current
+    batch's _Choose, and its levels come back in as the image. An encoder returns the
+    image's own pixels (the run is then teacher-forced), a decoder the pixels it decodes;
+    both run this one compiled loop, so both see the same floats.
+    """
 
     def __init__(self, nr_mix, n, channels):
         self.nr_mix, self.n, self.channels = nr_mix, n, channels
@@ -176,8 +180,7 @@ class _CodingHook:
 
 
 def _sampler(model, n):
-    """The model's coding sampler for n images and its hook (kept on the model: built and
-    traced once)."""
+    """(the model's coding sampler for n images, its hook), kept on the model: built once."""
     def build():
         hook = _CodingHook(model.nr_logistic_mix, n, model.image_shape[-1])
         return CachedSampler(model, n, choose=hook), hook
