@@ -3,9 +3,10 @@ them the log-likelihood, the draw, and the per-level probabilities an entropy co
 
 Each pixel's colours are a mixture of M logistics, discretized to the 256 levels; in an RGB
 pixel the green mean moves linearly with red and the blue mean with red and green
-(Salimans et al. 2017, section 2.2). A transcription of the original's
-`discretized_mix_logistic_loss` and `sample_from_discretized_mix_logistic` (RGB) and the
-MNIST fork's `..._1d` versions (one channel), arranged so that each piece is written once:
+(Salimans et al. 2017, sections 2.1-2.2). A transcription of the original's
+`discretized_mix_logistic_loss` and `sample_from_discretized_mix_logistic` (RGB) and of
+the MNIST fork's `discretized_mix_logistic_loss_1d` (one channel), arranged so that each
+piece is written once:
 
 - `unpack`: the network's output -> a `Mixture` (logits; per channel means, log-scales,
   coupling coefficients);
