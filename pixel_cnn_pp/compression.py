@@ -8,10 +8,9 @@ use first). Here the coder is constriction's range coder
 distribution per channel:
 
 - Each pixel is R, then G given R, then B given R and G, as the discretized
-  logistic mixture defines them: p(R) = sum_k pi_k p_k(R); G given R uses the
-  weights pi_k p_k(R) (normalised) and the green mean shifted by the coefficient
-  times R, and so on, so that p(R) p(G|R) p(B|R,G) is the mixture's joint
-  probability of the pixel (losses.log_prob_per_pixel).
+  logistic mixture defines them (mixture.conditional_levels, from the mixture's
+  parameters as mixture.unpack gives them): p(R) p(G|R) p(B|R,G) is the
+  mixture's probability of the pixel (mixture.log_prob).
 - `frequencies` quantises each distribution to integers, every level at least 1
   (so every value stays codable), summing to 2**24, constriction's precision.
   It is the one function the encoder and the decoder call (through
@@ -22,8 +21,8 @@ distribution per channel:
   codes with exactly these frequencies (tests/test_compression.py checks the code
   length against them).
 - Encoder and decoder get the mixtures from one compiled loop, the cached
-  sampler's (CachedSampler.code): encoding feeds it the image's own pixels
-  (teacher forcing), decoding the pixels it decodes, one pixel at a time; the two
+  sampler's with a `choose` hook (_CodingHook): encoding feeds it the image's own
+  pixels (teacher forcing), decoding the pixels it decodes, one pixel at a time; the two
   see the same floats on the same kind of machine. A file records a digest of
   the decoded images, so a machine that computes other floats is caught.
 
@@ -47,6 +46,7 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
+from pixel_cnn_pp import mixture
 from pixel_cnn_pp.cached_sampler import CachedSampler
 from pixel_cnn_pp.config import TRAINING_ONLY
 
@@ -54,15 +54,13 @@ MAGIC = b'PXPP'
 VERSION = 1
 PRECISION = 24  # constriction's range coder: probabilities in units of 2**-24
 TOTAL = 1 << PRECISION
-LEVELS = 256
+LEVELS = mixture.LEVELS
 DEFAULT_BATCH = 16  # images coded together (one compiled loop run); stored in the file
 
 # magic, version, model digest, image digest, H, W, C, images, batch, classes,
 # range coder words, names bytes.
 _HEADER = struct.Struct('<4sB32s16sHHHIIHII')
 HEADER_BYTES = _HEADER.size + 4  # with the CRC-32 at the end
-# The upper edge of every level's bin but the last, in [-1, 1]: level j is 2j/255 - 1.
-_EDGES = (2.0 * np.arange(LEVELS - 1) + 1.0) / 255.0 - 1.0
 
 Header = collections.namedtuple('Header', 'version model_digest image_digest image_shape count '
                                 'batch num_classes labels names')
@@ -97,40 +95,6 @@ def _image_digest(images, labels):
 # ---------------------------------------------------------- the distributions
 
 
-def _sigmoid(z):
-    with np.errstate(over='ignore'):  # exp(709+) is inf: sigmoid 0, as it should be
-        return 1.0 / (1.0 + np.exp(-z))
-
-
-def _mixture_probabilities(weights, mean, log_scale):
-    """The mixture's probability of each of the 256 levels, float64 (n, 256).
-
-    A level's bin is +-1/255 around it; the first and last take the tails, as in
-    losses.log_prob_per_pixel: differences of the mixture's CDF at the 255 edges.
-    Their rounding (1e-16) is far below what the frequencies resolve (2**-24).
-    """
-    z = (_EDGES - mean[..., None]) * np.exp(-log_scale)[..., None]  # (n, M, 255)
-    cdf = np.einsum('nm,nmj->nj', weights, _sigmoid(z))  # (n, 255)
-    ones = np.ones((len(cdf), 1))
-    return np.maximum(np.diff(np.concatenate([0.0 * ones, cdf, ones], -1), axis=-1), 0.0)
-
-
-def _component_probabilities(mean, log_scale, level):
-    """Each component's probability of the given level (n,), float64 (n, M).
-
-    A bin above the component's mean is a difference of survival functions, one
-    below it of CDFs, so that neither tail cancels to 0 (the next channel's
-    mixture weights are ratios of these).
-    """
-    x = (level[:, None] - 127.5) / 127.5
-    inv = np.exp(-log_scale)
-    low = np.where(level[:, None] > 0, (x - 1.0 / 255.0 - mean) * inv, -np.inf)
-    high = np.where(level[:, None] < LEVELS - 1, (x + 1.0 / 255.0 - mean) * inv, np.inf)
-    above = low + high > 0
-    return np.maximum(np.where(above, _sigmoid(-low) - _sigmoid(-high),
-                               _sigmoid(high) - _sigmoid(low)), 0.0)
-
-
 def frequencies(probabilities):
     """Integer frequencies of (n, 256) probabilities: each at least 1, each row summing to 2**24.
 
@@ -145,38 +109,20 @@ def frequencies(probabilities):
     return freq
 
 
-def code_pixel(logits, means, log_scales, coeffs, code):
-    """One pixel of n images, channel by channel: R, then G given R, then B given R and G.
+def code_pixel(mix, code):
+    """One pixel of n images coded channel by channel (mixture.conditional_levels).
+
+    Each channel's 256 probabilities given the channels before are quantised by
+    `frequencies` and handed to `code`.
 
     Args:
-      logits: (n, M) mixture logits; means, log_scales, coeffs: (n, C, M), as
-        losses.mixture_parameters gives them (log_scales clamped, coeffs after
-        tanh; unused for one channel).
+      mix: a mixture.Mixture of NumPy float32 arrays for the n images' pixel.
       code: code(channel, frequencies (n, 256)) -> the channel's levels (n,): the
         encoder encodes the image's levels and returns them, the decoder decodes.
     Returns:
       int (n, C): the pixel's levels.
     """
-    logits, means = np.float64(logits), np.float64(means)
-    log_scales, coeffs = np.float64(log_scales), np.float64(coeffs)
-    weights = np.exp(logits - logits.max(-1, keepdims=True))
-    weights /= weights.sum(-1, keepdims=True)  # (n, M)
-    levels, x = [], []
-    for c in range(means.shape[1]):
-        mean = means[:, c]  # (n, M); the coefficients shift G by R, B by R and G
-        if c == 1:
-            mean = mean + coeffs[:, 0] * x[0]
-        elif c == 2:
-            mean = mean + coeffs[:, 1] * x[0] + coeffs[:, 2] * x[1]
-        p = _mixture_probabilities(weights, mean, log_scales[:, c])
-        level = np.asarray(code(c, frequencies(p)), np.int64)
-        levels.append(level)
-        x.append((level[:, None] - 127.5) / 127.5)
-        # The next channel's mixture weights: this channel's value seen.
-        posterior = weights * _component_probabilities(mean, log_scales[:, c], level)
-        total = posterior.sum(-1, keepdims=True)
-        weights = np.where(total > 0, posterior / np.where(total > 0, total, 1.0), weights)
-    return np.stack(levels, -1)
+    return mixture.conditional_levels(mix, lambda c, p: code(c, frequencies(p)))
 
 
 # ------------------------------------------------------------------ the coder
@@ -189,34 +135,56 @@ def _constriction():
 
 
 class _Choose:
-    """CachedSampler.code's `choose`: code each pixel; progress after every image row."""
+    """One batch's coder, which _CodingHook calls at each pixel; progress after every image row."""
 
     def __init__(self, code, width, progress, rows_before, total_rows):
         self.code, self.width, self.progress = code, width, progress
         self.rows_before, self.total_rows = rows_before, total_rows
         self.error = None
 
-    def __call__(self, pixel, logits, means, log_scales, coeffs):
+    def __call__(self, pixel, mix):
         if self.error is not None:  # the rest of the run only has to end
-            return np.zeros((len(logits), means.shape[1]), np.float32)
+            return np.zeros(mix.means.shape[:2], np.float32)
         try:
-            levels = code_pixel(logits, means, log_scales, coeffs, lambda c, f: self.code(
-                int(pixel), c, f))
+            levels = code_pixel(mix, lambda c, f: self.code(int(pixel), c, f))
         except Exception as e:  # noqa: BLE001 - raised again, outside TensorFlow's loop
             self.error = self.error or e
-            return np.zeros((len(logits), means.shape[1]), np.float32)
+            return np.zeros(mix.means.shape[:2], np.float32)
         if self.progress is not None and (int(pixel) + 1) % self.width == 0:
             self.progress(self.rows_before + (int(pixel) + 1) // self.width, self.total_rows)
         return levels.astype(np.float32)
 
 
+class _CodingHook:
+    """The coding sampler's `choose` hook (see CachedSampler): the mixture out, levels in.
+
+    At each pixel the mixture there, unpacked in the compiled loop, goes out to NumPy
+    float32 (through tf.numpy_function, so this loop is never XLA-compiled) to the current
+    batch's _Choose, and its levels come back in as the image. An encoder returns the
+    image's own pixels (the run is then teacher-forced), a decoder the pixels it decodes;
+    both run this one compiled loop, so both see the same floats.
+    """
+
+    def __init__(self, nr_mix, n, channels):
+        self.nr_mix, self.n, self.channels = nr_mix, n, channels
+        self.choose = None  # the current batch's _Choose
+
+    def __call__(self, pixel, out):
+        mix = mixture.unpack(out, self.nr_mix, self.channels)
+        params = [p for p in mix if p is not None]  # no coefficients for one channel
+        level = tf.numpy_function(self._to_numpy, [pixel] + params, tf.float32, stateful=True)
+        return tf.ensure_shape(level, [self.n, self.channels])
+
+    def _to_numpy(self, pixel, *params):
+        return self.choose(pixel, mixture.Mixture._make(params + (None,) * (4 - len(params))))
+
+
 def _sampler(model, n):
-    """The model's coding sampler for n images (kept on the model: built and traced once)."""
-    key = ('coding_sampler', n)
-    samplers = model._compiled.functions
-    if key not in samplers:
-        samplers[key] = CachedSampler(model, n)
-    return samplers[key]
+    """(the model's coding sampler for n images, its hook), kept on the model: built once."""
+    def build():
+        hook = _CodingHook(model.nr_logistic_mix, n, model.image_shape[-1])
+        return CachedSampler(model, n, choose=hook), hook
+    return model.compiled(('coding_sampler', n), build)
 
 
 def _run(model, count, batch, labels, code, progress):
@@ -228,11 +196,14 @@ def _run(model, count, batch, labels, code, progress):
         n = min(batch, count - start)
         choose = _Choose(lambda pixel, c, f, start=start: code(start, pixel, c, f), width,
                          progress, k * height, total_rows)
+        sampler, hook = _sampler(model, n)
+        hook.choose = choose
         try:
-            images = _sampler(model, n).code(
-                choose, None if labels is None else labels[start:start + n])
+            images = sampler.run(labels=None if labels is None else labels[start:start + n])
         except tf.errors.OpError as e:
             raise choose.error or e
+        finally:
+            hook.choose = None
         if choose.error is not None:
             raise choose.error
         out.append(images)
@@ -260,7 +231,7 @@ def compress(model, images, labels=None, names=None, batch=DEFAULT_BATCH, progre
         data = compress(model, images)
         assert (decompress(model, data) == images).all()
     """
-    model._require_likelihood()
+    model.require_likelihood()
     images, labels = model.check_inputs(images, labels)
     count = len(images)
     batch = _check_batch(batch)
@@ -299,7 +270,7 @@ def decompress(model, data, progress=None):
                          'is %s %s, digest %s): decompress it with the model that wrote it'
                          % (header.model_digest.hex()[:16], 'x'.join(map(str, model.image_shape)),
                             _short(model), digest.hex()[:16]))
-    model._require_likelihood()
+    model.require_likelihood()
     constriction = _constriction()
     family = constriction.stream.model.Categorical(perfect=False)
     decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(words, '<u4').astype(np.uint32))

@@ -33,7 +33,7 @@ from concurrent import futures
 import numpy as np
 import tensorflow as tf
 
-from pixel_cnn_pp import losses, nn
+from pixel_cnn_pp import mixture, nn
 from pixel_cnn_pp.cached_sampler import CachedSampler
 
 _UNIFORM_EPS = 1e-5  # uniforms in (eps, 1 - eps), as the original
@@ -198,11 +198,8 @@ def _cached_sampler(model, n, get, jit_compile, device):
     Kept on the model, so that sampling again (every epoch of a training run)
     traces and compiles nothing new.
     """
-    key = ('cached_sampler', n, get, bool(jit_compile), device)
-    samplers = model._compiled.functions
-    if key not in samplers:
-        samplers[key] = CachedSampler(model, n, get, jit_compile)
-    return samplers[key]
+    return model.compiled(('cached_sampler', n, get, bool(jit_compile), device),
+                          lambda: CachedSampler(model, n, get, jit_compile))
 
 
 def sample_naive(model, n, labels=None, seed=None, get=nn.identity, progress=None):
@@ -235,7 +232,7 @@ def _naive(model, gumbel, logistic, labels=None, given=None, known_rows=0, get=n
             step_seed = tf.stack([noise_seed, row * width + col])
             return model.forward(x, h, get=get, seed=step_seed)[0][:, row, col]
         out = model.forward(x, h, get=get)[:, row, col]  # (n, K): only pixel (row, col)
-        return losses.sample_from_mixture(out, nr_mix, channels, g, u)
+        return mixture.draw(mixture.unpack(out, nr_mix, channels), g, u)
 
     images = np.zeros((n, height, width, channels), np.uint8)
     x = np.zeros((n, height, width, channels), np.float32)

@@ -17,7 +17,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from pixel_cnn_pp import PixelCNN, losses, sampling
+from pixel_cnn_pp import PixelCNN, mixture, sampling
 from pixel_cnn_pp.cached_sampler import CachedSampler
 from tests.conftest import random_images
 from tests.test_attention import scramble_attention
@@ -39,8 +39,8 @@ def tie_at(model, image, pixel, gumbel, logistic, label=None):
     r, c = divmod(pixel, width)
     out = model.forward(model.scale_images(image[None]), h).numpy()[0, r, c]  # (K,)
     g, u = gumbel[r, c], logistic[r, c]
-    value = losses.sample_from_mixture(out[None], model.nr_logistic_mix, channels, g[None],
-                                       u[None]).numpy()[0]
+    value = mixture.draw(mixture.unpack(out[None], model.nr_logistic_mix, channels), g[None],
+                         u[None]).numpy()[0]
     levels = (value + 1.0) * 127.5
     edge = float(np.min(np.abs(levels - np.floor(levels) - 0.5)))
     logits = out[:model.nr_logistic_mix] - np.log(-np.log(g))
