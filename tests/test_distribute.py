@@ -79,6 +79,28 @@ def test_multi_worker_needs_tf_config(monkeypatch):
         distribute.make_strategy(['/cpu:0'], multi_worker=True)
 
 
+def test_gpu_workers_ask_for_nccl_and_cpu_workers_for_tensorflows_choice(monkeypatch):
+    import tensorflow as tf
+
+    nccl = tf.distribute.experimental.CommunicationImplementation.NCCL
+    auto = tf.distribute.experimental.CommunicationImplementation.AUTO
+    assert distribute.communication_options(['/gpu:0', '/gpu:1']).implementation == nccl
+    assert distribute.communication_options(
+        ['/job:worker/replica:0/task:1/device:GPU:0']).implementation == nccl
+    assert distribute.communication_options(['/cpu:0']).implementation == auto
+    # make_strategy hands the options of its devices to MultiWorkerMirroredStrategy.
+    made = []
+    monkeypatch.setattr(tf.distribute, 'MultiWorkerMirroredStrategy',
+                        lambda **kwargs: made.append(kwargs) or 'strategy')
+    monkeypatch.setattr(distribute, 'wait_for_workers', lambda *args, **kwargs: None)
+    monkeypatch.setenv('TF_CONFIG', _tf_config(['127.0.0.1:1', '127.0.0.1:2']))
+    lines = []
+    assert distribute.make_strategy(['/gpu:0', '/gpu:1'], multi_worker=True, worker_timeout=0,
+                                    log=lines.append) == 'strategy'
+    assert made[0]['communication_options'].implementation == nccl
+    assert lines[-1].startswith('all 2 workers connected (') and 'all-reduce: NCCL' in lines[-1]
+
+
 def test_multi_worker_on_cpu_is_one_tower_per_worker():
     with pytest.raises(ValueError, match='--nr_gpu 1'):
         distribute.configure_devices(2, multi_worker=True)
