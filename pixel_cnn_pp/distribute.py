@@ -17,6 +17,7 @@ TensorFlow initialises its runtime: call `configure_devices` first thing.
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -25,6 +26,7 @@ import warnings
 
 import tensorflow as tf
 
+from pixel_cnn_pp import _startup
 from pixel_cnn_pp.signals import signals_raise
 
 
@@ -70,6 +72,74 @@ def check_tower_count(nr_gpu, num_gpus, cpu_cores=None):
                             _visible_gpus_note(), num_gpus))
 
 
+# Where an NVIDIA driver shows itself without CUDA: its kernel module's version file.
+NVIDIA_DRIVER_FILE = '/proc/driver/nvidia/version'
+
+
+def gpu_evidence(cuda_visible_devices, driver_file_exists, nvidia_smi):
+    """Why this machine should have GPUs for TensorFlow, or None if nothing says so.
+
+    Args:
+      cuda_visible_devices: the CUDA_VISIBLE_DEVICES variable, None if unset. Set and
+        empty, or starting with a negative index (-1, CUDA's "none"), hides every GPU:
+        the user asked for the CPU.
+      driver_file_exists: NVIDIA_DRIVER_FILE exists (the driver's kernel module is loaded).
+      nvidia_smi: the path of nvidia-smi, or None.
+    """
+    if cuda_visible_devices is not None:
+        first = cuda_visible_devices.split(',')[0].strip()
+        if not first or first.startswith('-'):
+            return None
+        return 'CUDA_VISIBLE_DEVICES=%s' % cuda_visible_devices
+    if driver_file_exists:
+        return 'an NVIDIA driver is loaded (%s)' % NVIDIA_DRIVER_FILE
+    if nvidia_smi:
+        return 'nvidia-smi is installed (%s)' % nvidia_smi
+    return None
+
+
+def no_gpu_reason(notes, is_cuda_build, lines_shown):
+    """TensorFlow's reason for seeing no GPU, in one phrase.
+
+    Args:
+      notes: its start-up lines about GPUs (_startup.GPU_NOTES), e.g. "failed call to
+        cuInit: ...".
+      is_cuda_build: tf.sysconfig.get_build_info()['is_cuda_build'].
+      lines_shown: TensorFlow's own lines went to stderr (TF_CPP_MIN_LOG_LEVEL is set).
+    """
+    if not is_cuda_build:
+        return ('this TensorFlow is a CPU-only build (pip install "tensorflow[and-cuda]" '
+                'installs one that uses GPUs)')
+    if notes:
+        return 'TensorFlow says: ' + '; '.join(dict.fromkeys(n.rstrip('.') for n in notes))
+    return ('TensorFlow gave no reason%s' % (' here; its own lines above may say why'
+                                            if lines_shown else
+                                            ' (set TF_CPP_MIN_LOG_LEVEL=0 to see its lines)'))
+
+
+def visible_gpus():
+    """TensorFlow's physical GPUs; a ValueError if GPUs are expected here and it sees none.
+
+    Expected: CUDA_VISIBLE_DEVICES names GPUs, or an NVIDIA driver is installed. Then
+    a run on the CPU would be a silent fall-back (days instead of hours), so it is
+    refused, with TensorFlow's reason (a CPU-only build, no driver or CUDA library).
+    With CUDA_VISIBLE_DEVICES empty (or -1) the CPU is what was asked for.
+    """
+    gpus = tf.config.list_physical_devices('GPU')
+    if gpus:
+        return gpus
+    evidence = gpu_evidence(os.environ.get('CUDA_VISIBLE_DEVICES'),
+                            os.path.exists(NVIDIA_DRIVER_FILE), shutil.which('nvidia-smi'))
+    if evidence:
+        reason = no_gpu_reason(_startup.GPU_NOTES,
+                               tf.sysconfig.get_build_info().get('is_cuda_build', False),
+                               not _startup.lines_captured)
+        raise ValueError('GPUs are expected here (%s) but TensorFlow sees none: %s. Not '
+                         'falling back to the CPU; to run on the CPU, set CUDA_VISIBLE_DEVICES= '
+                         '(empty)' % (evidence, reason))
+    return gpus
+
+
 def configure_devices(nr_gpu, multi_worker=False):
     """The devices of `nr_gpu` towers on this machine, creating them on a CPU-only one.
 
@@ -78,6 +148,10 @@ def configure_devices(nr_gpu, multi_worker=False):
     Without: the CPU is split into `nr_gpu` logical devices '/cpu:0', '/cpu:1', ...,
     which all share its cores (the same computation, not more speed), at most
     max(8, cores) of them (more is a ValueError naming the number of cores).
+
+    GPUs expected here (CUDA_VISIBLE_DEVICES names some, or an NVIDIA driver is
+    installed) but not seen by TensorFlow are a ValueError giving TensorFlow's reason
+    (`visible_gpus`), not a silent run on the CPU.
 
     Must run before TensorFlow initialises its runtime (before the first op or
     variable). If the runtime is already up, existing logical CPU devices are used
@@ -91,7 +165,7 @@ def configure_devices(nr_gpu, multi_worker=False):
     Returns:
       A list of `nr_gpu` device names.
     """
-    gpus = tf.config.list_physical_devices('GPU')
+    gpus = visible_gpus()
     check_tower_count(nr_gpu, len(gpus))
     if gpus:
         if nr_gpu < len(gpus):
@@ -142,10 +216,11 @@ def describe_towers(devices, multi_worker=False):
 
 def sampling_devices(nr_gpu=None):
     """The devices sample.py draws on: `nr_gpu` towers (configure_devices), or by default
-    every visible GPU, else the CPU. Call it before TensorFlow starts, as configure_devices."""
+    every visible GPU, else the CPU. Call it before TensorFlow starts, as configure_devices.
+    GPUs expected but not seen are a ValueError, as there."""
     if nr_gpu is not None:
         return configure_devices(nr_gpu)
-    gpus = tf.config.list_physical_devices('GPU')
+    gpus = visible_gpus()
     return ['/gpu:%d' % i for i in range(len(gpus))] if gpus else ['/cpu:0']
 
 

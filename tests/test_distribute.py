@@ -60,6 +60,32 @@ def test_more_cpu_towers_than_8_or_one_per_core_are_refused_naming_the_cores():
         distribute.check_tower_count(True, 0)
 
 
+@pytest.mark.parametrize('visible, driver, smi, expected', [
+    (None, False, None, None),                    # a CPU machine: logical CPU towers
+    ('', True, '/usr/bin/nvidia-smi', None),      # the CPU asked for, on a GPU machine
+    ('-1', True, None, None),
+    ('0,1', False, None, 'CUDA_VISIBLE_DEVICES=0,1'),
+    ('GPU-8c1f0a', False, None, 'CUDA_VISIBLE_DEVICES=GPU-8c1f0a'),
+    (None, True, None, 'an NVIDIA driver is loaded (/proc/driver/nvidia/version)'),
+    (None, False, '/usr/bin/nvidia-smi', 'nvidia-smi is installed (/usr/bin/nvidia-smi)'),
+])
+def test_gpus_are_expected_where_cuda_visible_devices_or_a_driver_says_so(visible, driver, smi,
+                                                                          expected):
+    assert distribute.gpu_evidence(visible, driver, smi) == expected
+
+
+def test_the_reason_for_no_gpu_is_tensorflows_own():
+    notes = ['Could not find cuda drivers on your machine, GPU will not be used.',
+             'failed call to cuInit: INTERNAL: CUDA error (303)',
+             'Could not find cuda drivers on your machine, GPU will not be used.']
+    assert distribute.no_gpu_reason(notes, True, False) == (
+        'TensorFlow says: Could not find cuda drivers on your machine, GPU will not be used; '
+        'failed call to cuInit: INTERNAL: CUDA error (303)')
+    assert 'a CPU-only build' in distribute.no_gpu_reason(notes, False, False)
+    assert 'TF_CPP_MIN_LOG_LEVEL=0' in distribute.no_gpu_reason([], True, False)
+    assert 'its own lines above' in distribute.no_gpu_reason([], True, True)
+
+
 def test_towers_after_tensorflow_started_need_a_fresh_process():
     import tensorflow as tf
 

@@ -549,6 +549,24 @@ def test_64_cpu_towers_are_refused_at_once_naming_the_cores(data_dir, tmp_path):
     assert not (tmp_path / 's').exists()
 
 
+def test_gpus_named_by_cuda_visible_devices_but_not_seen_are_refused_with_tensorflows_reason(
+        data_dir, tmp_path):
+    """No silent fall-back to CPU towers; a user's default start (TF_CPP_MIN_LOG_LEVEL unset)."""
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices('GPU'):
+        pytest.skip('TensorFlow sees GPUs here')
+    result = train(*TINY, '-i', data_dir, '-o', tmp_path / 's', log_level=None,
+                   CUDA_VISIBLE_DEVICES='0,1')
+    line = one_error_line(result)
+    assert line.startswith('train.py: error: GPUs are expected here (CUDA_VISIBLE_DEVICES=0,1) '
+                           'but TensorFlow sees none: '), line
+    # This machine's reason (no driver), or a CPU-only TensorFlow's elsewhere.
+    assert re.search('failed call to cuInit|Could not find cuda drivers|a CPU-only build', line)
+    assert line.endswith('to run on the CPU, set CUDA_VISIBLE_DEVICES= (empty)'), line
+    assert not (tmp_path / 's').exists()
+
+
 def _tf_config_with_a_worker_that_never_starts():
     import socket
 
