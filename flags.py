@@ -191,10 +191,11 @@ SHARED_FLAGS = ('data_dir', 'save_dir', 'data_set', 'image_size', 'download',
 # default there (None: the same). sample.py's --help shows these.
 SAMPLE_PY_HELP = {
     'num_samples': ('How many images to draw (train.py\'s -ns counts batches).', 16),
-    'batch_size': ('--eval: how many test images per batch.', None),
+    'batch_size': ('--eval and --score: how many images per batch on each tower.', None),
     'seed': ('Random seed of the samples: the same seed gives the same images.', None),
-    'nr_gpu': ('How many towers to split the images over: GPUs, or on a machine without '
-               'GPUs logical CPU devices (default: every visible GPU, or the CPU).', None),
+    'nr_gpu': ('How many towers to split the images over (sampling, --eval, --score; at most '
+               'one per image): GPUs, or on a machine without GPUs logical CPU devices '
+               '(default: every visible GPU, or the CPU).', None),
     'jit_compile': ('Compile the sampler with XLA (slower to start, faster after: see the '
                     'README\'s sampling benchmark).', None),
     'precision': ('What the network computes in when sampling and with --eval/--score: '

@@ -23,7 +23,9 @@ import subprocess
 import sys
 import time
 import warnings
+from concurrent import futures
 
+import numpy as np
 import tensorflow as tf
 
 from pixel_cnn_pp import _startup
@@ -222,6 +224,34 @@ def sampling_devices(nr_gpu=None):
         return configure_devices(nr_gpu)
     gpus = visible_gpus()
     return ['/gpu:%d' % i for i in range(len(gpus))] if gpus else ['/cpu:0']
+
+
+def split_over_devices(n, devices, work):
+    """`work(k, indices, device)` on near-equal parts of n items, one per device, at once.
+
+    At most one device per item: n items on more devices use the first n of them
+    (4 images on 8 GPUs: 4 GPUs, one image each). Each part runs in its own thread
+    (TensorFlow releases the GIL inside its ops) under `tf.device(device)`; a device
+    None runs where TensorFlow places it. Returns the parts' arrays concatenated in
+    item order.
+
+    Args:
+      n: number of items (>= 1).
+      devices: device names, e.g. configure_devices(2) or a strategy's worker_devices.
+      work: callable(k, indices, device) -> array whose first axis follows `indices`
+        (k: the part's number, 0 for the first device).
+    """
+    devices = list(devices)[:n]
+    parts = np.array_split(np.arange(n), len(devices))
+
+    def run(k):
+        with tf.device(devices[k]) if devices[k] else contextlib.nullcontext():
+            return work(k, parts[k], devices[k])
+
+    if len(devices) == 1:
+        return run(0)
+    with futures.ThreadPoolExecutor(len(devices)) as pool:
+        return np.concatenate(list(pool.map(run, range(len(devices)))))
 
 
 def make_strategy(devices, multi_worker=False, worker_timeout=600, log=None):

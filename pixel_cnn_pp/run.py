@@ -95,6 +95,8 @@ class RunOutputs:
         import tensorflow as tf
 
         self.save_dir, self.trainer, self.name, self.chief = save_dir, trainer, name, chief
+        # Samples and their bits are spread over this worker's towers, as training is.
+        self.devices = list(trainer.strategy.extended.worker_devices)
         self.sample_batches, self.seed = sample_batches, seed
         self._invocation = None
         if chief:
@@ -118,7 +120,7 @@ class RunOutputs:
     def samples(self, epoch, log=print, caption=()):
         """sample_batches global batches from the averaged weights: PNG, .npz, TensorBoard.
 
-        Drawn with seed + epoch. The PNG is upscaled to a viewable size and labelled
+        Drawn with seed + epoch, over this worker's towers (each draws its share). The PNG is upscaled to a viewable size and labelled
         with the data set, the epoch, `caption` (e.g. the test bits/dim) and the seed.
         """
         if not self.chief or not self.sample_batches:
@@ -128,7 +130,8 @@ class RunOutputs:
         model = trainer.averaged_model()
         labels = model.every_class(n)
         start = time.time()
-        samples = sampling.sample(model, n, labels=labels, seed=self.seed + epoch)
+        samples = sampling.sample(model, n, labels=labels, seed=self.seed + epoch,
+                                  devices=self.devices)
         path = os.path.join(self.save_dir, '%s_sample%d' % (self.name, epoch))
         label = [self.name, 'epoch %d' % epoch, *caption, 'seed %d' % (self.seed + epoch)]
         images.save_image_grid(path + '.png', samples, label=label,
@@ -136,8 +139,9 @@ class RunOutputs:
         arrays = dict(samples=samples) if labels is None else dict(samples=samples, labels=labels)
         images.save_npz(path + '.npz', **arrays)
         if not model.energy_distance:  # and where the samples' own bits go (one colour scale)
-            bits = model.nll(samples[:100], None if labels is None else labels[:100],
-                             per_pixel=True) / math.log(2)
+            bits = scoring.nll_on_devices(model, samples[:100],
+                                          None if labels is None else labels[:100],
+                                          self.devices, per_pixel=True) / math.log(2)
             images.save_png(path + '_bits.png', scoring.heatmap_grid(samples[:100], bits)[0])
         self.summaries.image('samples', images.tile_images(samples[:100]),
                              int(trainer.step.numpy()))
