@@ -1,7 +1,8 @@
 """Trains a PixelCNN++ on CIFAR-10, Small ImageNet, MNIST, your images, or the bundled patches.
 
 One tower per GPU, as the original (--nr_gpu); on a machine without a GPU, one
-tower per logical CPU device. Across machines with --multi_worker and TF_CONFIG.
+tower per logical CPU device. Across machines with --multi_worker and TF_CONFIG, or
+as the tasks of a Slurm job step (srun; see the README's sbatch script).
 
     python3 train.py --nr_gpu 8 -ac -nl                       # CIFAR-10 on 8 GPUs
     CUDA_VISIBLE_DEVICES=0,1 python3 train.py --nr_gpu 2
@@ -117,15 +118,6 @@ def model_config(args, train):
                            example)) from None
 
 
-def _writes_save_dir(args):
-    """False on a worker of a multi-worker run that is not the chief (it writes nothing)."""
-    from pixel_cnn_pp import distribute
-
-    if not args.multi_worker:
-        return True
-    return distribute.is_chief_task(*distribute.cluster_of_tf_config(os.environ.get('TF_CONFIG')))
-
-
 def run(args):
     """Train as the original train.py does, from plain arguments."""
     from pixel_cnn_pp import distribute  # first: it imports TensorFlow quietly
@@ -134,7 +126,9 @@ def run(args):
 
     # First, before TensorFlow starts (importing it does not): logical CPU devices
     # can only be made then. Too many towers for this machine are refused here, at once.
-    devices = distribute.configure_devices(args.nr_gpu, args.multi_worker)
+    # A cluster's workers (TF_CONFIG or srun) on one host each take their own GPUs.
+    cluster = distribute.find_cluster(args.worker_port) if args.multi_worker else None
+    devices = distribute.configure_devices(args.nr_gpu, cluster=cluster)
     cli.warn_about_precision(args.precision)
     if args.init_checkpoint and args.load_params:
         raise ValueError('--init_checkpoint starts a new run and -r/--load_params continues one '
@@ -142,24 +136,25 @@ def run(args):
     # Before anything is read or written: --save_dir is ours alone (and can be written)
     # until this process ends; a signal now ends it with the lock released.
     with signals_raise(cli.SignalStop), contextlib.ExitStack() as stack:
-        if _writes_save_dir(args):
+        if cluster is None or cluster.is_chief:  # the other workers write nothing there
             stack.enter_context(files.FolderLock(args.save_dir, what='--save_dir'))
         try:
-            train_in_save_dir(args, devices)
+            train_in_save_dir(args, devices, cluster)
         except (distribute.WaitStopped, cli.SignalStop) as e:
             print('train.py: %s; no checkpoint was written' % e, file=sys.stderr)
             sys.exit(128 + e.signum)
 
 
-def train_in_save_dir(args, devices):
-    """The run, once --save_dir is locked."""
+def train_in_save_dir(args, devices, cluster=None):
+    """The run, once --save_dir is locked (by the chief of a cluster)."""
     from pixel_cnn_pp import distribute, resume
     from pixel_cnn_pp import run as training_run
     from pixel_cnn_pp.training import Trainer
 
+    strategy = distribute.make_strategy(devices, worker_timeout=args.worker_timeout,
+                                        cluster=cluster)
     latest, start_from = resume.resume_point(args.save_dir, args.load_params, args.data_set,
                                              args.init_checkpoint)
-    strategy = distribute.make_strategy(devices, args.multi_worker, args.worker_timeout)
     towers = strategy.num_replicas_in_sync
     train, test = load_data(args, towers)
     config = model_config(args, train)

@@ -98,7 +98,9 @@ def test_towers_after_tensorflow_started_need_a_fresh_process():
 
 def test_multi_worker_needs_tf_config(monkeypatch):
     monkeypatch.delenv('TF_CONFIG', raising=False)
-    with pytest.raises(ValueError, match='TF_CONFIG'):
+    monkeypatch.delenv('SLURM_PROCID', raising=False)
+    with pytest.raises(ValueError, match='needs the TF_CONFIG .* or to run as the tasks of a '
+                                         r'Slurm job step \(srun\)'):
         distribute.make_strategy(['/cpu:0'], multi_worker=True)
     monkeypatch.setenv('TF_CONFIG', '{cluster')
     with pytest.raises(ValueError, match='not valid JSON'):
@@ -130,6 +132,74 @@ def test_gpu_workers_ask_for_nccl_and_cpu_workers_for_tensorflows_choice(monkeyp
 def test_multi_worker_on_cpu_is_one_tower_per_worker():
     with pytest.raises(ValueError, match='--nr_gpu 1'):
         distribute.configure_devices(2, multi_worker=True)
+
+
+@pytest.mark.parametrize('nr_gpu, visible, rank, workers, cuda, expected', [
+    (8, 8, 0, 1, None, list(range(8))),         # one worker: the first nr_gpu
+    (2, 8, 0, 1, '0,1,2,3,4,5,6,7', [0, 1]),
+    (2, 8, 1, 4, None, [2, 3]),                 # 4 workers on an 8-GPU host: 2 each
+    (2, 8, 3, 4, None, [6, 7]),
+    (2, 2, 1, 2, '2,3', [0, 1]),                # each given its own by CUDA_VISIBLE_DEVICES
+])
+def test_each_worker_on_a_host_takes_its_own_gpus(nr_gpu, visible, rank, workers, cuda,
+                                                   expected):
+    assert distribute.worker_gpus(nr_gpu, visible, rank, workers, cuda) == expected
+
+
+@pytest.mark.parametrize('nr_gpu, visible, rank, workers, cuda', [
+    (2, 2, 1, 2, None),      # both would take GPUs 0 and 1 of the host
+    (4, 6, 1, 2, '0,1,2,3,4,5'),
+    (2, 3, 0, 2, '0,1,2'),
+])
+def test_workers_that_would_share_a_gpu_are_refused(nr_gpu, visible, rank, workers, cuda):
+    with pytest.raises(ValueError, match=r'%d workers on this host with --nr_gpu %d each need %d '
+                                         r'GPUs, but this one \(the %s\) sees %d .*they would '
+                                         r'share GPUs. Give each worker its own with '
+                                         r'CUDA_VISIBLE_DEVICES \(e.g. worker 0: '
+                       % (workers, nr_gpu, workers * nr_gpu, ('1st', '2nd')[rank], visible)):
+        distribute.worker_gpus(nr_gpu, visible, rank, workers, cuda)
+
+
+_SLURM = dict(SLURM_PROCID='3', SLURM_STEP_NUM_TASKS='4', SLURM_STEP_NODELIST='gpu[07-08]',
+              SLURM_STEP_TASKS_PER_NODE='2(x2)', SLURMD_NODENAME='gpu08')
+
+
+def test_under_srun_the_cluster_comes_from_slurm_without_tf_config(monkeypatch):
+    """TensorFlow's SlurmClusterResolver on SLURM_* variables: 2 nodes x 2 tasks, this task the
+    4th (TensorFlow 2.16-2.21 expand the node list themselves; no scontrol is called)."""
+    monkeypatch.delenv('TF_CONFIG', raising=False)
+    monkeypatch.setenv('PATH', '')  # nothing to call: no scontrol, no nvidia-smi
+    for name, value in _SLURM.items():
+        monkeypatch.setenv(name, value)
+    cluster = distribute.find_cluster(worker_port=23456)
+    assert cluster.source == 'Slurm'
+    assert cluster.tasks == [('worker 0', 'gpu07:23456'), ('worker 1', 'gpu07:23457'),
+                             ('worker 2', 'gpu08:23456'), ('worker 3', 'gpu08:23457')]
+    assert cluster.me == 'worker 3' and not cluster.is_chief
+    assert cluster.local_rank() == (1, 2)  # the second task of gpu08: GPUs [2, 4) of 4
+    resolver = cluster.resolver(['/gpu:0', '/gpu:1'])  # what MultiWorkerMirroredStrategy takes
+    assert resolver.num_accelerators() == {'GPU': 2}
+    assert (resolver.task_type, resolver.task_id) == ('worker', 3)
+    assert resolver.cluster_spec().as_dict() == {'worker': [a for _, a in cluster.tasks]}
+    assert cluster.resolver(['/cpu:0']).num_accelerators() == {'GPU': 0}
+    # TF_CONFIG, where both are set, wins.
+    monkeypatch.setenv('TF_CONFIG', _tf_config(['a:1', 'b:2'], 1))
+    assert distribute.find_cluster().source == 'TF_CONFIG'
+
+
+@pytest.mark.parametrize('change, message', [
+    (dict(SLURMD_NODENAME='gpu07'), r'this task runs on gpu07, but the cluster places it at '
+                                    r'gpu08:8889 .*--distribution=block'),
+    (dict(SLURM_STEP_TASKS_PER_NODE='1(x2)'), 'Requested 4 tasks but only 2 were assigned'),
+    (dict(SLURM_STEP_NODELIST='gpu[07-'), 'Invalid hostlist format'),
+])
+def test_a_slurm_step_that_does_not_describe_this_task_is_refused(monkeypatch, change, message):
+    monkeypatch.delenv('TF_CONFIG', raising=False)
+    for name, value in dict(_SLURM, **change).items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=r'--multi_worker under Slurm \(SLURM_PROCID=3\): .*'
+                       + message):
+        distribute.find_cluster()
 
 
 # Trains the same 3 steps with 1 and 2 towers, dropout off, a class-conditional model
@@ -219,9 +289,10 @@ _WORKER = """
     trainer = Trainer(strategy, options, batch_size=4, seed=5)
     trainer.initialize(batches[0])
     losses = [float(trainer.train_step(x)[1]) for x in batches]
-    print(json.dumps(dict(losses=losses, towers=strategy.num_replicas_in_sync,
-                          chief=distribute.is_chief(strategy),
-                          weights=float(sum(np.abs(w.numpy()).sum() for w in trainer.weights)))))
+    out = dict(losses=losses, towers=strategy.num_replicas_in_sync,
+               chief=distribute.is_chief(strategy),
+               weights=float(sum(np.abs(w.numpy()).sum() for w in trainer.weights)))
+    print(json.dumps(out))
 """
 
 
@@ -368,3 +439,4 @@ def test_a_worker_address_that_answers_but_never_joins_ends_the_process_with_a_l
     assert len(errors) == 1, result.stderr[-3000:]
     assert 'answered, but TensorFlow could not connect them within --worker_timeout 4 s' \
         in errors[0]
+
