@@ -147,12 +147,14 @@ def run(args):
 
 def train_in_save_dir(args, devices, cluster=None):
     """The run, once --save_dir is locked (by the chief of a cluster)."""
-    from pixel_cnn_pp import distribute, resume
+    from pixel_cnn_pp import distribute, resume, workers
     from pixel_cnn_pp import run as training_run
     from pixel_cnn_pp.training import Trainer
 
     strategy = distribute.make_strategy(devices, worker_timeout=args.worker_timeout,
                                         cluster=cluster)
+    if cluster is not None:  # one shared --save_dir, one command, own GPUs; or all refuse
+        workers.check_same_run(strategy, cluster, args.save_dir, args.flag_values, devices)
     latest, start_from = resume.resume_point(args.save_dir, args.load_params, args.data_set,
                                              args.init_checkpoint)
     towers = strategy.num_replicas_in_sync
@@ -169,6 +171,9 @@ def train_in_save_dir(args, devices, cluster=None):
              args.batch_size, trainer.model.describe()))
     record = training_run.begin(trainer, train, latest, args.init_batch_size,
                                 start_from=start_from)
+    if cluster is not None:  # the chief's weights everywhere; the rest checked equal
+        workers.align_state(strategy, trainer, train, 'restoring %s' % latest if latest
+                            else 'the initialisation')
     if latest:
         resume.note_changed_flags(args.save_dir, args.flag_values)
     outputs = training_run.RunOutputs(

@@ -292,6 +292,14 @@ _WORKER = """
     out = dict(losses=losses, towers=strategy.num_replicas_in_sync,
                chief=distribute.is_chief(strategy),
                weights=float(sum(np.abs(w.numpy()).sum() for w in trainer.weights)))
+    if multi:  # what workers.py exchanges: every worker's numbers; the chief's weights
+        from pixel_cnn_pp import workers
+        chief = out['chief']
+        out['gathered'] = workers.gather_from_workers(strategy, [7, int(chief)]).tolist()
+        if not chief:  # this worker's weights drift away from the chief's ...
+            trainer.weights[0].assign(trainer.weights[0] + 1.0)
+        workers.broadcast_from_chief(strategy, trainer.weights)  # ... and come back exactly
+        out['after_broadcast'] = float(sum(np.abs(w.numpy()).sum() for w in trainer.weights))
     print(json.dumps(out))
 """
 
@@ -327,6 +335,8 @@ def test_two_workers_train_like_two_towers_on_one_machine():
     assert second['losses'] == first['losses']
     assert first['weights'] == pytest.approx(single['weights'], rel=1e-5)
     assert second['weights'] == first['weights']
+    assert first['gathered'] == second['gathered'] == [[7, 1], [7, 0]]  # the chief first
+    assert first['after_broadcast'] == second['after_broadcast'] == first['weights']
 
 
 # ------------------------------------------------------- waiting for the other workers
@@ -439,4 +449,75 @@ def test_a_worker_address_that_answers_but_never_joins_ends_the_process_with_a_l
     assert len(errors) == 1, result.stderr[-3000:]
     assert 'answered, but TensorFlow could not connect them within --worker_timeout 4 s' \
         in errors[0]
+
+
+# ------------------------------------------------- what the workers agree on (workers.py)
+
+_TASKS = [('worker 0', 'a:1'), ('worker 1', 'b:1'), ('worker 2', 'c:1')]
+
+
+def _rows(*workers_values):
+    """Exchange rows of workers: (run id, GPU fingerprints, settings) each."""
+    from pixel_cnn_pp import workers
+
+    return [workers._exchange_row(run, gpus, settings) for run, gpus, settings in workers_values]
+
+
+def test_workers_that_agree_go_on():
+    from pixel_cnn_pp import workers
+
+    settings = dict(load_params=True, batch_size=4, init_checkpoint=False)
+    rows = _rows((7, [1, 2], settings), (7, [3, 4], settings), (7, [], settings))
+    assert workers.disagreement(rows, _TASKS, list(settings), True) is None
+
+
+def test_a_worker_without_r_beside_workers_with_r_is_refused():
+    from pixel_cnn_pp import workers
+
+    chief = dict(load_params=True, batch_size=4)
+    rows = _rows((7, [], chief), (7, [], chief), (0, [], dict(chief, load_params=False)))
+    # The same line on every worker: the chief and worker 1 (with -r), worker 2 (without).
+    for mine in (True, False):
+        message, fatal = workers.disagreement(rows, _TASKS, list(chief), mine)
+        assert fatal and message == ('--multi_worker: worker 2 (c:1) was started without -r and '
+                                     'the chief, worker 0 (a:1), with it: start every worker '
+                                     'with the same command')
+    message, fatal = workers.disagreement(_rows((7, [], chief), (7, [], dict(
+        chief, batch_size=8))), _TASKS, list(chief), True)
+    assert fatal and 'worker 1 (b:1) was started with another --batch_size than the chief' \
+        in message
+
+
+def test_a_folder_per_machine_is_refused_with_r_and_said_without():
+    from pixel_cnn_pp import workers
+
+    settings = dict(load_params=True)
+    rows = _rows((7, [], settings), (0, [], settings))  # worker 1: no run.lock of the chief's
+    message, fatal = workers.disagreement(rows, _TASKS, list(settings), True)
+    assert fatal and message.startswith("--multi_worker: worker 1 (b:1) does not see the "
+                                        "chief's --save_dir")
+    assert 'on a filesystem they share' in message
+    settings = dict(load_params=False)
+    message, fatal = workers.disagreement(_rows((7, [], settings), (9, [], settings)), _TASKS,
+                                          list(settings), False)
+    assert not fatal and message.endswith('training goes on, but -r will not resume this run')
+
+
+def test_two_workers_on_one_gpu_are_refused(tmp_path):
+    from pixel_cnn_pp import workers
+
+    # Both given CUDA_VISIBLE_DEVICES=3 on host h: the same physical GPU.
+    same = workers.gpu_ids(['/gpu:0'], 'h', '3')
+    assert same == workers.gpu_ids(['/job:worker/task:1/device:GPU:0'], 'h', '3')
+    assert same != workers.gpu_ids(['/gpu:0'], 'h', '2') != workers.gpu_ids(['/gpu:0'], 'g', '3')
+    assert workers.gpu_ids(['/cpu:0'], 'h') == []
+    rows = _rows((7, same, {}), (7, workers.gpu_ids(['/gpu:0'], 'h', '2,3'), {}),
+                 (7, same, {}))
+    message, fatal = workers.disagreement(rows, _TASKS, [], True)
+    assert fatal and message.startswith('--multi_worker: worker 0 (a:1) and worker 2 (c:1) use '
+                                        'the same GPU of one host')
+    # The run id: the lock file's fingerprint, 0 without one.
+    assert workers.run_id(str(tmp_path)) == 0
+    (tmp_path / 'run.lock').write_text('pid 1 host h token x')
+    assert workers.run_id(str(tmp_path)) not in (0, workers.run_id(str(tmp_path / 'none')))
 
