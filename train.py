@@ -180,21 +180,24 @@ def train_in_save_dir(args, devices, cluster=None):
         args.save_dir, trainer, args.data_set, sample_batches=args.num_samples, seed=args.seed,
         keep_checkpoints=args.keep_checkpoints, chief=distribute.is_chief(strategy),
         settings=args.flag_values)
+    # A signal to one worker of a cluster stops them all after the same step.
+    stop = workers.StopAcrossWorkers(strategy) if cluster else training_run.StopRequest()
     try:
-        with outputs.recording_outcome():
+        with outputs.recording_outcome(), (workers.collective_errors(trainer, outputs.manager)
+                                           if cluster else contextlib.nullcontext()):
             training_run.train_epochs(
                 trainer, train, lambda: to_tf_dataset(train), test.data,
                 test.labels if args.class_conditional else None, record, outputs,
                 args.max_epochs, save_steps=args.save_steps, sample_interval=args.save_interval,
-                stop=training_run.StopRequest())
+                stop=stop)
     except training_run.Stopped as e:
         print('\nstopped by signal %d %s: saved %s; continue with -r'
               % (e.signum, e.where, e.path or '(not the chief worker)'))
         sys.exit(128 + e.signum)
 
 
-# OSError: a file that cannot be written (a full disk names the file or folder), and
-# the time-out of --multi_worker's wait (TimeoutError).
+# OSError: a file that cannot be written (a full disk names the file or folder), the
+# time-out of --multi_worker's wait (TimeoutError) and a lost worker (ConnectionError).
 main = cli.main_for('train.py', arguments_from_flags, run,
                     errors=(ValueError, OSError, FloatingPointError))
 

@@ -190,9 +190,7 @@ def configure_devices(nr_gpu, multi_worker=False, cluster=None):
     which all share its cores (the same computation, not more speed), at most
     max(8, cores) of them (more is a ValueError naming the number of cores).
 
-    GPUs expected here (CUDA_VISIBLE_DEVICES names some, or an NVIDIA driver is
-    installed) but not seen by TensorFlow are a ValueError giving TensorFlow's reason
-    (`visible_gpus`), not a silent run on the CPU.
+    GPUs expected but not seen are a ValueError, not a run on the CPU (`visible_gpus`).
 
     Must run before TensorFlow initialises its runtime (before the first op or
     variable). If the runtime is already up, existing logical CPU devices are used
@@ -203,9 +201,8 @@ def configure_devices(nr_gpu, multi_worker=False, cluster=None):
       nr_gpu: towers on this machine.
       multi_worker: for MultiWorkerMirroredStrategy, which runs one tower per GPU
         and a single tower on a CPU-only worker.
-      cluster: the `Cluster` of a multi-worker run (implies multi_worker): with
-        several of its workers on this host, this one takes its own GPUs
-        (`worker_gpus`, by its rank among them).
+      cluster: the `Cluster` of a multi-worker run (implies multi_worker): of several
+        workers on this host, this one takes its own GPUs (`worker_gpus`).
     Returns:
       A list of `nr_gpu` device names.
     """

@@ -48,13 +48,18 @@ def fresh_record():
 class StopRequest:
     """SIGTERM or SIGINT: finish the step, save a checkpoint, stop. A second SIGINT aborts.
 
-    Making one installs the handlers; `signum` is the signal received, or None.
+    Making one installs the handlers; `signum` is the signal received, or None, and
+    `pending()` the signal to stop on now (the loop asks after every step; a cluster's
+    workers agree on it: workers.StopAcrossWorkers).
     """
 
     def __init__(self):
         self.signum = None
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._handle)
+
+    def pending(self):
+        return self.signum
 
     def _handle(self, signum, frame):
         if self.signum is not None and signum == signal.SIGINT:
@@ -120,8 +125,9 @@ class RunOutputs:
     def samples(self, epoch, log=print, caption=()):
         """sample_batches global batches from the averaged weights: PNG, .npz, TensorBoard.
 
-        Drawn with seed + epoch, over this worker's towers (each draws its share). The PNG is upscaled to a viewable size and labelled
-        with the data set, the epoch, `caption` (e.g. the test bits/dim) and the seed.
+        Drawn with seed + epoch, over this worker's towers (each draws its share). The
+        PNG is upscaled to a viewable size and labelled with the data set, the epoch,
+        `caption` (e.g. the test bits/dim) and the seed.
         """
         if not self.chief or not self.sample_batches:
             return
@@ -287,7 +293,8 @@ def train_epochs(trainer, loader, batches, test_images, test_labels, record, out
       outputs: a RunOutputs, or anything with its methods.
       save_steps: also save every this many steps (0: only after each epoch).
       sample_interval: draw samples after every this many epochs.
-      stop: a StopRequest (or anything with `signum`), checked after every step.
+      stop: a StopRequest (or anything with its `pending()`), asked after every step
+        and every epoch, at the same points on every worker.
       log: prints a line.
     Raises:
       FloatingPointError: the loss is NaN or Inf (nothing is saved).
@@ -326,8 +333,9 @@ def train_epochs(trainer, loader, batches, test_images, test_labels, record, out
         outputs.history(record['history'])
         if path:
             log('saved %s' % path)
-        if stop is not None and stop.signum is not None:
-            raise Stopped(stop.signum, 'after epoch %d' % epoch, path)
+        signum = stop.pending() if stop is not None else None
+        if signum is not None:
+            raise Stopped(signum, 'after epoch %d' % epoch, path)
     outputs.close()
 
 
@@ -373,14 +381,14 @@ def _train_one_epoch(trainer, loader, batches, record, outputs, epoch, measure, 
         if step % SUMMARY_EVERY == 0 or step == 1:
             outputs.scalars(step, {'train/' + measure: bpd,
                                    'train/learning_rate': float(trainer.learning_rate.numpy())})
-        stopping = stop is not None and stop.signum is not None
+        signum = stop.pending() if stop is not None else None
         last_step = record['epoch_steps'] == len(loader)  # the epoch's save follows
-        if stopping or (save_steps and step % save_steps == 0 and not last_step):
+        if signum is not None or (save_steps and step % save_steps == 0 and not last_step):
             # The loader runs ahead (prefetch): record the images actually used.
             record['loader'] = loader.get_state(position=record['position'])
             path = outputs.save(record)
-            if stopping:
+            if signum is not None:
                 display.close()
-                raise Stopped(stop.signum, 'at step %d' % step, path)
+                raise Stopped(signum, 'at step %d' % step, path)
     display.close()
     return display.rate()

@@ -12,14 +12,22 @@ cluster), so that every worker reaches the same decision at the same point:
   - `align_state`: after the init or the restore, the chief's weights, Polyak
     averages and Adam state are broadcast to every worker (they start equal whatever
     each computed), and the step, learning rate, dropout seed state and data
-    position are checked equal to the chief's (refused, naming the one that is not).
+    position are checked equal to the chief's (refused, naming the one that is not);
+  - `StopAcrossWorkers`: SIGTERM or SIGINT to any worker (a scheduler sends it to
+    every worker, often a few steps apart) stops them all after the same step: after
+    every step the workers exchange the signal each received;
+  - `collective_errors`: a collective that fails because a worker is gone
+    (UnavailableError, "CollectiveReduceV2 ... aborted") becomes one line, `WorkerLost`.
 
     strategy = distribute.make_strategy(devices, cluster=cluster)
     check_same_run(strategy, cluster, save_dir, settings)     # before anything is read
     ...                                                        # init or restore
     align_state(strategy, trainer, loader)
+    with collective_errors(trainer, manager):
+        train_epochs(..., stop=StopAcrossWorkers(strategy))
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -28,11 +36,16 @@ import numpy as np
 import tensorflow as tf
 
 from pixel_cnn_pp.files import LOCK_FILE
+from pixel_cnn_pp.run import StopRequest
 
 MAX_GPUS = 16  # GPUs per worker compared for overlaps (the exchange has a fixed length)
 MAX_SETTINGS = 64  # flags compared with the chief's
 # Flags a worker may give otherwise: paths spelled per machine, its own patience.
 PER_MACHINE = ('data_dir', 'save_dir', 'worker_timeout')
+
+
+class WorkerLost(ConnectionError):
+    """A collective failed: a worker of the cluster stopped or cannot be reached."""
 
 
 def _number(value):
@@ -41,18 +54,26 @@ def _number(value):
     return int.from_bytes(hashlib.sha256(text).digest()[:7], 'big')
 
 
+def gatherer(strategy):
+    """A function numbers -> every worker's numbers: `gather_from_workers` compiled once
+    (for a call after every step)."""
+    @tf.function(autograph=False)
+    def gather(local):
+        # tf.identity places a copy on each tower's device (all_gather sends from there).
+        return strategy.run(
+            lambda: tf.distribute.get_replica_context().all_gather(tf.identity(local), axis=0))
+
+    def every_workers(numbers):
+        rows = strategy.experimental_local_results(
+            gather(tf.constant(np.asarray(numbers, np.int64)[None])))[0].numpy()
+        return rows[::len(strategy.extended.worker_devices)]  # (replicas, len): each worker's
+    return every_workers                                      # first tower
+
+
 def gather_from_workers(strategy, numbers):
     """Every worker's `numbers` (the same length on each): int64 (workers, len), in the
     cluster's order (the chief first)."""
-    local = tf.constant(np.asarray(numbers, np.int64)[None])
-
-    @tf.function(autograph=False)
-    def gather():
-        return strategy.run(
-            lambda: tf.distribute.get_replica_context().all_gather(local, axis=0))
-
-    rows = strategy.experimental_local_results(gather())[0].numpy()  # (replicas, len)
-    return rows[::len(strategy.extended.worker_devices)]  # each worker's first tower
+    return gatherer(strategy)(numbers)
 
 
 def broadcast_from_chief(strategy, variables):
@@ -139,9 +160,9 @@ def disagreement(rows, tasks, setting_names, load_params):
     for w in range(1, len(rows)):
         if rows[w, 0] != chief[0]:
             message = ('--multi_worker: %s does not see the chief\'s --save_dir (it finds no '
-                       'run.lock of the chief\'s run there): every worker needs the same --save_dir '
-                       'on a filesystem they share (e.g. NFS), where the chief writes the '
-                       'checkpoints and -r reads them on every worker' % who(w))
+                       'run.lock of the chief\'s run there): every worker needs the same '
+                       '--save_dir on a filesystem they share (e.g. NFS), where the chief writes '
+                       'the checkpoints and -r reads them on every worker' % who(w))
             if load_params:
                 return message, True
             return message + '; training goes on, but -r will not resume this run', False
@@ -185,7 +206,7 @@ def align_state(strategy, trainer, loader, what='the start'):
     """Give every worker the chief's model, averages and Adam state (broadcast), and check
     that the rest of the state a run continues from is the chief's (ValueError if not).
 
-    `what` names the moment in the message ('the restore of ckpt-3').
+    `what` names the moment in the message ('restoring <checkpoint>').
     """
     optimizer = trainer.optimizer
     broadcast_from_chief(strategy, trainer.weights + trainer.polyak.shadows + optimizer.m
@@ -204,3 +225,47 @@ def align_state(strategy, trainer, loader, what='the start'):
                                  'chief\'s: every worker must read the same data (--data_set, the '
                                  'files under --data_dir) and the same checkpoint'
                                  % (what, w, name))
+
+
+# ------------------------------------------------------------------- the same stop
+
+class StopAcrossWorkers(StopRequest):
+    """SIGTERM or SIGINT to any worker stops every worker after the same step.
+
+    `pending()` (which the training loop calls at the same points on every worker)
+    gathers the signal each worker received: the first one any worker received, or
+    None. One small all-gather per call.
+    """
+
+    def __init__(self, strategy):
+        super().__init__()
+        self._gather = gatherer(strategy)
+
+    def pending(self):
+        received = self._gather([self.signum or 0])[:, 0]
+        signals = [int(s) for s in received if s]
+        return signals[0] if signals else None
+
+
+@contextlib.contextmanager
+def collective_errors(trainer, manager):
+    """TensorFlow's error when a worker is gone (a failed collective) as one WorkerLost line,
+    naming the step and the last checkpoint."""
+    try:
+        yield
+    except tf.errors.OpError as e:
+        raise WorkerLost(
+            '--multi_worker: the cluster lost a worker at step %d (%s: %s): the last checkpoint '
+            'is %s; start every worker again with -r' % (
+                int(trainer.step.numpy()), type(e).__name__, _telling_line(e),
+                manager.latest_checkpoint or 'none yet')) from None
+
+
+def _telling_line(error):
+    """The line of a TensorFlow error that says what happened (not 'Graph execution error')."""
+    lines = [line.strip() for line in str(error.message).splitlines() if line.strip()]
+    for line in lines:
+        if any(word in line for word in ('aborted', 'Unavailable', 'unavailable', 'Socket',
+                                         'Connection', 'connect', 'heartbeat', 'peer')):
+            return line
+    return lines[-1] if lines else type(error).__name__

@@ -521,3 +521,25 @@ def test_two_workers_on_one_gpu_are_refused(tmp_path):
     (tmp_path / 'run.lock').write_text('pid 1 host h token x')
     assert workers.run_id(str(tmp_path)) not in (0, workers.run_id(str(tmp_path / 'none')))
 
+
+def test_a_failed_collective_is_one_line_naming_the_step_and_the_checkpoint():
+    import types
+
+    import tensorflow as tf
+
+    from pixel_cnn_pp import workers
+
+    trainer = types.SimpleNamespace(step=tf.Variable(12, dtype=tf.int64))
+    manager = types.SimpleNamespace(latest_checkpoint='/runs/x/ckpt-3')
+    error = tf.errors.UnavailableError(None, None, 'Graph execution error:\n\nDetected at node '
+                                       'CollectiveReduceV2 defined at (most recent call last):\n'
+                                       '  File "train.py", line 1\n\nCollective ops is aborted by: '
+                                       'failed to connect to all addresses\n [[{{node x}}]]')
+    with pytest.raises(workers.WorkerLost) as lost:
+        with workers.collective_errors(trainer, manager):
+            raise error
+    assert str(lost.value) == (
+        '--multi_worker: the cluster lost a worker at step 12 (UnavailableError: Collective ops '
+        'is aborted by: failed to connect to all addresses): the last checkpoint is '
+        '/runs/x/ckpt-3; start every worker again with -r')
+    assert isinstance(lost.value, OSError)  # train.py's one error line, not a traceback
