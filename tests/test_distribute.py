@@ -274,14 +274,14 @@ def _free_port():
 
 
 _WORKER = """
-    import json, os
+    import json
     import numpy as np
     from pixel_cnn_pp import distribute
-    multi = 'TF_CONFIG' in os.environ
-    devices = distribute.configure_devices(1 if multi else 2, multi_worker=multi)
+    devices = distribute.configure_devices(1, multi_worker=True)
+    from pixel_cnn_pp import workers
     from pixel_cnn_pp.training import Trainer
 
-    strategy = distribute.make_strategy(devices, multi_worker=multi)
+    strategy = distribute.make_strategy(devices, multi_worker=True)
     options = dict(image_shape=(8, 8, 3), nr_resnet=1, nr_filters=8, nr_logistic_mix=2,
                    dropout_p=0.5)
     rng = np.random.default_rng(0)
@@ -289,23 +289,23 @@ _WORKER = """
     trainer = Trainer(strategy, options, batch_size=4, seed=5)
     trainer.initialize(batches[0])
     losses = [float(trainer.train_step(x)[1]) for x in batches]
-    out = dict(losses=losses, towers=strategy.num_replicas_in_sync,
-               chief=distribute.is_chief(strategy),
+    chief = distribute.is_chief(strategy)
+    out = dict(losses=losses, towers=strategy.num_replicas_in_sync, chief=chief,
                weights=float(sum(np.abs(w.numpy()).sum() for w in trainer.weights)))
-    if multi:  # what workers.py exchanges: every worker's numbers; the chief's weights
-        from pixel_cnn_pp import workers
-        chief = out['chief']
-        out['gathered'] = workers.gather_from_workers(strategy, [7, int(chief)]).tolist()
-        if not chief:  # this worker's weights drift away from the chief's ...
-            trainer.weights[0].assign(trainer.weights[0] + 1.0)
-        workers.broadcast_from_chief(strategy, trainer.weights)  # ... and come back exactly
-        out['after_broadcast'] = float(sum(np.abs(w.numpy()).sum() for w in trainer.weights))
+    # What workers.py exchanges: every worker's numbers, and the chief's weights.
+    out['gathered'] = workers.gather_from_workers(strategy, [7, int(chief)]).tolist()
+    if not chief:  # this worker's weights drift away from the chief's ...
+        trainer.weights[0].assign(trainer.weights[0] + 1.0)
+    workers.broadcast_from_chief(strategy, trainer.weights)  # ... and come back exactly
+    out['after_broadcast'] = float(sum(np.abs(w.numpy()).sum() for w in trainer.weights))
     print(json.dumps(out))
 """
 
 
-def test_two_workers_train_like_two_towers_on_one_machine():
-    """MultiWorkerMirroredStrategy from TF_CONFIG: 2 local workers x 1 tower == 2 towers."""
+def test_two_workers_train_alike_and_exchange_numbers_and_weights():
+    """MultiWorkerMirroredStrategy from TF_CONFIG: 2 local workers x 1 tower. (That they train
+    as 2 towers on one machine, dropout included, is train.py's cluster test in
+    tests/test_train.py: its run ends with the weights of the 2-tower run.)"""
     ports = [_free_port(), _free_port()]
     cluster = {'worker': ['localhost:%d' % p for p in ports]}
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=ROOT)
@@ -316,10 +316,6 @@ def test_two_workers_train_like_two_towers_on_one_machine():
         workers.append(subprocess.Popen(
             [sys.executable, '-c', textwrap.dedent(_WORKER)], cwd=ROOT, env=worker_env,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    # The same two towers on one machine, meanwhile.
-    workers.append(subprocess.Popen(
-        [sys.executable, '-c', textwrap.dedent(_WORKER)], cwd=ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     try:
         outputs = [w.communicate(timeout=240) for w in workers]
     finally:
@@ -327,13 +323,10 @@ def test_two_workers_train_like_two_towers_on_one_machine():
             w.kill()
     for w, (out, err) in zip(workers, outputs):
         assert w.returncode == 0, err[-3000:]
-    first, second, single = (json.loads(out.strip().splitlines()[-1]) for out, _ in outputs)
-    assert first['towers'] == second['towers'] == single['towers'] == 2
+    first, second = (json.loads(out.strip().splitlines()[-1]) for out, _ in outputs)
+    assert first['towers'] == second['towers'] == 2
     assert (first['chief'], second['chief']) == (True, False)
-    # Dropout on: each tower's seed follows its global index, whatever machine it is on.
-    assert first['losses'] == pytest.approx(single['losses'], rel=1e-5)
-    assert second['losses'] == first['losses']
-    assert first['weights'] == pytest.approx(single['weights'], rel=1e-5)
+    assert second['losses'] == first['losses'] and len(first['losses']) == 2
     assert second['weights'] == first['weights']
     assert first['gathered'] == second['gathered'] == [[7, 1], [7, 0]]  # the chief first
     assert first['after_broadcast'] == second['after_broadcast'] == first['weights']

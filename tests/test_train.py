@@ -689,8 +689,10 @@ def test_a_cluster_stopped_by_sigterm_to_one_worker_stops_together_and_resumes_e
     import tensorflow as tf
 
     save_dir = str(tmp_path / 'shared')
+    # The fixture's flags on 1 tower per worker, without samples (which do not change the
+    # training state, and would trace a sampler in each run).
     flags = TRAINED[:TRAINED.index('-g')] + ['-g', '1'] + TRAINED[TRAINED.index('-g') + 2:] + [
-        '-i', data_dir, '--multi_worker', '--save_steps', '1']
+        '-i', data_dir, '--multi_worker', '--save_steps', '1', '-ns', '0']
     envs, port = _two_local_slurm_tasks()
     workers = _workers(lambda rank: flags + ['-o', save_dir, '--worker_port', port], envs)
     try:
