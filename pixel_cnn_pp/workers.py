@@ -31,6 +31,7 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
 
 import numpy as np
 import tensorflow as tf
@@ -189,8 +190,8 @@ def check_same_run(strategy, cluster, save_dir, settings, devices, log=print):
     """
     compared = {name: value for name, value in settings.items() if name not in PER_MACHINE}
     compared['init_checkpoint'] = bool(compared.get('init_checkpoint'))  # a path, per machine
-    host = cluster.tasks[[n for n, _ in cluster.tasks].index(cluster.me)][1].rpartition(':')[0]
-    row = _exchange_row(run_id(save_dir), gpu_ids(devices, host, os.environ.get(
+    # The machine by its own name (two spellings of one host in TF_CONFIG are one machine).
+    row = _exchange_row(run_id(save_dir), gpu_ids(devices, socket.gethostname(), os.environ.get(
         'CUDA_VISIBLE_DEVICES')), compared)
     found = disagreement(gather_from_workers(strategy, row), cluster.tasks, list(compared),
                          bool(settings.get('load_params')))
