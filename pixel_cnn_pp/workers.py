@@ -20,7 +20,7 @@ cluster), so that every worker reaches the same decision at the same point:
     (UnavailableError, "CollectiveReduceV2 ... aborted") becomes one line, `WorkerLost`.
 
     strategy = distribute.make_strategy(devices, cluster=cluster)
-    check_same_run(strategy, cluster, save_dir, settings)     # before anything is read
+    check_same_run(strategy, cluster, save_dir, settings, devices)  # before anything is read
     ...                                                        # init or restore
     align_state(strategy, trainer, loader)
     with collective_errors(trainer, manager):
