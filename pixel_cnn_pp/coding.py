@@ -54,7 +54,7 @@ MODES = 3
 LOG_SCALE_MIN = -7.0  # the mixture's clamp (mixture.LOG_SCALE_MIN)
 
 _WEIGHT_BITS = 20  # component weights: the largest is 2**20 (or just below)
-_DROP = 1 << (_WEIGHT_BITS - 12)  # weights below 2**-12 of the largest are dropped
+_DROP = 1 << (_WEIGHT_BITS - 8)  # weights below 2**-8 of the largest are dropped
 _CDF_BITS = 30  # component CDFs in units of 2**-30
 _FIX = 16  # the sigmoid's argument in units of 2**-16
 _TABLE_BITS = 5  # the sigmoid table's step, 2**-5
@@ -63,8 +63,8 @@ _LOG_SCALE_MAX = 12.0  # larger log-scales (a flat component) round to this one
 
 Grid = collections.namedtuple('Grid', 'logit log_scale mean')
 # Steps of FINE and COARSE; all powers of two, so that every grid point is exact.
-GRIDS = (Grid(logit=0.5, log_scale=0.25, mean=0.5), Grid(logit=4.0, log_scale=2.0, mean=4.0))
-DEFAULT_MARGIN = 2.0 ** -17
+GRIDS = (Grid(logit=0.25, log_scale=0.125, mean=0.5), Grid(logit=2.0, log_scale=1.0, mean=4.0))
+DEFAULT_MARGIN = 2.0 ** -18
 
 
 class DoubtError(ValueError):
@@ -93,7 +93,8 @@ def _tables():
     inv_scale[g, q - q_min]: 2**16 / exp(q log_scale_g), the inverse scale in fixed point.
     sigmoid[i]: 2**30 sigmoid(i / 2**5 - T_MAX), for i = 0 .. 2 T_MAX 2**5.
     """
-    weight_len = 1 + max(int(np.ceil(np.log(2.0 ** 13) / g.logit)) for g in GRIDS)
+    weight_len = 1 + max(int(np.ceil(np.log(2.0 * (1 << _WEIGHT_BITS) / _DROP) / g.logit))
+                         for g in GRIDS)
     weight = np.zeros((len(GRIDS), weight_len), np.int64)
     for g, grid in enumerate(GRIDS):
         for j in range(weight_len):
@@ -144,7 +145,7 @@ def _bit_length(a):
 
 def _normalised(w):
     """Weights (P, M) int64 scaled (by a power of two) so that the largest has 20 bits;
-    those below 2**-12 of it dropped. Rows of all zeros stay zero."""
+    those below _DROP dropped. Rows of all zeros stay zero."""
     shift = _bit_length(w.max(-1, keepdims=True)) - _WEIGHT_BITS
     w = np.where(shift >= 0, w >> np.maximum(shift, 0), w << np.maximum(-shift, 0))
     return np.where(w >= _DROP, w, 0)
@@ -169,8 +170,9 @@ class Channel:
       mean: float64 (P, M), the coupled means in [-1, 1] units.
       log_scale: float64 (P, M), clamped at LOG_SCALE_MIN.
       mode: int (P,), FINE, COARSE or UNIFORM.
-      margin: the file's margin; slack: float64 (P,), the coupled means' margin
-        factor (1 + the magnitudes of the levels they are coupled to).
+      margin: the file's margin, relative: a parameter p may be off by margin *
+        max(1, |p|); slack: float64 (P, M), that factor of the coupled means
+        (max(1, |mean|) + the magnitudes of the levels they are coupled to).
     Attributes:
       doubt: float64 (P,), the smallest distance of a parameter that matters (the
         scale and mean of a component with a nonzero weight) to its rounding edge,
@@ -189,8 +191,9 @@ class Channel:
         q_m, d_m = _rounded(mean, steps[:, 2:3] * (2.0 ** _FIX / self.inv))
         self.mean_fixed = q_m * (steps[:, 2:3] * (1 << _FIX)).astype(np.int64)  # mean / scale
         matters = (weights > 0) & (mode != UNIFORM)[:, None]
-        self.doubt = np.minimum(np.where(matters, d_s / margin, np.inf).min(-1),
-                                np.where(matters, d_m / (margin * slack[:, None]), np.inf).min(-1))
+        d_s = d_s / (margin * np.maximum(1.0, np.abs(log_scale)))
+        d_m = d_m / (margin * slack)
+        self.doubt = np.where(matters, np.minimum(d_s, d_m), np.inf).min(-1)
         total = weights.sum(-1) << _CDF_BITS  # the mixture's CDF at the top, < 2**55
         self._shift = np.maximum(_bit_length(total) - 36, 0)  # mass * 2**24 fits in 63 bits
         self._total = np.maximum(total >> self._shift, 1)
@@ -242,7 +245,8 @@ def initial_weights(logits, mode, margin):
     g = np.minimum(mode, COARSE)
     q, d = _rounded(logits, np.array([grid.logit for grid in GRIDS])[g][:, None])
     j = np.minimum(q.max(-1, keepdims=True) - q, weight_table.shape[1] - 1)
-    doubt = np.where(mode == UNIFORM, np.inf, d.min(-1) / margin)
+    d = d / (margin * np.maximum(1.0, np.abs(logits)))
+    doubt = np.where(mode == UNIFORM, np.inf, d.min(-1))
     return weight_table[g[:, None], j], doubt
 
 
@@ -279,7 +283,9 @@ def code_pixels(params, mode, margin, code):
             mean = mean + coeffs[:, 0] * x[0]
         elif c == 2:
             mean = mean + coeffs[:, 1] * x[0] + coeffs[:, 2] * x[1]
-        slack = 1.0 + sum(np.abs(v[:, 0]) for v in x) if c else np.ones(len(mode))
+        # How far the coupled mean can be off: its own error and each coefficient's
+        # times the level it multiplies (|coefficient| <= 1).
+        slack = np.maximum(1.0, np.abs(means[:, c])) + sum(np.abs(v) for v in x)
         channel = Channel(weights, mean, np.maximum(log_scales[:, c], LOG_SCALE_MIN), mode,
                           margin, slack)
         doubt = np.minimum(doubt, channel.doubt)
