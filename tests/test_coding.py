@@ -94,7 +94,7 @@ def test_a_parameter_on_a_rounding_edge_puts_its_pixel_in_doubt():
 
 def test_the_tables_are_exact_numbers():
     weight, inv_scale, q_min, _, sigmoid = coding._tables()
-    assert weight[0, 0] == 1 << 20 and weight[0, 2] == round(2 ** 20 * np.exp(-1.0))
+    assert weight[0, 0] == 1 << 20 and weight[0, 4] == round(2 ** 20 * np.exp(-1.0))  # step 1/4
     n = len(sigmoid) - 1
     assert sigmoid[n // 2] == 1 << 29  # sigmoid(0) = 1/2
     assert sigmoid[0] == 2 and sigmoid[-1] == (1 << 30) - 2  # sigmoid(-+20) in 2**-30
