@@ -166,18 +166,12 @@ def test_intervals_and_tables_code_the_same_stream():
 
 
 def float_mixture_bits(params, levels):
-    """-log2 of the float mixture's joint probability of each pixel's levels, summed:
-    sum_k pi_k prod_c p_kc(level_c), the green and blue means coupled (float64)."""
-    logits, means, log_scales, coeffs = params
-    pi = np.exp(logits - logits.max(-1, keepdims=True))
-    pi /= pi.sum(-1, keepdims=True)
-    x = (levels - 127.5) / 127.5  # (P, C)
-    joint = pi.copy()
-    for c in range(means.shape[1]):
-        mean = means[:, c] + (coeffs[:, 0] * x[:, :1] if c == 1 else 0) + \
-            (coeffs[:, 1] * x[:, :1] + coeffs[:, 2] * x[:, 1:2] if c == 2 else 0)
-        inv = np.exp(-np.maximum(log_scales[:, c], coding.LOG_SCALE_MIN))
-        lo = np.where(levels[:, c:c + 1] > 0, (x[:, c:c + 1] - 1 / 255 - mean) * inv, -np.inf)
-        hi = np.where(levels[:, c:c + 1] < 255, (x[:, c:c + 1] + 1 / 255 - mean) * inv, np.inf)
-        joint *= 1 / (1 + np.exp(-hi)) - 1 / (1 + np.exp(-lo))
-    return -np.log2(joint.sum(-1)).sum()
+    """-log2 of the mixture's probability of each pixel's levels, summed: mixture.log_prob,
+    the likelihood the model reports, on float32 parameters."""
+    import tensorflow as tf
+
+    from pixel_cnn_pp import mixture
+
+    mix = mixture.Mixture(*(None if a is None else tf.constant(a, tf.float32) for a in params))
+    x = tf.constant((levels - 127.5) / 127.5, tf.float32)
+    return -np.sum(mixture.log_prob(mix, x).numpy().astype(np.float64)) / np.log(2)
