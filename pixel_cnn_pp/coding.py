@@ -1,43 +1,47 @@
 """The codec's coding distributions: the same integers on every machine.
 
-A range coder decodes only if the decoder uses exactly the frequencies the
-encoder used. The network's mixture parameters are floats, and two machines (or
-one machine with other kernels, thread counts, XLA, oneDNN on or off, or the
-forward pass against the cached sampler) compute them a few units in the sixth
-decimal apart (measured: at most 2.3e-6 for a 1x32 model, 1.8e-5 at the default
-size with outputs up to 10). So the frequencies are made from integers only:
+A range coder decodes only if the decoder uses exactly the frequencies the encoder
+used. The network's mixture parameters are floats, and two machines (or one machine
+with other kernels, thread counts, oneDNN on or off, XLA, or the forward pass against
+the cached sampler) compute them slightly apart: measured here, at most 7.6e-7 of a
+parameter's magnitude (or of 1, if it is smaller) for a (nr_resnet 1, nr_filters 32)
+model, 1.7e-6 at the default (5, 160). So the frequencies are made from integers only:
 
-1. Each parameter is rounded to a grid: the mixture logits to steps of
-   `logit`, the log-scales to steps of `log_scale`, and each mean (after the
-   channel coupling, the green mean shifted by the coefficient times red, ...)
-   to steps of `mean` times its component's rounded scale. A parameter closer
-   than `margin` to the middle between two grid points could round the other
-   way on another machine; such a pixel is "in doubt".
-2. From the rounded integers, the frequencies are computed in integer
-   arithmetic: the weights from a table of exp, each component's CDF at the 255
-   bin edges from a table of the sigmoid (linear interpolation in fixed point),
-   the mixture's mass per level, then 2**24 frequencies, every level at least 1.
-   The tables are made from exact decimal arithmetic, not the platform's exp.
-3. Every pixel is coded in one of three modes, chosen by the encoder and coded
-   (with frequencies stored in the file) before the pixel: FINE (the grid
-   above), COARSE (every step 8 times larger: a parameter is in doubt 8 times
-   less often) or UNIFORM (every level 2**16: 8 bits a channel, no parameter).
-   The encoder takes the first mode in which no parameter that matters (the
-   logits, and the scale and mean of every component with a nonzero weight) is
-   in doubt.
+1. Each parameter is rounded to a grid: the mixture logits to steps of 1/4, the
+   log-scales to 1/8, and each mean (after the channel coupling: green moved by red,
+   blue by both) to half its component's rounded scale. A parameter p closer than
+   margin * max(1, |p|) to the middle between two grid points could round the other
+   way elsewhere: its pixel is "in doubt". (A coupled mean's allowance adds the
+   coefficients' errors times the levels they multiply.)
+2. From the rounded integers the frequencies are computed in integer arithmetic: the
+   component weights from a table of exp (those below 2**-8 of the largest dropped),
+   each component's CDF from a table of the sigmoid (interpolated linearly in fixed
+   point), the mixture's CDF as their weighted sum. The tables are made once with
+   exact decimal arithmetic, not the platform's exp.
+3. A channel's level is coded in two steps of 16: its group of 16 levels, then the
+   level within the group, each with frequencies summing to 2**24 (every symbol at
+   least 1, one unit left below the first and above the last, see `interval_weights`).
+   The encoder needs the mixture's CDF at 4 points a channel; the decoder builds
+   the two tables of 16 it decodes from.
+4. Every pixel is coded in one of three modes, chosen by the encoder and coded before
+   the pixel with frequencies stored in the file: FINE (the grid above), COARSE (every
+   step 8 times larger, so in doubt 8 times less often) or UNIFORM (no parameter: 8 bits
+   a channel). The encoder takes the first mode in which no parameter that matters
+   (the logits; the scale and mean of every component with a nonzero weight) is in
+   doubt.
 
-What is guaranteed: a decoder whose mixture parameters differ from the
-encoder's by less than `margin` (per parameter; the coupled means by less than
-`margin` times 1 + the sum of the coupled levels' magnitudes) computes the same
-frequencies at every pixel, so it decodes the same images, whatever its
-kernels, thread count, XLA, CPU or GPU. A decoder that meets a parameter closer
-than a quarter of the margin to a grid edge knows it is outside that guarantee
-and says so (`DoubtError`) instead of decoding on.
+What is guaranteed: a decoder whose every mixture parameter differs from the
+encoder's by less than the margin (relative, as in 1) computes the same frequencies
+at every pixel, so it decodes the same images, whatever its CPU, kernels, thread
+count, oneDNN, XLA or GPU. A decoder that meets a parameter closer than a quarter of
+the margin to a rounding edge knows that it is outside the guarantee and stops
+(`DoubtError`) instead of decoding on.
 
-What it costs: the rounding moves each distribution slightly (measured about
-0.1% of the NLL for a 1x32 model), and the modes cost their entropy plus the
-dearer codes of COARSE and UNIFORM pixels (about 0.1-0.3% at a margin of 2**-17
-for that model); tests/test_coding.py and bench/compression.py measure both.
+What it costs (bench/compression.py measures it; tests/test_coding.py bounds it): the
+rounding moves each distribution a little (about 0.1% of the NLL for a 4-epoch model
+of the bundled patches at 3.9 bits/dim), and the modes cost their entropy plus the
+dearer codes of COARSE and UNIFORM pixels (about 0.6% there, at the margin 2**-18;
+half of that at 2**-19).
 """
 
 import collections
@@ -48,36 +52,44 @@ import numpy as np
 
 from pixel_cnn_pp import mixture
 
-LEVELS = 256
+LEVELS = mixture.LEVELS
 PRECISION = 24  # the range coder's: frequencies sum to 2**24
 TOTAL = 1 << PRECISION
+GROUP = 16  # a level is coded as its group of 16, then its place in the group
 FINE, COARSE, UNIFORM = 0, 1, 2
 MODES = 3
-LOG_SCALE_MIN = mixture.LOG_SCALE_MIN
-
-_WEIGHT_BITS = 20  # component weights: the largest is 2**20 (or just below)
-_DROP = 1 << (_WEIGHT_BITS - 8)  # weights below 2**-8 of the largest are dropped
-_CDF_BITS = 30  # component CDFs in units of 2**-30
-_FIX = 16  # the sigmoid's argument in units of 2**-16
-_TABLE_BITS = 5  # the sigmoid table's step, 2**-5
-_T_MAX = 20  # sigmoid(+-20) is within 2**-28 of 1 and 0: beyond, the table's ends
-_LOG_SCALE_MAX = 8.0  # larger log-scales (a flat component, 2**16 / scale >= 22) round here
+ALARM = 0.25  # a decoder that finds a parameter closer than this many margins to an edge stops
 
 Grid = collections.namedtuple('Grid', 'logit log_scale mean')
-# Steps of FINE and COARSE; all powers of two, so that every grid point is exact.
+# The steps of FINE and COARSE: powers of two, so that every grid point is exact.
 GRIDS = (Grid(logit=0.25, log_scale=0.125, mean=0.5), Grid(logit=2.0, log_scale=1.0, mean=4.0))
-DEFAULT_MARGIN = 2.0 ** -18
-ALARM = 0.25  # a decoder that finds a parameter closer than this many margins to an edge stops
+
+_WEIGHT_BITS = 18  # component weights: the largest is 2**18 (or just below)
+_DROP = 1 << (_WEIGHT_BITS - 8)  # weights below 2**-8 of the largest are dropped
+_CDF_BITS = 30  # component CDFs in units of 2**-30
+_FIX = 24  # a component's standardised bin edge in units of 2**-24
+_TABLE_BITS = 5  # the sigmoid table's step, 2**-5
+_T_MAX = 20  # sigmoid(+-20) is within 2**-28 of 1 and 0: beyond, the table's ends
+_LOG_SCALE_MAX = 8.0  # larger log-scales (a flat component) round to this one
+_SPAN = TOTAL - GROUP - 2  # what a step's 16 symbols share beyond their 1 each
+_STEPS = np.array(GRIDS, np.float64)  # (grid, logit | log_scale | mean)
+_GROUP_EDGES = GROUP * np.arange(LEVELS // GROUP + 1)[None, :]  # (1, 17): the groups' bounds
+_PLACES = np.arange(GROUP + 1)
+MAX_COMPONENTS = 32  # so that every sum of weights times CDFs stays below 2**53
+
+
+class DoubtError(ValueError):
+    """A decoder met a parameter too close to a rounding edge to trust its rounding."""
 
 
 def default_margin(nr_resnet):
     """The margin for a network of `nr_resnet` blocks a level: 2**ceil(log2(2.5e-6 sqrt(n))).
 
     Five times the largest relative difference measured between the forward pass and
-    the cached sampler (and with and without XLA): 7.6e-7 at (1, 32) (2**-18), 1.7e-6 at
-    the default (5, 160) (2**-17); float errors grow with the depth.
+    the cached sampler (and with and without XLA): 7.6e-7 at (1, 32), so 2**-18;
+    1.7e-6 at the default (5, 160), so 2**-17. Float errors grow with the depth.
     """
-    return 2.0 ** np.ceil(np.log2(2.5e-6 * np.sqrt(nr_resnet)))
+    return float(2.0 ** np.ceil(np.log2(2.5e-6 * np.sqrt(nr_resnet))))
 
 
 def check_margin(margin):
@@ -92,10 +104,6 @@ def check_margin(margin):
 def margin_bits(margin):
     """k for a margin of 2**-k (as a file stores it)."""
     return int(round(-np.log2(check_margin(margin))))
-
-
-class DoubtError(ValueError):
-    """A decoder met a parameter too close to a grid edge to trust its rounding."""
 
 
 # ------------------------------------------------------------------ the tables
@@ -114,44 +122,41 @@ def _round(value):
 
 @functools.lru_cache(maxsize=None)
 def _tables():
-    """The integer tables of every grid (made once, from decimal arithmetic).
+    """The integer tables of every grid, made once from decimal arithmetic.
 
-    weight[g, j]: 2**20 exp(-j logit_g), for a logit j steps below the largest.
-    inv_scale[g, q - q_min]: 2**16 / exp(q log_scale_g), the inverse scale in fixed point.
-    sigmoid[i]: 2**30 sigmoid(i / 2**5 - T_MAX), for i = 0 .. 2 T_MAX 2**5.
+    weight[g, j]: 2**18 exp(-j logit_g) for a logit j steps below the largest (0 below _DROP).
+    inv_scale[g, q - q_min[g]]: 2**24 / (255 exp(q log_scale_g)), the inverse of the
+      rounded scale times a level's half-width, 1/255.
+    sigmoid[i]: 2**30 sigmoid(i / 2**5 - T_MAX), i = 0 .. 2 T_MAX 2**5.
     """
-    weight_len = 1 + max(int(np.ceil(np.log(2.0 * (1 << _WEIGHT_BITS) / _DROP) / g.logit))
-                         for g in GRIDS)
-    weight = np.zeros((len(GRIDS), weight_len), np.int64)
+    length = 1 + max(int(np.ceil(np.log(2.0 * (1 << _WEIGHT_BITS) / _DROP) / g.logit))
+                     for g in GRIDS)
+    weight = np.array([[_round(_exp(-j * g.logit) * (1 << _WEIGHT_BITS)) for j in range(length)]
+                       for g in GRIDS], np.int64)
+    weight[weight < _DROP] = 0
+    q_min = np.array([int(np.floor(mixture.LOG_SCALE_MIN / g.log_scale)) for g in GRIDS])
+    q_max = np.array([int(np.ceil(_LOG_SCALE_MAX / g.log_scale)) for g in GRIDS])
+    inv_scale = np.zeros((len(GRIDS), int((q_max - q_min).max()) + 1), np.int64)
     for g, grid in enumerate(GRIDS):
-        for j in range(weight_len):
-            w = _round(_exp(-j * grid.logit) * (1 << _WEIGHT_BITS))
-            weight[g, j] = w if w >= _DROP else 0
-    q_min = [int(np.floor(LOG_SCALE_MIN / g.log_scale)) for g in GRIDS]
-    q_max = [int(np.ceil(_LOG_SCALE_MAX / g.log_scale)) for g in GRIDS]
-    span = max(b - a for a, b in zip(q_min, q_max)) + 1
-    inv_scale = np.zeros((len(GRIDS), span), np.int64)
-    for g, grid in enumerate(GRIDS):
-        for k in range(q_max[g] - q_min[g] + 1):
-            inv_scale[g, k] = _round(_exp(-(q_min[g] + k) * grid.log_scale) * (1 << _FIX))
-    n = 2 * _T_MAX << _TABLE_BITS
-    one = decimal.Decimal(1)
-    sigmoid = np.array([_round(one / (one + _exp(decimal.Decimal(_T_MAX) - decimal.Decimal(i) /
+        for q in range(q_min[g], q_max[g] + 1):
+            inv_scale[g, q - q_min[g]] = _round(_exp(-q * grid.log_scale) * (1 << _FIX) / 255)
+    one, n = decimal.Decimal(1), 2 * _T_MAX << _TABLE_BITS
+    sigmoid = np.array([_round(one / (one + _exp(_T_MAX - decimal.Decimal(i) /
                                                  (1 << _TABLE_BITS))) * (1 << _CDF_BITS))
                         for i in range(n + 1)], np.int64)
-    return weight, inv_scale, np.array(q_min), np.array(q_max), sigmoid
+    return weight, inv_scale, q_min, q_max, sigmoid
 
 
 def _sigmoid_fixed(t):
-    """2**30 sigmoid(t / 2**16) for int64 t: the table, interpolated linearly, exactly."""
-    _, _, _, _, table = _tables()
+    """2**30 sigmoid(t / 2**24) for int64 t: the table, interpolated linearly, exactly."""
+    table = _tables()[4]
     shift = _FIX - _TABLE_BITS
-    u = np.clip(t + (_T_MAX << _FIX), 0, ((2 * _T_MAX) << _FIX) - 1)
-    i, frac = u >> shift, u & ((1 << shift) - 1)
-    return table[i] + (((table[i + 1] - table[i]) * frac) >> shift)
-
-
-# ------------------------------------------------------------------ rounding
+    u = t + (_T_MAX << _FIX)
+    np.maximum(u, 0, out=u)
+    np.minimum(u, ((2 * _T_MAX) << _FIX) - 1, out=u)
+    i = u >> shift
+    low = table[i]
+    return low + (((table[i + 1] - low) * (u & ((1 << shift) - 1))) >> shift)
 
 
 def _rounded(value, step):
@@ -162,20 +167,16 @@ def _rounded(value, step):
 
 
 def _bit_length(a):
-    """The bit length of each non-negative int64 (0 for 0), exactly."""
-    n = np.zeros(a.shape, np.int64)
-    for s in (32, 16, 8, 4, 2, 1):
-        up = (a >> (n + s)) > 0
-        n = n + s * up
-    return n + (a > 0)
+    """The bit length of each int64 in [0, 2**53) (0 for 0), exactly: such integers are
+    exact in float64, whose exponent is their bit length."""
+    return np.frexp(a.astype(np.float64))[1].astype(np.int64)
 
 
-def _normalised(w):
-    """Weights (P, M) int64 scaled (by a power of two) so that the largest has 20 bits;
-    those below _DROP dropped. Rows of all zeros stay zero."""
-    shift = _bit_length(w.max(-1, keepdims=True)) - _WEIGHT_BITS
-    w = np.where(shift >= 0, w >> np.maximum(shift, 0), w << np.maximum(-shift, 0))
-    return np.where(w >= _DROP, w, 0)
+def _share(part, whole):
+    """floor(part * _SPAN / whole) for int64 0 <= part <= whole < 2**53, whole > 0, exactly
+    as defined here: both shifted right first so that the product fits in 63 bits."""
+    shift = np.maximum(_bit_length(whole) - 36, 0)
+    return ((part >> shift) * _SPAN) // np.maximum(whole >> shift, 1)
 
 
 # ------------------------------------------------------------------ one channel
@@ -184,103 +185,131 @@ def _normalised(w):
 class Channel:
     """One channel of P pixels, its parameters rounded: the integer CDF of its mixture.
 
-    The frequencies of the 256 levels are differences of `cumulative(b)`, b = 0..256:
-    cumulative(b) = 1 + b + floor(F(b) (2**24 - 258)), F(b) the mixture's integer CDF
-    at the lower edge of level b (0 at b = 0, 1 at b = 256). Every level has at least
-    1; 1 is left below level 0 and above level 255, so that the encoder can code a
-    level as the middle one of three symbols (`interval`) and the decoder decode it
-    from the whole table (`table`), with the same integers.
-
     Args:
       weights: int64 (P, M), the components' weights (`initial_weights`, or
         `posterior_weights` of the channel before).
-      mean: float64 (P, M), the coupled means in [-1, 1] units.
-      log_scale: float64 (P, M), clamped at LOG_SCALE_MIN.
-      mode: int (P,), FINE, COARSE or UNIFORM.
-      margin: the file's margin, relative: a parameter p may be off by margin *
-        max(1, |p|); slack: float64 (P, M), that factor of the coupled means
-        (max(1, |mean|) + the magnitudes of the levels they are coupled to).
+      mean: float64 (P, M), the coupled means.
+      log_scale: float64 (P, M), clamped at mixture.LOG_SCALE_MIN.
+      mode: int64 (P,), FINE, COARSE or UNIFORM.
+      margin: the file's margin; slack: float64 (P, M), the coupled means' allowance
+        in margins (max(1, |mean|) + the magnitudes of the levels they are coupled to).
     Attributes:
-      doubt: float64 (P,), the smallest distance of a parameter that matters (the
-        scale and mean of a component with a nonzero weight) to its rounding edge,
-        in margins (inf where none matters, and for UNIFORM).
+      doubt: float64 (P,), the smallest distance of a parameter that matters to its
+        rounding edge, in its allowance (inf where nothing matters, and for UNIFORM).
     """
 
     def __init__(self, weights, mean, log_scale, mode, margin, slack):
         _, inv_table, q_min, q_max, _ = _tables()
         self.weights, self.mode = weights, mode
-        g = np.minimum(mode, COARSE)  # UNIFORM rows are computed as COARSE, not used
-        steps = np.array(GRIDS, np.float64)[g]  # (P, 3)
+        g = np.minimum(mode, COARSE)[:, None]  # UNIFORM rows: computed as COARSE, unused
+        steps = _STEPS[g[:, 0]]  # (P, 3)
         q_s, d_s = _rounded(log_scale, steps[:, 1:2])
-        q_s = np.clip(q_s, q_min[g][:, None], q_max[g][:, None])
-        self.inv = inv_table[g[:, None], q_s - q_min[g][:, None]]  # (P, M): 2**16 / scale
-        # The mean's grid is `mean` times the rounded scale, 2**16 / inv (exact division).
-        q_m, d_m = _rounded(mean, steps[:, 2:3] * (2.0 ** _FIX / self.inv))
+        self.inv = inv_table[g, np.clip(q_s, q_min[g], q_max[g]) - q_min[g]]  # (P, M)
+        # The mean's grid: `mean` times the rounded scale, 2**24 / (255 inv) (IEEE division).
+        q_m, d_m = _rounded(mean, steps[:, 2:3] * ((1 << _FIX) / (255.0 * self.inv)))
         self.mean_fixed = q_m * (steps[:, 2:3] * (1 << _FIX)).astype(np.int64)  # mean / scale
         matters = (weights > 0) & (mode != UNIFORM)[:, None]
-        d_s = d_s / (margin * np.maximum(1.0, np.abs(log_scale)))
-        d_m = d_m / (margin * slack)
-        self.doubt = np.where(matters, np.minimum(d_s, d_m), np.inf).min(-1)
-        total = weights.sum(-1) << _CDF_BITS  # the mixture's CDF at the top, < 2**55
-        self._shift = np.maximum(_bit_length(total) - 36, 0)  # mass * 2**24 fits in 63 bits
-        self._total = np.maximum(total >> self._shift, 1)
+        doubt = np.minimum(d_s / (margin * np.maximum(1.0, np.abs(log_scale))),
+                           d_m / (margin * slack))
+        self.doubt = np.where(matters, doubt, np.inf).min(-1)
+        self._mass = self._cdf = None
 
     def component_cdf(self, edge):
-        """Each component's CDF at bin edge `edge` (int (P,) or (P, E); -1 is minus
-        infinity, 255 plus infinity, edge j the upper edge of level j), 2**-30 units,
-        int64 (P, M) or (P, M, E)."""
-        edge = np.asarray(edge, np.int64)
-        e = edge[:, None] if edge.ndim == 1 else edge[:, None, :]
-        inv = self.inv if edge.ndim == 1 else self.inv[..., None]
-        mean = self.mean_fixed if edge.ndim == 1 else self.mean_fixed[..., None]
-        # t = (edge - mean) / scale in units of 2**-16; edge j is (2j - 254) / 255.
-        cdf = _sigmoid_fixed(((2 * e - 254) * inv) // 255 - mean)
-        return np.where(e < 0, 0, np.where(e >= LEVELS - 1, 1 << _CDF_BITS, cdf))
+        """Each component's CDF at the upper edge of level `edge` (int64 (P, E); -1 is minus
+        infinity, 255 infinity), int64 (P, M, E) in units of 2**-30."""
+        e = edge[:, None, :]
+        # (edge - mean) / scale in units of 2**-24: the edge is (2 e - 254) / 255.
+        cdf = _sigmoid_fixed((2 * e - 254) * self.inv[..., None] - self.mean_fixed[..., None])
+        if edge.min() < 0 or edge.max() >= LEVELS - 1:
+            cdf = np.where(e < 0, 0, np.where(e >= LEVELS - 1, 1 << _CDF_BITS, cdf))
+        return cdf
 
-    def cumulative(self, b):
-        """cumulative(b) for level boundaries b (int (P,) or (P, E)), int64 of b's shape."""
-        b = np.asarray(b, np.int64)
+    def mixture_cdf(self, b):
+        """The mixture's CDF below level b (int64 (P, E), 0..256), int64 (P, E); total() at
+        256. UNIFORM rows: b times 2**30."""
         cdf = self.component_cdf(b - 1)
-        w = self.weights if b.ndim == 1 else self.weights[..., None]
-        mix = (w * cdf).sum(1)  # (P,) or (P, E), < 2**55
-        shift = self._shift if b.ndim == 1 else self._shift[:, None]
-        total = self._total if b.ndim == 1 else self._total[:, None]
-        share = ((mix >> shift) * (TOTAL - LEVELS - 2)) // total
-        uniform = (b * (TOTAL - LEVELS - 2)) // LEVELS
-        mode = self.mode if b.ndim == 1 else self.mode[:, None]
-        return 1 + b + np.where(mode == UNIFORM, uniform, share)
+        mixed = np.einsum('pm,pme->pe', self.weights, cdf)
+        return np.where((self.mode == UNIFORM)[:, None], b << _CDF_BITS, mixed)
+
+    def total(self):
+        return np.where(self.mode == UNIFORM, LEVELS << _CDF_BITS,
+                        self.weights.sum(-1) << _CDF_BITS)
 
     def interval(self, level):
-        """The encoder's view: [cumulative(level), cumulative(level + 1)), int64 (P,) each."""
-        level = np.asarray(level, np.int64)
-        return self.cumulative(level), self.cumulative(level + 1)
+        """The encoder's view: the two steps' intervals, ((low, high) of the group, (low,
+        high) within it), int64 (P,) each; keeps the components' masses at `level`."""
+        group = level // GROUP
+        edges = np.stack([GROUP * group, GROUP * group + GROUP, level, level + 1], -1)
+        cdf = self.component_cdf(edges - 1)  # (P, M, 4)
+        self._mass = (level, cdf[..., 3] - cdf[..., 2])
+        mixed = np.einsum('pm,pme->pe', self.weights, cdf)
+        mixed = np.where((self.mode == UNIFORM)[:, None], edges << _CDF_BITS, mixed)
+        total = self.total()
+        first = (1 + group + _share(mixed[:, 0], total),
+                 2 + group + _share(mixed[:, 1], total))
+        span, base = mixed[:, 1] - mixed[:, 0], mixed[:, 0]
+        place = level - GROUP * group
+        return first, _within(span, place, mixed[:, 2] - base, mixed[:, 3] - base)
 
-    def table(self):
-        """The decoder's view: the frequencies of the 256 levels, int64 (P, 256)."""
-        b = np.broadcast_to(np.arange(LEVELS + 1, dtype=np.int64), (len(self.mode), LEVELS + 1))
-        return np.diff(self.cumulative(b), axis=-1)
+    def group_table(self):
+        """The decoder's first step: the 16 groups' frequencies, int64 (P, 16)."""
+        total = self.total()[:, None]
+        return np.diff(1 + _PLACES + _share(self.mixture_cdf(_GROUP_EDGES), total), axis=-1)
+
+    def place_table(self, group):
+        """The decoder's second step: the frequencies of the 16 levels of `group` (int64
+        (P,)), int64 (P, 16). Keeps the components' CDFs there for `component_mass`."""
+        b = GROUP * group[:, None] + _PLACES
+        cdf = self.component_cdf(b - 1)  # (P, M, 17)
+        self._cdf = (group, cdf)
+        mixed = np.einsum('pm,pme->pe', self.weights, cdf)
+        mixed = np.where((self.mode == UNIFORM)[:, None], b << _CDF_BITS, mixed)
+        span = mixed[:, -1] - mixed[:, 0]
+        cum = 1 + _PLACES + np.where(span[:, None] > 0, _share(
+            mixed - mixed[:, :1], np.maximum(span, 1)[:, None]), (_PLACES * _SPAN) // GROUP)
+        return np.diff(cum, axis=-1)
 
     def component_mass(self, level):
-        """Each component's mass at `level` (int (P,)), 2**-30 units, int64 (P, M)."""
-        level = np.asarray(level, np.int64)
-        return self.component_cdf(level) - self.component_cdf(level - 1)
+        """Each component's mass at `level` (int64 (P,)), int64 (P, M) in units of 2**-30."""
+        if self._mass is not None and self._mass[0] is level:
+            return self._mass[1]
+        if self._cdf is not None:  # the decoder's place_table of level's group
+            rows, place = np.arange(len(level)), level - GROUP * self._cdf[0]
+            cdf = self._cdf[1]
+            return cdf[rows, :, place + 1] - cdf[rows, :, place]
+        cdf = self.component_cdf(np.stack([level - 1, level], -1))
+        return cdf[..., 1] - cdf[..., 0]
+
+
+def _within(span, place, low, high):
+    """The second step's interval of `place` in its group: [low, high) of `span` shared
+    as the group's table shares it (uniform where the group's mass is 0)."""
+    whole = np.maximum(span, 1)
+    empty = span <= 0
+    lo = np.where(empty, (place * _SPAN) // GROUP, _share(low, whole))
+    hi = np.where(empty, ((place + 1) * _SPAN) // GROUP, _share(high, whole))
+    return 1 + place + lo, 2 + place + hi
 
 
 def initial_weights(logits, mode, margin):
     """The first channel's component weights, int64 (P, M), and the logits' doubt (P,)."""
     weight_table = _tables()[0]
     g = np.minimum(mode, COARSE)
-    q, d = _rounded(logits, np.array([grid.logit for grid in GRIDS])[g][:, None])
+    q, d = _rounded(logits, _STEPS[g, 0][:, None])
     j = np.minimum(q.max(-1, keepdims=True) - q, weight_table.shape[1] - 1)
-    d = d / (margin * np.maximum(1.0, np.abs(logits)))
-    doubt = np.where(mode == UNIFORM, np.inf, d.min(-1))
-    return weight_table[g[:, None], j], doubt
+    doubt = (d / (margin * np.maximum(1.0, np.abs(logits)))).min(-1)
+    return weight_table[g[:, None], j], np.where(mode == UNIFORM, np.inf, doubt)
 
 
 def posterior_weights(channel, level):
-    """The next channel's weights: each component's weight times its mass at `level`
-    (int (P,)), renormalised; where every product is 0, the weights as they were."""
-    product = _normalised(channel.weights * channel.component_mass(level))  # < 2**50
+    """The next channel's weights: each component's weight times its mass at `level`,
+    scaled by a power of two so that the largest has 18 bits, those below _DROP of it
+    dropped; where every product is 0, the weights as they were."""
+    product = channel.weights * channel.component_mass(level)  # < 2**48
+    shift = _bit_length(product.max(-1, keepdims=True)) - _WEIGHT_BITS
+    product = np.where(shift >= 0, product >> np.maximum(shift, 0),
+                       product << np.maximum(-shift, 0))
+    product = np.where(product >= _DROP, product, 0)
     return np.where(product.max(-1, keepdims=True) > 0, product, channel.weights)
 
 
@@ -289,15 +318,16 @@ def code_pixels(params, mode, margin, code):
     encoder and decoder.
 
     Args:
-      params: (logits (P, M), means (P, C, M), log_scales (P, C, M), coeffs (P, C, M)
-        or None), floats as the mixture module unpacks them.
+      params: a mixture.Mixture (logits (P, M), means (P, C, M), log_scales (P, C, M),
+        coeffs (P, 3, M) or None), floats as mixture.unpack gives them.
       mode: int (P,), each pixel's mode.
       margin: the file's margin.
-      code: code(c, channel) -> the levels of channel c, int (P,): an encoder takes
-        `channel.interval(levels)`, a decoder decodes with `channel.table()`.
+      code: code(c, channel) -> the levels of channel c, int64 (P,): an encoder takes
+        `channel.interval(levels)`, a decoder decodes with `channel.group_table()` and
+        `channel.place_table(group)`.
     Returns:
-      (levels int64 (P, C), doubt float64 (P,): the smallest distance of any
-      parameter that mattered to its rounding edge, in margins; inf if none).
+      (levels int64 (P, C), doubt float64 (P,): the smallest distance of a parameter
+      that mattered to its rounding edge, in its allowance; inf if none).
     """
     logits, means, log_scales, coeffs = (None if a is None else np.asarray(a, np.float64)
                                          for a in params)
@@ -309,8 +339,8 @@ def code_pixels(params, mode, margin, code):
         # How far the coupled mean can be off: its own error and each coefficient's
         # times the level it multiplies (|coefficient| <= 1).
         slack = np.maximum(1.0, np.abs(means[:, c])) + sum(np.abs(v) for v in x)
-        channel = Channel(weights, mean, np.maximum(log_scales[:, c], LOG_SCALE_MIN), mode,
-                          margin, slack)
+        channel = Channel(weights, mean, np.maximum(log_scales[:, c], mixture.LOG_SCALE_MIN),
+                          mode, margin, slack)
         doubt = np.minimum(doubt, channel.doubt)
         level = np.asarray(code(c, channel), np.int64)
         levels.append(level)
@@ -319,46 +349,44 @@ def code_pixels(params, mode, margin, code):
     return np.stack(levels, -1), doubt
 
 
-def choose_modes(params, levels, margin):
-    """The encoder's mode of each pixel: the first in which nothing that matters is in
-    doubt (FINE, else COARSE, else UNIFORM); int64 (P,)."""
+def encode(params, levels, margin):
+    """The encoder: every pixel's mode, int64 (P,), and its channels' intervals, int64
+    (P, C, 2 steps, 2: low and high), each pixel in the first mode in which nothing that
+    matters is in doubt."""
     levels = np.asarray(levels, np.int64)
     mode = np.full(len(levels), FINE, np.int64)
-    for candidate in (FINE, COARSE):
-        todo = np.flatnonzero(mode == candidate)
+    out = np.zeros(levels.shape + (2, 2), np.int64)
+    todo = np.arange(len(levels))
+    for candidate in (FINE, COARSE, UNIFORM):
+        sub = mixture.Mixture(*(None if a is None else np.asarray(a)[todo] for a in params))
+        found = []
+
+        def code(c, channel):
+            level = levels[todo, c]
+            first, second = channel.interval(level)  # keeps the masses at `level`
+            found.append(np.stack([np.stack(first, -1), np.stack(second, -1)], -2))
+            return level
+
+        _, doubt = code_pixels(sub, np.full(len(todo), candidate), margin, code)
+        sure = doubt >= 1.0
+        mode[todo[sure]] = candidate
+        out[todo[sure]] = np.stack(found, 1)[sure]
+        todo = todo[~sure]
         if not len(todo):
             break
-        sub = tuple(None if a is None else np.asarray(a)[todo] for a in params)
-        _, doubt = code_pixels(sub, mode[todo], margin, lambda c, channel: levels[todo, c])
-        mode[todo[doubt < 1.0]] = candidate + 1
-    return mode
-
-
-def encode_intervals(params, levels, mode, margin):
-    """The encoder's intervals of every channel: (low, high) int64 (P, C) each."""
-    levels = np.asarray(levels, np.int64)
-    low, high = [], []
-
-    def code(c, channel):
-        lo, hi = channel.interval(levels[:, c])
-        low.append(lo)
-        high.append(hi)
-        return levels[:, c]
-
-    code_pixels(params, mode, margin, code)
-    return np.stack(low, -1), np.stack(high, -1)
+    return mode, out
 
 
 def interval_weights(low, high):
     """constriction's weights (..., 3) that code [low, high) of 2**24 as symbol 1: its
     fast categorical model gives symbol s the cumulative sum_{j<s} w_j + s when the
-    weights sum to 2**24 - 3, exactly these integers."""
+    weights sum to 2**24 - 3, so exactly these integers (low >= 1, high <= 2**24 - 1)."""
     return np.stack([low - 1, high - low - 1, TOTAL - high - 1], -1)
 
 
 def table_weights(freq):
-    """constriction's weights (P, 258) that decode a level as symbol level + 1: one unit
-    below level 0 and above level 255 (Channel), every frequency minus one."""
+    """constriction's weights (P, 18) that decode a step's symbol s as symbol s + 1: one
+    unit below the first and above the last, every frequency minus one."""
     pad = np.zeros(freq.shape[:-1] + (1,), np.int64)
     return np.concatenate([pad, freq - 1, pad], -1)
 

@@ -91,6 +91,10 @@ def _image_digest(images, labels):
 
 
 def _check_precision(model):
+    if model.nr_logistic_mix > coding.MAX_COMPONENTS:
+        raise ValueError('the codec takes models of at most %d mixture components; this one '
+                         'has nr_logistic_mix=%d' % (coding.MAX_COMPONENTS,
+                                                     model.nr_logistic_mix))
     if model.precision not in PRECISIONS:
         raise ValueError('the codec computes the mixtures in float32 (so that another machine '
                          'computes them alike); this model computes in %s: load it with '
@@ -113,28 +117,27 @@ def _forward(model):
 
 
 def _encode_batch(model, images, labels, margin):
-    """One batch's modes (n, H*W) and intervals (n, H*W, C) from one forward pass."""
+    """One batch's modes (n, H*W) and intervals (n, H*W, C, 2, 2) from one forward pass."""
     n, (height, width, channels) = len(images), model.image_shape
     h = None if labels is None else model.one_hot(labels)
     out = _forward(model)(model.scale_images(images), h)
     mix = mixture.unpack(out, model.nr_logistic_mix, channels)
-    params = tuple(None if a is None else a.numpy().reshape((n * height * width,) + tuple(
-        a.shape[3:])) for a in mix)
-    levels = images.reshape(-1, channels)
-    mode = coding.choose_modes(params, levels, margin)
-    low, high = coding.encode_intervals(params, levels, mode, margin)
-    return (mode.reshape(n, -1), low.reshape(n, height * width, channels),
-            high.reshape(n, height * width, channels))
+    params = mixture.Mixture(*(None if a is None else a.numpy().reshape(
+        (n * height * width,) + tuple(a.shape[3:])) for a in mix))
+    mode, intervals = coding.encode(params, images.reshape(-1, channels), margin)
+    return mode.reshape(n, -1), intervals.reshape((n, height * width) + intervals.shape[1:])
 
 
-def _stream(mode, low, high, mode_freq):
+def _stream(mode, intervals, mode_freq):
     """One batch's symbols and constriction weights (3 each) in the decoder's order: for
-    each pixel, the n images' modes, then their red levels, green, blue."""
-    n, pixels, channels = low.shape
-    weights = np.empty((pixels, 1 + channels, n, 3), np.int64)
+    each pixel, the n images' modes, then for each channel their groups, then their
+    places in the group."""
+    n, pixels, channels = intervals.shape[:3]
+    weights = np.empty((pixels, 1 + 2 * channels, n, 3), np.int64)
     weights[:, 0] = mode_freq - 1
-    weights[:, 1:] = coding.interval_weights(low, high).transpose(1, 2, 0, 3)
-    symbols = np.ones((pixels, 1 + channels, n), np.int32)
+    steps = coding.interval_weights(intervals[..., 0], intervals[..., 1])  # (n, HW, C, 2, 3)
+    weights[:, 1:] = steps.reshape(n, pixels, 2 * channels, 3).transpose(1, 2, 0, 3)
+    symbols = np.ones((pixels, 1 + 2 * channels, n), np.int32)
     symbols[:, 0] = mode.T
     return symbols.reshape(-1), weights.reshape(-1, 3).astype(np.float32)  # exact: < 2**24
 
@@ -172,11 +175,17 @@ class _Decoder:
     def _pixel(self, pixel, mix):
         n = len(mix.logits)
         mode = self._decode(np.broadcast_to(np.asarray(self.header.modes) - 1, (n, 3)))
-        levels, doubt = coding.code_pixels(
-            mix, mode, self.header.margin,
-            lambda c, channel: self._decode(coding.table_weights(channel.table())) - 1)
-        if (levels < 0).any() or (levels >= LEVELS).any():
-            raise ValueError('the code decodes to no level: the file is damaged')
+
+        def code(c, channel):
+            group = self._decode(coding.table_weights(channel.group_table())) - 1
+            if (group < 0).any() or (group >= LEVELS // coding.GROUP).any():
+                raise ValueError('the code decodes to no level: the file is damaged')
+            place = self._decode(coding.table_weights(channel.place_table(group))) - 1
+            if (place < 0).any() or (place >= coding.GROUP).any():
+                raise ValueError('the code decodes to no level: the file is damaged')
+            return coding.GROUP * group + place
+
+        levels, doubt = coding.code_pixels(mix, mode, self.header.margin, code)
         if (doubt < coding.ALARM).any():
             row, column = divmod(pixel, self.width)
             raise coding.DoubtError(
@@ -260,8 +269,8 @@ def compress(model, images, labels=None, names=None, batch=DEFAULT_BATCH, progre
     constriction = _constriction()
     family = constriction.stream.model.Categorical(perfect=False)
     encoder = constriction.stream.queue.RangeEncoder()
-    for mode, low, high in batches:
-        symbols, weights = _stream(mode, low, high, modes)
+    for mode, intervals in batches:
+        symbols, weights = _stream(mode, intervals, modes)
         encoder.encode(symbols, family, weights)
     words = encoder.get_compressed().astype('<u4').tobytes()
     return _pack(model, images, labels, names, batch, words, margin, modes)
@@ -290,6 +299,7 @@ def decompress(model, data, progress=None):
                          'computes in %s: load it with precision=%r'
                          % (header.precision, model.precision, header.precision))
     model.require_likelihood()
+    _check_precision(model)
     decoder = _constriction().stream.queue.RangeDecoder(
         np.frombuffer(words, '<u4').astype(np.uint32))
     height, width, _ = model.image_shape

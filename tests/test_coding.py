@@ -16,12 +16,17 @@ def random_params(p, m=5, channels=3, seed=0, spread=1.0):
     return logits, means, log_scales, coeffs
 
 
-def tables_of(params, mode, levels, margin=coding.DEFAULT_MARGIN):
-    """Every channel's decoder table (P, C, 256), fed the given levels."""
+MARGIN = coding.default_margin(1)
+
+
+def tables_of(params, mode, levels, margin=MARGIN):
+    """Every channel's two decoder tables (P, C, 2, 16): the groups, and the places in the
+    level's group; fed the given levels."""
     out = []
 
     def code(c, channel):
-        out.append(channel.table())
+        group = levels[:, c] // coding.GROUP
+        out.append(np.stack([channel.group_table(), channel.place_table(group)], 1))
         return levels[:, c]
 
     _, doubt = coding.code_pixels(params, mode, margin, code)
@@ -34,7 +39,7 @@ def cumulative(freq):
 
 
 @pytest.mark.parametrize('channels', [3, 1])
-def test_every_level_has_a_frequency_and_the_tables_sum_to_2_to_the_24(channels):
+def test_every_step_has_a_frequency_and_the_tables_sum_to_2_to_the_24(channels):
     p = 600
     params = random_params(p, channels=channels)
     levels = np.random.default_rng(1).integers(0, 256, (p, channels))
@@ -43,23 +48,24 @@ def test_every_level_has_a_frequency_and_the_tables_sum_to_2_to_the_24(channels)
     mode = np.arange(p) % 3  # FINE, COARSE, UNIFORM
     freq, _ = tables_of(params, mode, levels)
     assert freq.dtype == np.int64 and freq.min() >= 1
-    # One unit is left below level 0 and one above 255 (the encoder's three symbols).
+    # One unit is left below the first symbol and one above the last (the encoder's three).
     np.testing.assert_array_equal(freq.sum(-1), coding.TOTAL - 2)
-    np.testing.assert_array_equal(freq[mode == coding.UNIFORM].max(-1) - freq[
-        mode == coding.UNIFORM].min(-1) <= 1, True)
+    uniform = freq[mode == coding.UNIFORM]
+    assert (uniform.max(-1) - uniform.min(-1) <= 1).all()
 
 
 def test_the_encoders_intervals_are_the_decoders_tables():
     p = 800
     params = random_params(p, seed=2)
     levels = np.random.default_rng(3).integers(0, 256, (p, 3))
-    mode = coding.choose_modes(params, levels, coding.DEFAULT_MARGIN)
-    low, high = coding.encode_intervals(params, levels, mode, coding.DEFAULT_MARGIN)
+    mode, intervals = coding.encode(params, levels, MARGIN)
     freq, _ = tables_of(params, mode, levels)
-    cum = cumulative(freq)
-    rows = np.arange(p)[:, None]
-    np.testing.assert_array_equal(cum[rows, np.arange(3), levels], low)
-    np.testing.assert_array_equal(cum[rows, np.arange(3), levels + 1], high)
+    cum = cumulative(freq)  # (P, C, 2, 17)
+    rows, channels = np.arange(p)[:, None], np.arange(3)
+    for step, symbol in enumerate([levels // coding.GROUP, levels % coding.GROUP]):
+        np.testing.assert_array_equal(cum[rows, channels, step, symbol], intervals[..., step, 0])
+        np.testing.assert_array_equal(cum[rows, channels, step, symbol + 1],
+                                      intervals[..., step, 1])
 
 
 def test_parameters_that_differ_by_less_than_half_the_margin_give_the_same_tables():
@@ -68,10 +74,12 @@ def test_parameters_that_differ_by_less_than_half_the_margin_give_the_same_table
     p, margin = 3000, 1e-5
     params = random_params(p, seed=4)
     levels = np.random.default_rng(5).integers(0, 256, (p, 3))
-    mode = coding.choose_modes(params, levels, margin)
+    mode, _ = coding.encode(params, levels, margin)
     assert 0.01 < np.mean(mode != coding.FINE) < 0.9  # doubt occurs, and is resolved
     rng = np.random.default_rng(6)
-    moved = tuple(a + rng.uniform(-0.45, 0.45, a.shape) * margin for a in params)
+    moved = tuple(None if a is None else
+                  a + rng.uniform(-0.45, 0.45, a.shape) * margin * np.maximum(1, np.abs(a))
+                  for a in params)
     want, _ = tables_of(params, mode, levels, margin)
     got, doubt = tables_of(moved, mode, levels, margin)
     np.testing.assert_array_equal(got, want)
@@ -79,27 +87,26 @@ def test_parameters_that_differ_by_less_than_half_the_margin_give_the_same_table
     # Without the modes (every pixel FINE) the same move changes some tables: the test
     # can fail, and the modes are what keeps the tables equal.
     fine = np.zeros(p, np.int64)
-    assert (tables_of(moved, fine, levels, margin)[0] != tables_of(params, fine, levels,
-                                                                    margin)[0]).any()
+    assert (tables_of(moved, fine, levels, margin)[0] !=
+            tables_of(params, fine, levels, margin)[0]).any()
 
 
 def test_a_parameter_on_a_rounding_edge_puts_its_pixel_in_doubt():
-    params = random_params(1, m=1, seed=7)
-    logits, means, log_scales, coeffs = params
-    log_scales = np.full_like(log_scales, -3.0 + coding.GRIDS[0].log_scale / 2)  # an edge
+    logits, means, log_scales, coeffs = random_params(1, m=1, seed=7)
+    log_scales = np.full_like(log_scales, -3.0 + coding.GRIDS[coding.FINE].log_scale / 2)
     levels = np.array([[128, 128, 128]])
-    mode = coding.choose_modes((logits, means, log_scales, coeffs), levels, 1e-6)
+    mode, _ = coding.encode((logits, means, log_scales, coeffs), levels, 1e-6)
     assert mode[0] == coding.COARSE
 
 
 def test_the_tables_are_exact_numbers():
     weight, inv_scale, q_min, _, sigmoid = coding._tables()
-    assert weight[0, 0] == 1 << 20 and weight[0, 4] == round(2 ** 20 * np.exp(-1.0))  # step 1/4
+    assert weight[0, 0] == 1 << 18 and weight[0, 4] == round(2 ** 18 * np.exp(-1.0))  # step 1/4
     n = len(sigmoid) - 1
     assert sigmoid[n // 2] == 1 << 29  # sigmoid(0) = 1/2
     assert sigmoid[0] == 2 and sigmoid[-1] == (1 << 30) - 2  # sigmoid(-+20) in 2**-30
     assert (np.diff(sigmoid) >= 0).all()
-    assert inv_scale[0, -q_min[0]] == 1 << 16  # scale 1
+    assert inv_scale[0, -q_min[0]] == round(2 ** 24 / 255)  # scale 1
 
 
 def test_coding_costs_little_more_than_the_mixtures_own_probabilities():
@@ -111,9 +118,8 @@ def test_coding_costs_little_more_than_the_mixtures_own_probabilities():
     log_scales = rng.uniform(-4.5, -1.5, means.shape)
     params = logits, means, log_scales, coeffs
     levels = draw(params, rng)
-    mode = coding.choose_modes(params, levels, coding.DEFAULT_MARGIN)
-    low, high = coding.encode_intervals(params, levels, mode, coding.DEFAULT_MARGIN)
-    bits = -np.log2((high - low) / coding.TOTAL).sum()
+    mode, intervals = coding.encode(params, levels, MARGIN)
+    bits = -np.log2((intervals[..., 1] - intervals[..., 0]) / coding.TOTAL).sum()
     modes = -np.log2(coding.mode_frequencies(mode)[mode] / coding.TOTAL).sum()
     want = float_mixture_bits(params, levels)
     assert want < bits + modes <= 1.01 * want, (bits / want, modes / want)
@@ -139,29 +145,29 @@ def draw(params, rng):
 
 
 def test_intervals_and_tables_code_the_same_stream():
-    # The encoder codes each level as the middle of three symbols; the decoder decodes
-    # pixel by pixel, channel by channel, from whole tables: the same levels.
+    # The encoder codes each step as the middle of three symbols; the decoder decodes
+    # pixel by pixel, channel by channel, step by step, from whole tables: the same levels.
     import constriction
 
     p = 300
     params = random_params(p, seed=10)
     levels = np.random.default_rng(11).integers(0, 256, (p, 3))
-    mode = coding.choose_modes(params, levels, coding.DEFAULT_MARGIN)
-    low, high = coding.encode_intervals(params, levels, mode, coding.DEFAULT_MARGIN)
+    mode, intervals = coding.encode(params, levels, MARGIN)
     family = constriction.stream.model.Categorical(perfect=False)
     encoder = constriction.stream.queue.RangeEncoder()
-    encoder.encode(np.ones(3 * p, np.int32), family,
-                   coding.interval_weights(low, high).reshape(-1, 3).astype(np.float32))
+    encoder.encode(np.ones(6 * p, np.int32), family, coding.interval_weights(
+        intervals[..., 0], intervals[..., 1]).reshape(-1, 3).astype(np.float32))
     decoder = constriction.stream.queue.RangeDecoder(encoder.get_compressed())
 
     def decode(c, channel):
-        return decoder.decode(family, coding.table_weights(channel.table()).astype(
-            np.float32)) - 1
+        def step(freq):
+            return decoder.decode(family, coding.table_weights(freq).astype(np.float32)) - 1
+        group = step(channel.group_table())
+        return coding.GROUP * group + step(channel.place_table(group))
 
     decoded = np.stack([coding.code_pixels(tuple(None if a is None else a[i:i + 1]
                                                  for a in params), mode[i:i + 1],
-                                           coding.DEFAULT_MARGIN, decode)[0][0]
-                        for i in range(p)])
+                                           MARGIN, decode)[0][0] for i in range(p)])
     np.testing.assert_array_equal(decoded, levels)
 
 
