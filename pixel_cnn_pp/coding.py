@@ -394,7 +394,7 @@ def table_weights(freq):
 def mode_frequencies(mode):
     """The modes' frequencies (3,) from their counts: each at least 1, summing to 2**24,
     so that a file's modes cost about their entropy. Stored in the file."""
-    counts = np.bincount(np.asarray(mode, np.int64), minlength=MODES)[:MODES]
+    counts = np.bincount(np.asarray(mode, np.int64).reshape(-1), minlength=MODES)[:MODES]
     freq = (counts * (TOTAL - MODES)) // max(int(counts.sum()), 1) + 1
     freq[np.argmax(counts)] += TOTAL - freq.sum()
     return freq.astype(np.int64)

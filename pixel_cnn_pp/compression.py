@@ -52,6 +52,7 @@ MAGIC = b'PXPP'
 VERSION = 2
 LEVELS = mixture.LEVELS
 DEFAULT_BATCH = 16  # images coded together (one compiled loop run); stored in the file
+ENCODE_CHUNK = 64  # images in one forward pass of the encoder (speed only)
 PRECISIONS = ('float32',)  # what a file's parameters may be computed in (by its code)
 
 # magic, version, model digest, image digest, H, W, C, images, batch, classes,
@@ -116,8 +117,9 @@ def _forward(model):
         lambda x, h: model.forward(x, h), reduce_retracing=True, autograph=False))
 
 
-def _encode_batch(model, images, labels, margin):
-    """One batch's modes (n, H*W) and intervals (n, H*W, C, 2, 2) from one forward pass."""
+def _encode_images(model, images, labels, margin):
+    """The images' modes (n, H*W) and intervals (n, H*W, C, 2, 2), int32, from one forward
+    pass (an image's mixtures do not depend on the others': any chunk of images will do)."""
     n, (height, width, channels) = len(images), model.image_shape
     h = None if labels is None else model.one_hot(labels)
     out = _forward(model)(model.scale_images(images), h)
@@ -125,7 +127,8 @@ def _encode_batch(model, images, labels, margin):
     params = mixture.Mixture(*(None if a is None else a.numpy().reshape(
         (n * height * width,) + tuple(a.shape[3:])) for a in mix))
     mode, intervals = coding.encode(params, images.reshape(-1, channels), margin)
-    return mode.reshape(n, -1), intervals.reshape((n, height * width) + intervals.shape[1:])
+    return (mode.reshape(n, -1).astype(np.int32),
+            intervals.reshape((n, height * width) + intervals.shape[1:]).astype(np.int32))
 
 
 def _stream(mode, intervals, mode_freq):
@@ -133,7 +136,7 @@ def _stream(mode, intervals, mode_freq):
     each pixel, the n images' modes, then for each channel their groups, then their
     places in the group."""
     n, pixels, channels = intervals.shape[:3]
-    weights = np.empty((pixels, 1 + 2 * channels, n, 3), np.int64)
+    weights = np.empty((pixels, 1 + 2 * channels, n, 3), np.int64)  # symbols, in order
     weights[:, 0] = mode_freq - 1
     steps = coding.interval_weights(intervals[..., 0], intervals[..., 1])  # (n, HW, C, 2, 3)
     weights[:, 1:] = steps.reshape(n, pixels, 2 * channels, 3).transpose(1, 2, 0, 3)
@@ -258,19 +261,23 @@ def compress(model, images, labels=None, names=None, batch=DEFAULT_BATCH, progre
     if names is not None and len(names) != count:
         raise ValueError("'names' must hold one name per image (%d), got %d"
                          % (count, len(names)))
-    batches = []
-    for k, start in enumerate(range(0, count, batch)):
-        batches.append(_encode_batch(model, images[start:start + batch],
-                                     None if labels is None else labels[start:start + batch],
-                                     margin))
+    mode, intervals = [], []
+    for start in range(0, count, ENCODE_CHUNK):
+        stop = min(start + ENCODE_CHUNK, count)
+        m, i = _encode_images(model, images[start:stop],
+                              None if labels is None else labels[start:stop], margin)
+        mode.append(m)
+        intervals.append(i)
         if progress is not None:
-            progress((k + 1) * height, -(-count // batch) * height)
-    modes = coding.mode_frequencies(np.concatenate([b[0].reshape(-1) for b in batches]))
+            progress(stop * height // count, height)
+    mode, intervals = np.concatenate(mode), np.concatenate(intervals)
+    modes = coding.mode_frequencies(mode)
     constriction = _constriction()
     family = constriction.stream.model.Categorical(perfect=False)
     encoder = constriction.stream.queue.RangeEncoder()
-    for mode, intervals in batches:
-        symbols, weights = _stream(mode, intervals, modes)
+    for start in range(0, count, batch):  # the decoder's batches, in its order
+        symbols, weights = _stream(mode[start:start + batch], intervals[start:start + batch],
+                                   modes)
         encoder.encode(symbols, family, weights)
     words = encoder.get_compressed().astype('<u4').tobytes()
     return _pack(model, images, labels, names, batch, words, margin, modes)
