@@ -182,6 +182,28 @@ def _share(part, whole):
 # ------------------------------------------------------------------ one channel
 
 
+Rows = collections.namedtuple('Rows', 'mode steps uniform any_uniform')
+
+
+def rows_of(mode):
+    """What every channel of P pixels in `mode` (int64 (P,)) shares: their grids' steps
+    (P, 3), which are UNIFORM, whether any is."""
+    uniform = mode == UNIFORM
+    return Rows(mode, _STEPS[np.minimum(mode, COARSE)], uniform, bool(uniform.any()))
+
+
+def rounded_scales(log_scales, rows, margin):
+    """The log-scales (P, C, M) rounded: (inv, doubt), int64 and float64 (P, C, M): each
+    component's 2**24 / (255 scale), and the log-scale's distance to its rounding edge in
+    its allowance, margin * max(1, |log-scale|)."""
+    _, inv_table, q_min, q_max, _ = _tables()
+    log_scales = np.maximum(log_scales, mixture.LOG_SCALE_MIN)
+    g = np.minimum(rows.mode, COARSE)[:, None, None]  # UNIFORM rows: as COARSE, unused
+    q, d = _rounded(log_scales, rows.steps[:, 1, None, None])
+    inv = inv_table[g, np.clip(q, q_min[g], q_max[g]) - q_min[g]]
+    return inv, d / (margin * np.maximum(1.0, np.abs(log_scales)))
+
+
 class Channel:
     """One channel of P pixels, its parameters rounded: the integer CDF of its mixture.
 
@@ -189,8 +211,8 @@ class Channel:
       weights: int64 (P, M), the components' weights (`initial_weights`, or
         `posterior_weights` of the channel before).
       mean: float64 (P, M), the coupled means.
-      log_scale: float64 (P, M), clamped at mixture.LOG_SCALE_MIN.
-      mode: int64 (P,), FINE, COARSE or UNIFORM.
+      inv, scale_doubt: this channel's of `rounded_scales`, (P, M).
+      rows: `rows_of` the pixels' modes.
       margin: the file's margin; slack: float64 (P, M), the coupled means' allowance
         in margins (max(1, |mean|) + the magnitudes of the levels they are coupled to).
     Attributes:
@@ -198,20 +220,16 @@ class Channel:
         rounding edge, in its allowance (inf where nothing matters, and for UNIFORM).
     """
 
-    def __init__(self, weights, mean, log_scale, mode, margin, slack):
-        _, inv_table, q_min, q_max, _ = _tables()
-        self.weights, self.mode = weights, mode
-        g = np.minimum(mode, COARSE)[:, None]  # UNIFORM rows: computed as COARSE, unused
-        steps = _STEPS[g[:, 0]]  # (P, 3)
-        q_s, d_s = _rounded(log_scale, steps[:, 1:2])
-        self.inv = inv_table[g, np.clip(q_s, q_min[g], q_max[g]) - q_min[g]]  # (P, M)
+    def __init__(self, weights, mean, inv, scale_doubt, rows, margin, slack):
+        self.weights, self.inv, self.rows, self.mode = weights, inv, rows, rows.mode
         # The mean's grid: `mean` times the rounded scale, 2**24 / (255 inv) (IEEE division).
-        q_m, d_m = _rounded(mean, steps[:, 2:3] * ((1 << _FIX) / (255.0 * self.inv)))
-        self.mean_fixed = q_m * (steps[:, 2:3] * (1 << _FIX)).astype(np.int64)  # mean / scale
-        matters = (weights > 0) & (mode != UNIFORM)[:, None]
-        doubt = np.minimum(d_s / (margin * np.maximum(1.0, np.abs(log_scale))),
-                           d_m / (margin * slack))
-        self.doubt = np.where(matters, doubt, np.inf).min(-1)
+        step = rows.steps[:, 2:3]
+        q_m, d_m = _rounded(mean, step * ((1 << _FIX) / (255.0 * inv)))
+        self.mean_fixed = q_m * (step * (1 << _FIX)).astype(np.int64)  # mean / scale
+        doubt = np.where(weights > 0, np.minimum(scale_doubt, d_m / (margin * slack)), np.inf)
+        self.doubt = doubt.min(-1)
+        if rows.any_uniform:
+            self.doubt[rows.uniform] = np.inf
         self._mass = self._cdf = None
 
     def component_cdf(self, edge):
@@ -229,11 +247,15 @@ class Channel:
         256. UNIFORM rows: b times 2**30."""
         cdf = self.component_cdf(b - 1)
         mixed = np.einsum('pm,pme->pe', self.weights, cdf)
-        return np.where((self.mode == UNIFORM)[:, None], b << _CDF_BITS, mixed)
+        if self.rows.any_uniform:
+            mixed = np.where(self.rows.uniform[:, None], b << _CDF_BITS, mixed)
+        return mixed
 
     def total(self):
-        return np.where(self.mode == UNIFORM, LEVELS << _CDF_BITS,
-                        self.weights.sum(-1) << _CDF_BITS)
+        total = self.weights.sum(-1) << _CDF_BITS
+        if self.rows.any_uniform:
+            total = np.where(self.rows.uniform, LEVELS << _CDF_BITS, total)
+        return total
 
     def interval(self, level):
         """The encoder's view: the two steps' intervals, ((low, high) of the group, (low,
@@ -243,7 +265,8 @@ class Channel:
         cdf = self.component_cdf(edges - 1)  # (P, M, 4)
         self._mass = (level, cdf[..., 3] - cdf[..., 2])
         mixed = np.einsum('pm,pme->pe', self.weights, cdf)
-        mixed = np.where((self.mode == UNIFORM)[:, None], edges << _CDF_BITS, mixed)
+        if self.rows.any_uniform:
+            mixed = np.where(self.rows.uniform[:, None], edges << _CDF_BITS, mixed)
         total = self.total()
         first = (1 + group + _share(mixed[:, 0], total),
                  2 + group + _share(mixed[:, 1], total))
@@ -263,7 +286,8 @@ class Channel:
         cdf = self.component_cdf(b - 1)  # (P, M, 17)
         self._cdf = (group, cdf)
         mixed = np.einsum('pm,pme->pe', self.weights, cdf)
-        mixed = np.where((self.mode == UNIFORM)[:, None], b << _CDF_BITS, mixed)
+        if self.rows.any_uniform:
+            mixed = np.where(self.rows.uniform[:, None], b << _CDF_BITS, mixed)
         span = mixed[:, -1] - mixed[:, 0]
         cum = 1 + _PLACES + np.where(span[:, None] > 0, _share(
             mixed - mixed[:, :1], np.maximum(span, 1)[:, None]), (_PLACES * _SPAN) // GROUP)
@@ -291,14 +315,15 @@ def _within(span, place, low, high):
     return 1 + place + lo, 2 + place + hi
 
 
-def initial_weights(logits, mode, margin):
+def initial_weights(logits, rows, margin):
     """The first channel's component weights, int64 (P, M), and the logits' doubt (P,)."""
     weight_table = _tables()[0]
-    g = np.minimum(mode, COARSE)
-    q, d = _rounded(logits, _STEPS[g, 0][:, None])
+    q, d = _rounded(logits, rows.steps[:, 0:1])
     j = np.minimum(q.max(-1, keepdims=True) - q, weight_table.shape[1] - 1)
     doubt = (d / (margin * np.maximum(1.0, np.abs(logits)))).min(-1)
-    return weight_table[g[:, None], j], np.where(mode == UNIFORM, np.inf, doubt)
+    if rows.any_uniform:
+        doubt[rows.uniform] = np.inf
+    return weight_table[np.minimum(rows.mode, COARSE)[:, None], j], doubt
 
 
 def posterior_weights(channel, level):
@@ -331,16 +356,16 @@ def code_pixels(params, mode, margin, code):
     """
     logits, means, log_scales, coeffs = (None if a is None else np.asarray(a, np.float64)
                                          for a in params)
-    mode = np.asarray(mode, np.int64)
-    weights, doubt = initial_weights(logits, mode, margin)
+    rows = rows_of(np.asarray(mode, np.int64))
+    weights, doubt = initial_weights(logits, rows, margin)
+    inv, scale_doubt = rounded_scales(log_scales, rows, margin)
     levels, x = [], []
     for c in range(means.shape[1]):
         mean = mixture.couple(means[:, c], c, coeffs, x)  # green moved by red, blue by both
         # How far the coupled mean can be off: its own error and each coefficient's
         # times the level it multiplies (|coefficient| <= 1).
         slack = np.maximum(1.0, np.abs(means[:, c])) + sum(np.abs(v) for v in x)
-        channel = Channel(weights, mean, np.maximum(log_scales[:, c], mixture.LOG_SCALE_MIN),
-                          mode, margin, slack)
+        channel = Channel(weights, mean, inv[:, c], scale_doubt[:, c], rows, margin, slack)
         doubt = np.minimum(doubt, channel.doubt)
         level = np.asarray(code(c, channel), np.int64)
         levels.append(level)
