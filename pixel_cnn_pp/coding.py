@@ -38,10 +38,10 @@ the margin to a rounding edge knows that it is outside the guarantee and stops
 (`DoubtError`) instead of decoding on.
 
 What it costs (bench/compression.py measures it; tests/test_coding.py bounds it): the
-rounding moves each distribution a little (about 0.1% of the NLL for a 4-epoch model
-of the bundled patches at 3.9 bits/dim), and the modes cost their entropy plus the
-dearer codes of COARSE and UNIFORM pixels (about 0.6% there, at the margin 2**-18;
-half of that at 2**-19).
+rounding moves each distribution a little (about 0.2% of the NLL for a 10-epoch model
+of the bundled patches at 3.44 bits/dim), and the modes cost their entropy plus the
+dearer codes of COARSE and UNIFORM pixels (0.45% for a 10-epoch model at 3.44 bits/dim,
+at its default margin 2**-19; 0.8% at 2**-18).
 """
 
 import collections
@@ -83,13 +83,15 @@ class DoubtError(ValueError):
 
 
 def default_margin(nr_resnet):
-    """The margin for a network of `nr_resnet` blocks a level: 2**ceil(log2(2.5e-6 sqrt(n))).
+    """The margin for a network of `nr_resnet` blocks a level: 2**ceil(log2(1.25e-6 sqrt(n))).
 
-    Five times the largest relative difference measured between the forward pass and
-    the cached sampler (and with and without XLA): 7.6e-7 at (1, 32), so 2**-18;
-    1.7e-6 at the default (5, 160), so 2**-17. Float errors grow with the depth.
+    About two and a half times the largest relative difference measured between the
+    forward pass and the cached sampler, and with and without XLA (oneDNN on or off and
+    the thread count changed nothing here): 7.6e-7 at (1, 32), so 2**-19; 1.7e-6 at the
+    default (5, 160), so 2**-18. Float errors grow with the depth. A larger margin costs
+    bits (the modes), a smaller one risks a refusal on a machine that is further off.
     """
-    return float(2.0 ** np.ceil(np.log2(2.5e-6 * np.sqrt(nr_resnet))))
+    return float(2.0 ** np.ceil(np.log2(1.25e-6 * np.sqrt(nr_resnet))))
 
 
 def check_margin(margin):
