@@ -376,16 +376,24 @@ def code_pixels(params, mode, margin, code):
     return np.stack(levels, -1), doubt
 
 
-def encode(params, levels, margin):
+def encode(params, levels, margin, chunk=8192):
     """The encoder: every pixel's mode, int64 (P,), and its channels' intervals, int64
     (P, C, 2 steps, 2: low and high), each pixel in the first mode in which nothing that
-    matters is in doubt."""
+    matters is in doubt. Computed `chunk` pixels at a time (arrays that stay in the
+    CPU's caches: about twice as fast as all at once here; the results are the same)."""
     levels = np.asarray(levels, np.int64)
+    parts = [_encode_rows(mixture.Mixture(*(None if a is None else np.asarray(a)[s:s + chunk]
+                                            for a in params)), levels[s:s + chunk], margin)
+             for s in range(0, len(levels), chunk)]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _encode_rows(params, levels, margin):
     mode = np.full(len(levels), FINE, np.int64)
     out = np.zeros(levels.shape + (2, 2), np.int64)
     todo = np.arange(len(levels))
     for candidate in (FINE, COARSE, UNIFORM):
-        sub = mixture.Mixture(*(None if a is None else np.asarray(a)[todo] for a in params))
+        sub = mixture.Mixture(*(None if a is None else a[todo] for a in params))
         found = []
 
         def code(c, channel):
