@@ -60,7 +60,10 @@ def run_cells(line):
         machine += ', TensorFlow ' + line['tensorflow']
     if line.get('imported'):
         machine += ' (imported)'
-    return [line['date'][:10], machine, '`%s`' % line['command']]
+    command = '`%s`' % line['command']
+    if line.get('note'):
+        command += ' (%s)' % line['note']
+    return [line['date'][:10], machine, command]
 
 
 def train_throughput(line):

@@ -11,7 +11,8 @@ measured, so a table never needs a date or a machine typed by hand:
      "commit": "7d209cb", "figures": {...}}
 
 Lines carried over from figures measured before this file existed have "imported" (where
-they were written down) instead of "commit" and "cpu_flags".
+they were written down) instead of "commit", and may have a "note" (shown beside the
+command in the tables) and "conditions" (kept in the file only).
 
 This module imports no TensorFlow (the version is read from the installed package's
 metadata), so report.py and the tests can read the file without it.
