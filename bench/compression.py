@@ -6,7 +6,7 @@ encoding and decoding images/s, beside another checkout's codec in the same run.
     python3 bench/compression.py --train_dir runs/codec --images 200 --sizes_only
 
 The model: the latest checkpoint in --train_dir, or, when it holds none, one trained
-there first by CODEC_COMMAND (README, "Compression": 10 epochs of the bundled patches,
+there first by CODEC_COMMAND (10 epochs of the bundled patches,
 about 25 minutes on 2 cores). On the first --images bundled test patches (data/patches,
 32x32x3, never trained on) it reports, in bits/dim:
 

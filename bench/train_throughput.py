@@ -177,7 +177,7 @@ def main(argv):
     flops = forward_flops(PixelCNN(config, seed=0))
     jits = {'both': [False, True], 'off': [False], 'on': [True]}[FLAGS.jit]
     # Another precision is timed beside float32's step (this project's float32 step runs
-    # level with the original's: see the README).
+    # level with the original's: see docs/benchmarks.md).
     precisions = ['float32'] + ([FLAGS.precision] if FLAGS.precision != 'float32' else [])
     settings = [(p, jit) for p in precisions for jit in jits]
     peaks = {p: matmul_peak_flops(FLAGS.peak_size, precision=p) for p in precisions}
