@@ -22,10 +22,11 @@ def read(path):
 
 
 def repository_modules():
-    """Every .py file of the repository but the test files (tests/test_<name>.py tests <name>)."""
+    """Every .py file git tracks (every one below ROOT outside git) but the test files
+    (tests/test_<name>.py tests <name>)."""
     try:
-        listed = subprocess.run(['git', 'ls-files', '--cached', '--others', '--exclude-standard',
-                                 '*.py'], cwd=ROOT, capture_output=True, text=True, check=True,
+        listed = subprocess.run(['git', 'ls-files', '--cached', '*.py'], cwd=ROOT,
+                                capture_output=True, text=True, check=True,
                                 timeout=30).stdout.split()
     except (OSError, subprocess.SubprocessError):  # not a git checkout: walk the folders
         listed = []
