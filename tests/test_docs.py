@@ -108,6 +108,15 @@ def test_a_module_missing_from_the_layout_table_is_found():
     assert not_in_layout(without, repository_modules()) == ['pixel_cnn_pp/nn.py']
 
 
+def test_every_test_file_is_in_the_testing_table():
+    text = read('docs/testing.md').split('\n## The test files\n', 1)[1]
+    listed = set(m.group(1) for m in map(LAYOUT_ROW.match, text.splitlines()) if m)
+    files = set('tests/' + n for n in os.listdir(os.path.join(ROOT, 'tests'))
+                if re.match(r'test_\w+\.py$', n))
+    assert files - listed == set(), 'docs/testing.md does not list these test files'
+    assert listed - files == set(), 'docs/testing.md lists test files that do not exist'
+
+
 def test_readme_is_a_manual_of_at_most_250_lines():
     assert len(read('README.md').splitlines()) <= 250
 
