@@ -20,6 +20,7 @@ metadata), so report.py and the tests can read the file without it.
 
 import datetime
 import json
+import math
 import os
 import platform
 import subprocess
@@ -102,10 +103,22 @@ def describe_run(bench, figures, argv=None, now=None):
         figures=figures)
 
 
+def _finite(value):
+    """`value` with NaN and infinities as None (null), so that every line is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
 def record(bench, figures, path=RESULTS):
-    """Print the run's line and append it to the results file; returns the line (a dict)."""
-    line = describe_run(bench, figures)
-    text = json.dumps(line)
+    """Print the run's line and append it to the results file; returns the line (a dict).
+    A figure that is NaN (not measured) is written as null."""
+    line = _finite(describe_run(bench, figures))
+    text = json.dumps(line, allow_nan=False)
     print(text, flush=True)
     with open(path, 'a', encoding='utf-8') as f:
         f.write(text + '\n')

@@ -2,6 +2,7 @@
 file, the layout table against the modules, the README's length and words. No TensorFlow."""
 
 import copy
+import json
 import os
 import re
 import subprocess
@@ -74,6 +75,19 @@ def test_every_generated_table_row_names_its_date_machine_and_command():
         assert ('imported' in line) != ('commit' in line), line
     names = re.findall(r'^<!-- bench/report\.py: (\w+) -->$', read('docs/benchmarks.md'), re.M)
     assert sorted(names) == sorted(report.TABLES)
+
+
+def test_a_bench_run_appends_one_strict_json_line_naming_where_and_how(tmp_path, capsys):
+    path = str(tmp_path / 'results.jsonl')
+    results.record('sample_speed', {'results': [{'naive_warm_s': float('nan')}]}, path=path)
+    results.record('extensions', {'results': []}, path=path)
+    first, second = results.read(path)
+    assert capsys.readouterr().out.splitlines()[0] == json.dumps(first)
+    assert first['figures']['results'][0]['naive_warm_s'] is None
+    assert first['bench'] == 'sample_speed' and second['bench'] == 'extensions'
+    for key in ('date', 'machine', 'cpu_model', 'cpu_flags', 'python', 'command'):
+        assert key in first, key
+    assert first['command'].startswith('python3 ')
 
 
 def test_a_table_marker_without_its_end_is_refused():
