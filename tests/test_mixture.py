@@ -125,7 +125,7 @@ def _draw_levels(l, m, channels, n, seed):
     g = rng.uniform(1e-5, 1 - 1e-5, (n, m)).astype(np.float32)
     u = rng.uniform(1e-5, 1 - 1e-5, (n, channels)).astype(np.float32)
     x = mixture.draw(mixture.unpack(tf.constant(np.repeat(l, n, 0)), m, channels), g, u)
-    return np.clip(np.rint((x.numpy() + 1.0) * 127.5), 0, 255).astype(np.int64)
+    return mixture.to_level(x).numpy().astype(np.int64)
 
 
 def _assert_frequencies_match(counts, p, n):
@@ -189,3 +189,15 @@ def test_codec_probabilities_of_rgb_pixels_are_their_likelihood():
     likelihood = np.exp(log_p(l, LEVELS[levels], m))
     assert np.median(codec[:50]) > 1e-4  # the comparison covers likely pixels, not only tails
     np.testing.assert_allclose(codec, likelihood, rtol=2e-3, atol=1e-9)
+
+
+def test_levels_and_values_convert_both_ways_rounding_as_np_rint():
+    levels = np.arange(256, dtype=np.float32)
+    values = mixture.to_value(levels)
+    np.testing.assert_array_equal(values, mixture.LEVEL_VALUES.astype(np.float32))
+    np.testing.assert_array_equal(mixture.to_level(tf.constant(values)).numpy(), levels)
+    # The nearest level as np.rint finds it (half to even), clipped beyond [-1, 1].
+    x = np.random.default_rng(0).uniform(-1.1, 1.1, 10000).astype(np.float32)
+    want = np.clip(np.rint((x + np.float32(1.0)) * np.float32(127.5)), 0, 255)
+    assert want.min() == 0 and want.max() == 255
+    np.testing.assert_array_equal(mixture.to_level(tf.constant(x)).numpy(), want)
