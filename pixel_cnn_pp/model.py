@@ -31,6 +31,52 @@ def _generator(seed):
             else tf.random.Generator.from_non_deterministic_state())
 
 
+class _Maker:
+    """Creates a model's layers one after another: numbered per kind (nn.Namer), with weights
+    drawn from `rng`, listed in `created` (the creation order named_weights follows)."""
+
+    def __init__(self, rng, created):
+        self.namer, self.rng, self.created = nn.Namer(), rng, created
+
+    def add(self, item):
+        self.created.append(item)
+        return item
+
+    def __call__(self, cls, *args, **kwargs):
+        return self.add(cls(self.namer, *args, rng=self.rng, **kwargs))
+
+    def pairs(self, specs):
+        """The gated resnets of network.Pairs (u, then ul), options from the description; a
+        block's auxiliary input has F channels per value it names."""
+        def block(options, aux):
+            return self(nn.GatedResnet, aux_channels=options['num_filters'] * len(aux), **options)
+        return tuple(p._replace(u=block(p.u, p.u_aux), ul=block(p.ul, p.ul_aux)) for p in specs)
+
+
+class _ForwardPairs:
+    """Runs a forward pass's gated resnet pairs (network.Pair): a u block, then a ul block,
+    each given the auxiliary input its pair names; numbers the blocks in order (the dropout
+    seed of block k folds k into the pass's seed) and reports progress after each."""
+
+    def __init__(self, net, h, get, init, dropout_p, seed, progress):
+        self.h, self.get, self.init, self.dropout_p, self.seed = h, get, init, dropout_p, seed
+        self.progress, self.done = progress, 0
+        self.total = 2 * sum(len(level.up) + len(level.down) for level in net.levels)
+
+    def __call__(self, p, u, ul, u_skips=None, ul_skips=None):
+        u = self._block(p.u, u, network.auxiliary(p.u_aux, skips=u_skips))
+        return u, self._block(p.ul, ul, network.auxiliary(p.ul_aux, u, ul_skips))
+
+    def _block(self, block, x, a):
+        self.done += 1
+        seed = (None if self.dropout_p <= 0
+                else tf.random.experimental.stateless_fold_in(self.seed, self.done))
+        out = block(x, a, self.h, self.get, self.init, self.dropout_p, seed)
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+        return out
+
+
 class PixelCNN(tf.Module):
     """PixelCNN++: an autoregressive model of images with an exact likelihood.
 
@@ -92,75 +138,61 @@ class PixelCNN(tf.Module):
         rng, ext_rng = _generator(seed), _generator(None if seed is None else seed + 1)
         # Every layer in creation order, and the network view (not tracked by tf.Module).
         self._layers = types.SimpleNamespace(created=[], network=None)
-        self._build(c, nn.Namer(), rng, ext_rng)
+        self._build(c, rng, ext_rng)
         self._compiled = types.SimpleNamespace(functions={})  # not tracked by tf.Module
 
-    def _build(self, c, namer, rng, ext_rng):
-        """Every layer network.describe(c) lays out, created in the original's order.
-
-        The lists up_blocks, up_strided, nl_blocks (finest first), down_blocks, down_strided
-        (coarsest first) are what our checkpoints name; `network` gives the same layers by
-        resolution.
-        """
-        F = c.nr_filters
+    def _build(self, c, rng, ext_rng):
+        """Every layer network.describe(c) lays out, created in the original's order."""
+        F, make = c.nr_filters, _Maker(rng, self._layers.created)
         # The channels network_input gives (the image, then what is known up front).
         in_channels = self.network_input(tf.zeros((1,) + c.image_shape)).shape[-1]
-
-        def created(item):
-            self._layers.created.append(item)
-            return item
-
-        def layer(cls, *args, **kwargs):
-            return created(cls(namer, *args, rng=rng, **kwargs))
-
-        def pairs(specs):  # a block's auxiliary input: F channels per value it names
-            return tuple(p._replace(
-                u=created(nn.GatedResnet(namer, aux_channels=F * len(p.u_aux), rng=rng, **p.u)),
-                ul=created(nn.GatedResnet(namer, aux_channels=F * len(p.ul_aux), rng=rng, **p.ul)))
-                for p in specs)
-
-        u_init = layer(nn.DownShiftedConv2d, in_channels, F, (2, 3))
-        ul_init_down = layer(nn.DownShiftedConv2d, in_channels, F, (1, 3))
-        ul_init_right = layer(nn.DownRightShiftedConv2d, in_channels, F, (2, 1))
-        self.u_init, self.ul_init_down, self.ul_init_right = u_init, ul_init_down, ul_init_right
-        levels = list(network.describe(c))
-        self.up_blocks, self.up_strided, self.nl_blocks = [], [], []
-        for l, level in enumerate(levels):  # the up pass, finest first
-            up = pairs(level.up)
-            self.up_blocks.append([(p.u, p.ul) for p in up])
-            block = None
-            if level.attention is not None:
-                block = created(attention.CausalSelfAttention(
-                    'nonlocal_%d' % len(self.nl_blocks), rng=ext_rng, **level.attention))
-                self.nl_blocks.append(block)
-            strided = None
-            if level.downsample is not None:  # into the next level
-                strided = (layer(nn.DownShiftedConv2d, F, F, stride=(2, 2)),
-                           layer(nn.DownRightShiftedConv2d, F, F, stride=(2, 2)))
-                self.up_strided.append(strided)
-            levels[l] = level._replace(up=up, attention=block, downsample=strided)
-        self.down_blocks, self.down_strided = [], []
-        for l, level in reversed(list(enumerate(levels))):  # the down pass, coarsest first
-            down = pairs(level.down)
-            self.down_blocks.append([(p.u, p.ul) for p in down])
-            strided = None
-            if level.upsample is not None:  # into the level before
-                strided = (layer(nn.DownShiftedDeconv2d, F, F, stride=(2, 2)),
-                           layer(nn.DownRightShiftedDeconv2d, F, F, stride=(2, 2)))
-                self.down_strided.append(strided)
-            levels[l] = level._replace(down=down, upsample=strided)
+        self.u_init = make(nn.DownShiftedConv2d, in_channels, F, (2, 3))
+        self.ul_init_down = make(nn.DownShiftedConv2d, in_channels, F, (1, 3))
+        self.ul_init_right = make(nn.DownRightShiftedConv2d, in_channels, F, (2, 1))
+        levels = self._build_levels(network.describe(c), F, make, ext_rng)
         out = None
         if c.energy_distance:
             # The original's -ed head: noise-fed 1x1 layers giving image samples.
-            self.ed_head = [layer(nn.Dense, F, ED_WIDTH),
-                            layer(nn.Dense, ED_NOISE_CHANNELS, ED_WIDTH),
-                            layer(nn.Dense, 2 * ED_WIDTH, ED_WIDTH),
-                            layer(nn.Dense, 2 * ED_WIDTH, c.image_shape[-1], init_scale=0.1)]
+            self.ed_head = [make(nn.Dense, F, ED_WIDTH),
+                            make(nn.Dense, ED_NOISE_CHANNELS, ED_WIDTH),
+                            make(nn.Dense, 2 * ED_WIDTH, ED_WIDTH),
+                            make(nn.Dense, 2 * ED_WIDTH, c.image_shape[-1], init_scale=0.1)]
         else:
-            out = self.out = layer(nn.Dense, F,
-                                   mixture.output_channels(c.image_shape[-1], c.nr_logistic_mix))
-        self._layers.network = network.Network(u_init, ul_init_down, ul_init_right,
-                                               tuple(levels), out)
+            out = self.out = make(nn.Dense, F,
+                                  mixture.output_channels(c.image_shape[-1], c.nr_logistic_mix))
+        self._layers.network = network.Network(self.u_init, self.ul_init_down,
+                                               self.ul_init_right, levels, out)
+
+    def _build_levels(self, levels, F, make, ext_rng):
+        """The levels' layers (the description's Levels with the layers in place): the up pass
+        finest first (pairs, attention, stride-2 convs down), then the down pass coarsest first
+        (pairs, stride-2 deconvs up). The lists up_blocks, up_strided, nl_blocks (finest
+        first), down_blocks and down_strided (coarsest first) are what our checkpoints name.
+        """
+        levels = list(levels)
+        self.up_blocks, self.up_strided, self.nl_blocks = [], [], []
+        for l, level in enumerate(levels):
+            up, block, strided = make.pairs(level.up), None, None
+            self.up_blocks.append([(p.u, p.ul) for p in up])
+            if level.attention is not None:
+                block = make.add(attention.CausalSelfAttention(
+                    'nonlocal_%d' % len(self.nl_blocks), rng=ext_rng, **level.attention))
+                self.nl_blocks.append(block)
+            if level.downsample is not None:  # into the next level
+                strided = (make(nn.DownShiftedConv2d, F, F, stride=(2, 2)),
+                           make(nn.DownRightShiftedConv2d, F, F, stride=(2, 2)))
+                self.up_strided.append(strided)
+            levels[l] = level._replace(up=up, attention=block, downsample=strided)
+        self.down_blocks, self.down_strided = [], []
+        for l, level in reversed(list(enumerate(levels))):
+            down, strided = make.pairs(level.down), None
+            self.down_blocks.append([(p.u, p.ul) for p in down])
+            if level.upsample is not None:  # into the level before
+                strided = (make(nn.DownShiftedDeconv2d, F, F, stride=(2, 2)),
+                           make(nn.DownRightShiftedDeconv2d, F, F, stride=(2, 2)))
+                self.down_strided.append(strided)
+            levels[l] = level._replace(down=down, upsample=strided)
+        return tuple(levels)
 
     @property
     def config(self):
@@ -208,8 +240,6 @@ class PixelCNN(tf.Module):
         """The trainable variables in the original's creation order."""
         return [v for _, v in self.named_weights()]
 
-    # Over 60 lines with its docstring: the up and down pass stay in one piece, to be
-    # read against Figure 2 of the paper.
     def forward(self, x, h=None, get=nn.identity, init=False, dropout_p=0.0, seed=None,
                 progress=None, compute_dtype=None):
         """The network: mixture parameters at every pixel.
@@ -231,27 +261,8 @@ class PixelCNN(tf.Module):
           float (B, H, W, 10*M) for RGB, (B, H, W, 3*M) for one channel; with
           energy_distance, a list of ED_SAMPLES samples (B, H, W, C) in [-1, 1].
         """
-        block_index = [0]
-
-        def block_seed():
-            block_index[0] += 1
-            if dropout_p <= 0:
-                return None
-            return tf.random.experimental.stateless_fold_in(seed, block_index[0])
-
         net = self.network
-        total_blocks = 2 * sum(len(level.up) + len(level.down) for level in net.levels)
-
-        def gr(block, x, a=None):
-            out = block(x, a, h, get, init, dropout_p, block_seed())
-            if progress is not None:
-                progress(block_index[0], total_blocks)
-            return out
-
-        def pair(p, u, ul, u_skips=None, ul_skips=None):  # a u block, then a ul block
-            u = gr(p.u, u, network.auxiliary(p.u_aux, skips=u_skips))
-            return u, gr(p.ul, ul, network.auxiliary(p.ul_aux, u, ul_skips))
-
+        pair = _ForwardPairs(net, h, get, init, dropout_p, seed, progress)
         dtype = tf.float32 if init else (compute_dtype or self.compute_dtype)
         # Every layer computes in its input's dtype: casting the input sets the precision.
         x_pad = tf.cast(self.network_input(x), dtype)
