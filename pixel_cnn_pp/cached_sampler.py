@@ -93,7 +93,7 @@ class CachedSampler:
     through pixel_cnn_pp.sampling (`sample`, `complete`), which draws the random
     numbers and spreads images over devices.
 
-    What it reads of the model: `network` (the layers by resolution, model.Network),
+    What it reads of the model: `network` (the layers by resolution, network.Network),
     `network_input`, `image_shape`, `nr_logistic_mix`, `compute_dtype`, `energy_distance`,
     `check_labels` and `one_hot`.
 
@@ -131,8 +131,8 @@ class CachedSampler:
         self._x = state.positions((height + 2) * (width + 2), n, net.u_init.V.shape[2])
         self._u_init = (net.u_init, state.weights(net.u_init.kernel))
         self._ul_init_down = (net.ul_init_down, state.weights(net.ul_init_down.kernel))
-        # The [2, 1] conv at one position: its whole window is known, one product.
-        def whole(get):
+
+        def whole(get):  # the [2, 1] conv at one position: its window is known, one product
             rows, b = net.ul_init_right.kernel_rows(get)
             return tf.concat(rows, 0), b
         self._ul_init_right = (net.ul_init_right, state.weights(whole))
@@ -149,15 +149,18 @@ class CachedSampler:
     def _level(self, state, level, height, width):
         """A network.Level with the sampler's forms of its layers in place."""
         n = self.n
-        return level._replace(
-            up=[Pair(state, p, n, width) for p in level.up],
-            down=[Pair(state, p, n, width) for p in level.down],
-            attention=level.attention and Attention(state, level.attention, n, height, width),
-            downsample=level.downsample and (
-                RowConv(state, level.downsample[0], n, width),
-                PixelConv(state, level.downsample[1], n, width, stride=2)),
-            upsample=level.upsample and (RowDeconv(state, level.upsample[0], n, width),
-                                         PixelDeconv(state, level.upsample[1], n, width)))
+        up, down = ([Pair(state, p, n, width) for p in pairs] for pairs in (level.up, level.down))
+        attention = downsample = upsample = None
+        if level.attention is not None:
+            attention = Attention(state, level.attention, n, height, width)
+        if level.downsample is not None:
+            downsample = (RowConv(state, level.downsample[0], n, width),
+                          PixelConv(state, level.downsample[1], n, width, stride=2))
+        if level.upsample is not None:
+            upsample = (RowDeconv(state, level.upsample[0], n, width),
+                        PixelDeconv(state, level.upsample[1], n, width))
+        return level._replace(up=up, down=down, attention=attention, downsample=downsample,
+                              upsample=upsample)
 
     def _run_inputs(self, state, nr_mix):
         """Per run: the random numbers, the pixels given (image completion) and which are
@@ -179,8 +182,8 @@ class CachedSampler:
         x = tf.reshape(x, [self.n, 2, padded, -1])  # image rows r-2, r-1, padded
         (u_init, u_kernel), (ul_init_down, ul_kernel) = self._u_init, self._ul_init_down
         u = nn.down_shift_row(u_init.row(x[:, :1], x[:, 1], u_kernel), r)
-        self._ul_down_row.assign_row(nn.down_shift_row(ul_init_down.row(None, x[:, 1], ul_kernel),
-                                                       r))
+        ul_down = ul_init_down.row(None, x[:, 1], ul_kernel)  # the [1, 3] conv of row r - 1
+        self._ul_down_row.assign_row(nn.down_shift_row(ul_down, r))
         self._u_level(0, r, u)
 
     def _u_level(self, l, i, u):

@@ -177,6 +177,7 @@ class PixelConv:
         if (kh, kw) != (2, 2) or layer.stride[1:3] != [stride, stride]:
             raise NotImplementedError('the cached sampler expects a [2, 2] kernel, got [%d, %d]'
                                       % (kh, kw))
+
         def rows(get):  # the kernel's upper row, its lower row, the bias
             (above, here), b = layer.kernel_rows(get)
             return above, here, b

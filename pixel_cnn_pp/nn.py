@@ -183,6 +183,8 @@ class Conv2d(_WeightNorm):
         ((k * kw * in, F)). An output is a sum over its window's rows, so rows known early
         may be multiplied early and the rest added later (b, the bias, only once).
         """
+        # `@`, not tf.matmul: the two name the op differently, and TensorFlow's graph
+        # optimisation of the cached sampler then differs in the last bit; `@` keeps it.
         out = window @ cast(W, window.dtype)
         return out if b is None else out + cast(b, window.dtype)
 
