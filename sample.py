@@ -174,9 +174,10 @@ def grid_label(args, prefix, test_bpd=None, test_count=None):
                                          else None) + ['seed %d' % args.seed]
 
 
-def evaluate(args, model):
-    """Test bits/dim of the model on --data_set (the first --eval_images images, or all)."""
-    from pixel_cnn_pp import bits_per_dim
+def evaluate(args, model, devices):
+    """Test bits/dim of the model on --data_set (the first --eval_images images, or all),
+    the images split over `devices`."""
+    from pixel_cnn_pp import bits_per_dim, scoring
     from pixel_cnn_pp.progress import Progress, download_display
 
     opts = loader_options(args.data_set, args.image_size, args.download, download_display)
@@ -191,8 +192,10 @@ def evaluate(args, model):
     images, labels = test.data, test.labels if model.num_classes else None
     count = len(images) if not args.eval_images else min(args.eval_images, len(images))
     display = Progress('evaluating', count, unit='images')
-    nats = model.nll(images[:count], None if labels is None else labels[:count],
-                     batch_size=args.batch_size, progress=lambda done, _: display.update(done))
+    nats = scoring.nll_on_devices(model, images[:count],
+                                  None if labels is None else labels[:count], devices,
+                                  batch_size=args.batch_size,
+                                  progress=lambda done, _: display.update(done))
     display.close()
     return float(bits_per_dim(nats.mean(), model.image_shape)), count
 
@@ -234,7 +237,8 @@ def _load_and_draw(args):
     print('loaded %s (%s%s)' % (prefix, model.describe(),
                                 ', Polyak averages' if args.use_ema else ', raw weights'))
     if args.score:  # bits/dim per image and heatmaps, not samples (pixel_cnn_pp/scoring.py)
-        return scoring.score_files(model, args.score, args.output, args.labels, args.batch_size)
+        return scoring.score_files(model, args.score, args.output, args.labels, args.batch_size,
+                                   devices=devices)
     per_image, bpd, count = args.num_samples, None, None
     if args.complete:
         originals, known_rows = read_completion_inputs(args, model)
@@ -245,7 +249,7 @@ def _load_and_draw(args):
     else:
         labels = choose_labels(args, model, per_image)
     if args.eval:
-        bpd, count = evaluate(args, model)
+        bpd, count = evaluate(args, model, devices)
         print('test bits/dim: %.4f (%d %s test images)' % (bpd, count, args.data_set))
     start, display = time.perf_counter(), Progress('sampling', unit='rows')
     common = dict(labels=labels, seed=args.seed, method=args.method, progress=display,

@@ -102,6 +102,7 @@ def test_long_names_parse_with_equals():
     (['-o', ''], '--save_dir'),
     (['-i', ''], '--data_dir'),
     (['--worker_timeout', '-1'], '--worker_timeout'),
+    (['--worker_port', '70000'], '--worker_port'),
 ])
 def test_bad_value_is_refused_naming_the_flag(argv, names):
     with pytest.raises(absl_flags.Error, match=names):
@@ -152,6 +153,7 @@ def _help(script, flag='--help'):
 
 
 TRAINING_ONLY_FLAGS = ['--learning_rate', '--lr_decay', '--save_steps', '--multi_worker',
+                       '--worker_port',
                        '--focal_loss', '--save_interval', '--max_epochs', '--load_params',
                        '--keep_checkpoints', '--polyak_decay', '--dropout_p']
 

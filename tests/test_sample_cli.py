@@ -209,15 +209,16 @@ def test_complete_refuses_bad_images_and_rows(cli, conditional_run, tmp_path, ma
 
 
 def test_nr_gpu_splits_the_images_over_logical_cpu_towers(conditional_run, tmp_path):
-    """sample.py --nr_gpu 2 on a machine without GPUs: two towers, the images of one."""
+    """sample.py --nr_gpu 8 on a machine without GPUs, 3 images: one on each of three towers
+    (an 8-GPU machine's default), the images of one."""
     env = dict(os.environ, CUDA_VISIBLE_DEVICES='')
     out = tmp_path / 'two'
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, 'sample.py'), '--checkpoint', conditional_run,
-         '--nr_gpu', '2', '--num_samples', '3', '-s', '5', '--output', str(out)],
+         '--nr_gpu', '8', '--num_samples', '3', '-s', '5', '--output', str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert 'no GPU visible: 2 towers on 2 logical CPU devices' in result.stdout
+    assert 'no GPU visible: 8 towers on 8 logical CPU devices' in result.stdout
     model = pixel_cnn_pp.load_checkpoint(conditional_run)
     with np.load(str(out) + '.npz') as f:
         np.testing.assert_array_equal(f['samples'], model.sample(3, [0, 1, 2], seed=5))

@@ -162,8 +162,6 @@ def test_bad_arguments_are_refused():
             sampling.sample(unconditional, n)
     with pytest.raises(ValueError, match="'method' must be one of"):
         sampling.sample(unconditional, 1, method='fastest')
-    with pytest.raises(ValueError, match="'devices' lists 3 devices for 2 images"):
-        sampling.sample(unconditional, 2, devices=['/cpu:0'] * 3)
     with pytest.raises(ValueError, match="'devices' must be a non-empty list"):
         sampling.sample(unconditional, 2, devices='/cpu:0')
     for seed in (-1, 'abc', 1.5, True):
@@ -243,8 +241,8 @@ _TOWERS = """
     import json
     import numpy as np
     from pixel_cnn_pp import distribute
-    devices = distribute.configure_devices(2)
-    from pixel_cnn_pp import nn, sampling
+    devices = distribute.configure_devices(8)[:2]
+    from pixel_cnn_pp import nn, sampling, scoring
     from tests.conftest import random_images
     from tests.test_attention import scramble_attention
     from tests.test_model import tiny_model
@@ -270,11 +268,32 @@ _TOWERS = """
     samplers = [model.compiled(('cached_sampler', n, nn.identity, False, device), None)
                 for n, device in zip((3, 2), devices)]
     out['placed'] = sorted(s._x.var.device.split('/')[-1] for s in samplers)
+    # An 8-GPU machine's default (every device) for 4 images, and for one image completed:
+    # at most one device per image.
+    eight = ['/cpu:%d' % i for i in range(8)]
+    used = []
+    real_split = distribute.split_over_devices
+    distribute.split_over_devices = lambda n, devices, work: real_split(
+        n, devices, lambda k, index, device: used.append((device, len(index))) or work(
+            k, index, device))
+    four = sampling.sample(model, 4, labels[:4], seed=9, devices=eight, method='naive')
+    out['four_vs_one'] = assert_differences_start_at_ties(
+        model, sampling.sample(model, 4, labels[:4], seed=9, method='naive'), four, 9, labels[:4])
+    one_completed = sampling.complete(model, given[:1], 4, labels[:1], seed=9, devices=eight,
+                                      method='naive')
+    out['used'] = sorted(u for u in used if u[0])  # not the one-device run (None)
+    distribute.split_over_devices = real_split
+    out['completed_one'] = one_completed.shape[0]
+    # Likelihoods spread the same way: each image's NLL as on one device.
+    images = random_images(11, (8, 8, 3), seed=4)
+    spread = scoring.nll_on_devices(model, images, np.arange(11) % 2, eight, batch_size=2)
+    whole = model.nll(images, np.arange(11) % 2)
+    out['nll_rel_error'] = float(np.abs(spread - whole).max() / np.abs(whole).max())
     print(json.dumps(out))
 """
 
 
-def test_two_towers_draw_the_images_of_one():
+def test_two_towers_draw_the_images_of_one_and_eight_devices_draw_four():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=ROOT)
     result = subprocess.run([sys.executable, '-c', textwrap.dedent(_TOWERS)], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=600)
@@ -286,3 +305,9 @@ def test_two_towers_draw_the_images_of_one():
     for name in ('fast', 'xla', 'naive', 'completion_vs_one'):
         assert len(out[name]) <= 1, '%s: images %s differ from one tower' % (name, out[name])
     assert out['completion_keeps_rows']
+    # 4 images on 8 devices: drawn on the first 4, one each, as on one device; one image
+    # completed on 8 devices: one device.
+    assert [tuple(u) for u in out['used']] == sorted(
+        [('/cpu:%d' % i, 1) for i in range(4)] + [('/cpu:0', 1)]), out['used']
+    assert len(out['four_vs_one']) <= 1 and out['completed_one'] == 1
+    assert out['nll_rel_error'] < 1e-5  # float32 sums over other batches
