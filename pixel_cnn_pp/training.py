@@ -61,6 +61,19 @@ MIN_LOSS_SCALE = 2.0 ** -14
 LOSS_SCALE_GROWTH = 2000
 
 
+def _check_arguments(batch_size, learning_rate, lr_decay, focal_gamma):
+    """Trainer's numeric arguments, or a ValueError naming the first that is not valid."""
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError('batch_size must be a positive integer (images per tower); got %r'
+                         % (batch_size,))
+    if not learning_rate > 0:
+        raise ValueError('learning_rate must be > 0; got %r' % (learning_rate,))
+    if not 0 < lr_decay <= 1:
+        raise ValueError('lr_decay must be in (0, 1]; got %r' % (lr_decay,))
+    if focal_gamma < 0:
+        raise ValueError('focal_gamma must be >= 0; got %r' % (focal_gamma,))
+
+
 class Trainer:
     """The model, its optimizer and averages, and compiled train/test steps over towers.
 
@@ -88,15 +101,7 @@ class Trainer:
     def __init__(self, strategy, config, batch_size, learning_rate=1e-3,
                  lr_decay=0.999995, polyak_decay=0.9995, focal_gamma=0.0, seed=1,
                  jit_compile=False, precision='float32', eval_precision='float32'):
-        if int(batch_size) != batch_size or batch_size < 1:
-            raise ValueError('batch_size must be a positive integer (images per tower); got %r'
-                             % (batch_size,))
-        if not learning_rate > 0:
-            raise ValueError('learning_rate must be > 0; got %r' % (learning_rate,))
-        if not 0 < lr_decay <= 1:
-            raise ValueError('lr_decay must be in (0, 1]; got %r' % (lr_decay,))
-        if focal_gamma < 0:
-            raise ValueError('focal_gamma must be >= 0; got %r' % (focal_gamma,))
+        _check_arguments(batch_size, learning_rate, lr_decay, focal_gamma)
         self.strategy = strategy
         self.towers = strategy.num_replicas_in_sync
         self.batch_size = int(batch_size)
