@@ -1,12 +1,17 @@
 """What train.py, sample.py and compress.py share around their run(): one main() for absl.app.run.
 
 Not in flags.py (which only defines flags) nor in the library (which never reads the
-command line).
+command line, and whose import changes nothing in the process). Here too: TensorFlow
+imported without its start-up notices (`import_tensorflow_quietly`), as the scripts'
+first step.
 """
 
 import contextlib
+import os
+import re
 import signal
 import sys
+import tempfile
 
 from absl import flags as absl_flags
 from absl import logging
@@ -22,7 +27,8 @@ class SignalStop(Exception):
 
 def main_for(program, arguments_from_flags, run, errors=(ValueError, FileNotFoundError),
              stop_on_signals=False):
-    """An absl main(argv): refuse stray arguments, quiet TF's INFO logging, run, report errors.
+    """An absl main(argv): refuse stray arguments, read the flags, import TensorFlow quietly
+    (`import_tensorflow_quietly`; its INFO logging too), run, report errors.
 
     An error of a class in `errors` is one line `<program>: error: <message>` and exit 1
     (no traceback: the message says what to do). With stop_on_signals, SIGTERM and
@@ -38,7 +44,8 @@ def main_for(program, arguments_from_flags, run, errors=(ValueError, FileNotFoun
         if not absl_flags.FLAGS['verbosity'].present:
             logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines are noise here
         try:
-            args = arguments_from_flags()
+            args = arguments_from_flags()  # imports no TensorFlow: a refused flag answers at once
+            import_tensorflow_quietly()  # before anything of ours imports it
             with _signals_stop(stop_on_signals):
                 run(args)
         except errors as e:
@@ -104,3 +111,93 @@ def use_help(overrides):
         absl_flags.FLAGS[name].help = text
         if default is not None:
             absl_flags.FLAGS.set_default(name, default)
+
+
+
+# ------------------------------------------------------------- TensorFlow's start-up lines
+
+LEVEL_ENV = 'TF_CPP_MIN_LOG_LEVEL'
+DEFAULT_LEVEL = 2  # TensorFlow's own INFO and WARNING lines are noise to a user of the scripts
+# The notices of a CPU-only start (no GPU driver, oneDNN and CPU-instruction notes, CUDA
+# plug-in registration): a user reads "E" as an error. Hidden unless the user set a level.
+_NOTICES = re.compile(
+    r'All log messages before absl::InitializeLog|oneDNN custom operations are on'
+    r'|cudart_stub|Could not find cuda drivers|failed call to cuInit|cpu_feature_guard'
+    r'|To enable the following instructions|rebuild TensorFlow with the appropriate compiler'
+    r'|Unable to register cu(DNN|FFT|BLAS) factory|computation placer already registered'
+    r'|TF-TRT Warning|cuda_executor|Skipping registering GPU devices')
+# TensorFlow's log prefix ("E0000 00:00:1796424601.042122    4399 cuda_platform.cc:52] "),
+# whose letter is the severity on TF_CPP_MIN_LOG_LEVEL's scale: INFO 0 ... FATAL 3.
+_LOG_PREFIX = re.compile(r'^([IWEF])\d{4} [\d:. ]+\S+\.cc:\d+\] ')
+_SEVERITIES = 'IWEF'
+# Lines without the prefix that it writes at start-up, and the severity of each.
+_UNPREFIXED = ((re.compile(r'^WARNING: All log messages before absl::InitializeLog'), 1),
+               (re.compile(r'^To enable the following instructions'), 0))
+
+
+def startup_lines_kept(lines, level):
+    """The captured start-up `lines` to pass on to stderr at TF_CPP_MIN_LOG_LEVEL `level`
+    (the user's value, a string, or None if unset).
+
+    TensorFlow writes some lines before its logging reads the variable, so it does not
+    hide them itself: a line whose severity is below the level is left out here, as
+    TensorFlow leaves out its later ones. Unset, the level is DEFAULT_LEVEL and the
+    known notices of a CPU-only start go too (the "failed call to cuInit" error among
+    them). Lines that are not TensorFlow's log lines are kept.
+    """
+    try:
+        minimum = int(level) if level is not None else DEFAULT_LEVEL
+    except ValueError:
+        minimum = 0  # not a number: TensorFlow hides nothing then either
+    kept = []
+    for line in lines:
+        match = _LOG_PREFIX.match(line)
+        severity = _SEVERITIES.index(match.group(1)) if match else next(
+            (s for pattern, s in _UNPREFIXED if pattern.match(line)), None)
+        if line and not (severity is not None and severity < minimum) and not (
+                level is None and _NOTICES.search(line)):
+            kept.append(line)
+    return kept
+
+
+def import_tensorflow_quietly():
+    """Import TensorFlow (and look for GPUs) with its start-up lines filtered by the level.
+
+    The scripts' first step, before anything else imports TensorFlow: TF_CPP_MIN_LOG_LEVEL
+    defaults to DEFAULT_LEVEL in this process, and file descriptor 2 is captured while
+    TensorFlow loads, so that its early lines, which it writes whatever the variable
+    says, are filtered as `startup_lines_kept` says. What they say about a missing GPU
+    goes to pixel_cnn_pp.distribute, which quotes it when GPUs were expected.
+    """
+    if 'tensorflow' in sys.modules:
+        return
+    level = os.environ.get(LEVEL_ENV)
+    os.environ.setdefault(LEVEL_ENV, str(DEFAULT_LEVEL))
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no real stderr (embedded): import as is
+        import tensorflow  # noqa: F401
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+            tf.config.list_physical_devices('GPU')  # the cuInit line comes from here
+        finally:
+            try:
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            lines = captured.read().decode('utf-8', 'replace').splitlines()
+            kept = startup_lines_kept(lines, level)
+            if kept:
+                sys.stderr.write('\n'.join(kept) + '\n')
+                sys.stderr.flush()
+    from pixel_cnn_pp import distribute
+
+    distribute.note_startup_lines([_LOG_PREFIX.sub('', line).strip() for line in lines],
+                                  shown=any(_LOG_PREFIX.match(line) for line in kept))

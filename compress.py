@@ -27,7 +27,7 @@ from absl import app
 
 import cli
 import sample
-from data.loader import DataError
+from pixel_cnn_pp.data.loader import DataError
 
 PXPP = '.pxpp'
 

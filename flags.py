@@ -25,10 +25,11 @@ import math
 
 from absl import flags
 
-from data.loader import DATA_SETS
+from pixel_cnn_pp.data.loader import DATA_SETS
 
 # Choices spelled out, not read from pixel_cnn_pp (config.NONLINEARITIES, sampling.METHODS):
-# importing the package starts TensorFlow, and --help or a bad flag should answer at once.
+# importing those modules starts TensorFlow, and --help or a bad flag should answer at once
+# (pixel_cnn_pp.data.loader does not).
 # tests/test_flags.py holds them equal.
 PRECISIONS = ['float32', 'tf32', 'bfloat16', 'float16']  # precision.PRECISIONS, for both flags
 
@@ -40,7 +41,7 @@ flags.DEFINE_string('save_dir', '~/pxpp/save', 'Location for parameter checkpoin
 flags.DEFINE_enum('data_set', 'cifar', sorted(DATA_SETS),
                   'Data set: cifar (CIFAR-10), imagenet (Small ImageNet 32 or 64), mnist, folder '
                   '(your images in <data_dir>/train and <data_dir>/test), or patches (the small '
-                  'offline set bundled in data/patches).', short_name='d')
+                  'offline set bundled in pixel_cnn_pp/data/patches).', short_name='d')
 flags.DEFINE_integer('save_interval', 20, 'Every how many epochs to write samples, and after the '
                      'first and the last (the samples of epoch e are drawn with --seed + e; a '
                      'checkpoint is written after every epoch).', lower_bound=1, short_name='t')

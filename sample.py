@@ -31,8 +31,8 @@ from absl import flags as absl_flags
 
 import cli
 import flags as all_flags
-from data import pretrained
-from data.loader import DataError, get_loader, loader_options
+from pixel_cnn_pp.data import pretrained
+from pixel_cnn_pp.data.loader import DataError, get_loader, loader_options
 
 FLAGS = absl_flags.FLAGS
 

@@ -28,7 +28,7 @@ from absl import flags as absl_flags
 
 import cli
 import flags as train_flags
-from data.loader import (DataError, check_splits, describe_split, get_loader, loader_options,
+from pixel_cnn_pp.data.loader import (DataError, check_splits, describe_split, get_loader, loader_options,
                          size_hint, to_tf_dataset)
 
 # The library (which imports TensorFlow) is imported in the functions that use it,

@@ -6,7 +6,7 @@
 The model: the latest checkpoint in --train_dir, or, when it holds none, one trained
 there first by README's main command (train.py -d patches -q 1 -n 32 -g 1 -x 2
 --polyak_decay 0.995; a few minutes on 2 cores). On the first --images bundled test
-patches (data/patches, 32x32x3, never trained on) it reports, in bits/dim:
+patches (-d patches, 32x32x3, never trained on) it reports, in bits/dim:
 
 - the model's NLL (model.nll, Polyak-averaged weights),
 - the .pxpp file of pixel_cnn_pp.compression (the whole file, header included), and
@@ -37,6 +37,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from pixel_cnn_pp import bits_per_dim, checkpoints, compression, load_checkpoint  # noqa: E402
+from pixel_cnn_pp.data import patches_data  # noqa: E402
 
 MAIN_COMMAND = ['train.py', '-d', 'patches', '-q', '1', '-n', '32', '-g', '1', '-x', '2',
                 '--polyak_decay', '0.995']
@@ -102,7 +103,7 @@ def main():
 
     prefix, train_seconds = checkpoint(args.train_dir)
     model = load_checkpoint(prefix)
-    with np.load(os.path.join(ROOT, 'data', 'patches', 'patches_32x32.npz')) as f:
+    with np.load(patches_data.PATH) as f:
         images = f['testx'][:args.images]
     n, dims = len(images), images.size
     nll = model.nll(images)

@@ -25,6 +25,7 @@ each take their own GPUs (`worker_gpus`).
 import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -36,8 +37,25 @@ from concurrent import futures
 import numpy as np
 import tensorflow as tf
 
-from pixel_cnn_pp import _startup
 from pixel_cnn_pp.signals import signals_raise
+
+# What TensorFlow said while it started, when a program's entry point captured it
+# (cli.py does, to hide its notices): the lines saying why it found no GPU, and whether
+# its lines went on to stderr. A program that captured nothing leaves these as they are:
+# TensorFlow's lines went to stderr.
+STARTUP = dict(gpu_notes=[], lines_shown=True)
+# The start-up lines that say why no GPU was found.
+_GPU_REASONS = re.compile(
+    r'failed call to cuInit|Could not find cuda drivers|Skipping registering GPU devices'
+    r'|Cannot dlopen some GPU libraries|Could not load dynamic library|no CUDA-capable device')
+
+
+def note_startup_lines(lines, shown):
+    """Keep what TensorFlow's start-up `lines` (captured by the caller, without their log
+    prefix) say about GPUs, for `visible_gpus` to quote; `shown`: whether the caller
+    passed TensorFlow's lines on to stderr."""
+    STARTUP.update(gpu_notes=[line for line in lines if _GPU_REASONS.search(line)],
+                   lines_shown=shown)
 
 
 def _visible_gpus_note():
@@ -112,10 +130,10 @@ def no_gpu_reason(notes, is_cuda_build, lines_shown):
     """TensorFlow's reason for seeing no GPU, in one phrase.
 
     Args:
-      notes: its start-up lines about GPUs (_startup.GPU_NOTES), e.g. "failed call to
+      notes: its start-up lines about GPUs (STARTUP['gpu_notes']), e.g. "failed call to
         cuInit: ...".
       is_cuda_build: tf.sysconfig.get_build_info()['is_cuda_build'].
-      lines_shown: TensorFlow's own lines went to stderr (TF_CPP_MIN_LOG_LEVEL is set).
+      lines_shown: TensorFlow's own lines went to stderr (nothing hid them).
     """
     if not is_cuda_build:
         return ('this TensorFlow is a CPU-only build (pip install "tensorflow[and-cuda]" '
@@ -141,9 +159,9 @@ def visible_gpus():
     evidence = gpu_evidence(os.environ.get('CUDA_VISIBLE_DEVICES'),
                             os.path.exists(NVIDIA_DRIVER_FILE), shutil.which('nvidia-smi'))
     if evidence:
-        reason = no_gpu_reason(_startup.GPU_NOTES,
+        reason = no_gpu_reason(STARTUP['gpu_notes'],
                                tf.sysconfig.get_build_info().get('is_cuda_build', False),
-                               not _startup.lines_captured)
+                               STARTUP['lines_shown'])
         raise ValueError('GPUs are expected here (%s) but TensorFlow sees none: %s. Not '
                          'falling back to the CPU; to run on the CPU, set CUDA_VISIBLE_DEVICES= '
                          '(empty)' % (evidence, reason))

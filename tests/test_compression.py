@@ -14,12 +14,13 @@ import pytest
 import compress
 import pixel_cnn_pp
 from pixel_cnn_pp import compression
+from pixel_cnn_pp.data import patches_data
 from pixel_cnn_pp.signals import signals_raise
 from tests.conftest import (Unhandled, assert_stopped_with_one_line, random_images, run_main,
                             save_tiny_run, script_cli, write_pngs)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PATCHES = os.path.join(ROOT, 'data', 'patches', 'patches_32x32.npz')
+PATCHES = patches_data.PATH
 CODE_PIXEL = compression.code_pixel
 
 

@@ -1,5 +1,5 @@
-"""Tests for data/folder_data.py on PNG/JPEG folders written here: <dir>/train, <dir>/test,
-optionally with class sub-folders."""
+"""Tests for pixel_cnn_pp/data/folder_data.py on PNG/JPEG folders written here: <dir>/train,
+<dir>/test, optionally with class sub-folders."""
 
 import os
 
@@ -7,8 +7,8 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from data.folder_data import DataLoader
-from data.loader import DataError
+from pixel_cnn_pp.data.folder_data import DataLoader
+from pixel_cnn_pp.data.loader import DataError
 
 
 def write_folder(data_dir, classes=('cat', 'dog'), n_train=20, n_test=6, size=(32, 32),

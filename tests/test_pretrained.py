@@ -17,9 +17,9 @@ from absl import flags
 
 import pixel_cnn_pp
 import sample
-from data import pretrained
-from data.download import DownloadError
-from data.loader import DataError
+from pixel_cnn_pp.data import pretrained
+from pixel_cnn_pp.data.download import DownloadError
+from pixel_cnn_pp.data.loader import DataError
 from pixel_cnn_pp import sampling
 from tests.conftest import GOLDEN, script_cli
 from tests.test_download import closed_port_url, serve

@@ -21,6 +21,7 @@ import pytest
 import pixel_cnn_pp
 import sample
 from pixel_cnn_pp import images, sampling
+from pixel_cnn_pp.data import patches_data
 from tests.conftest import (Unhandled, assert_stopped_with_one_line, random_images, run_main,
                             save_tiny_run, script_cli, write_pngs)
 
@@ -78,7 +79,7 @@ def test_eval_reports_the_test_bits_per_dim(cli, golden_prefix, tmp_path, capsys
     assert '(6 patches test images)' in printed
     model = pixel_cnn_pp.load_checkpoint(golden_prefix, nr_resnet=1, nr_filters=16,
                                          nr_logistic_mix=3)
-    with np.load(os.path.join(ROOT, 'data', 'patches', 'patches_32x32.npz')) as f:
+    with np.load(patches_data.PATH) as f:
         images = f['testx'][:6]
     expected = pixel_cnn_pp.bits_per_dim(model.nll(images).mean(), (32, 32, 3))
     assert abs(reported - expected) < 1e-4

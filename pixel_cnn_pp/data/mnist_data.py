@@ -124,11 +124,11 @@ def load(mnist_dir, subset, download=True, progress=None):
 
 
 class DataLoader(_BaseLoader):
-    """MNIST from <data_dir>/mnist; see data/loader.py for the interface.
+    """MNIST from <data_dir>/mnist; see loader.py for the interface.
 
     Args (beyond the common ones):
       download: fetch missing IDX files from the mirrors (default True).
-      progress: how to show a download (data/download.py's `progress`; None: quiet).
+      progress: how to show a download (download.py's `progress`; None: quiet).
 
     Example: DataLoader('/data', 'test', 100, return_labels=True)
     """

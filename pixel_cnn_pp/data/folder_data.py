@@ -88,7 +88,7 @@ def _class_folders(folder):
 
 
 class DataLoader(_BaseLoader):
-    """Images from <data_dir>/train and <data_dir>/test; see data/loader.py for the interface.
+    """Images from <data_dir>/train and <data_dir>/test; see loader.py for the interface.
 
     Args (beyond the common ones):
       image_size: None (keep; all must match), an int, or (height, width) to resize to.

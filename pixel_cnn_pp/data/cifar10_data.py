@@ -6,7 +6,7 @@ Layout under data_dir, the same as the original's so existing downloads are reus
 
 Each batch is a pickle of a dict with b'data' (10000 x 3072 uint8: the red plane, then
 green, then blue, each 32x32 row-major) and b'labels' (ints 0-9). The pickles are read
-with data/safe_pickle.py, which refuses anything but containers and NumPy arrays. When
+with pixel_cnn_pp/data/safe_pickle.py, which refuses anything but containers and NumPy arrays. When
 batches are missing, the official archive is downloaded (MD5 checked) and extracted.
 Reference: Krizhevsky, "Learning Multiple Layers of Features from Tiny Images", 2009.
 """
@@ -85,11 +85,11 @@ def load_batch(path):
 
 
 class DataLoader(_BaseLoader):
-    """CIFAR-10 batches; see data/loader.py for the interface.
+    """CIFAR-10 batches; see loader.py for the interface.
 
     Args (beyond the common ones):
       download: fetch the official archive when batch files are missing (default True).
-      progress: how to show a download (data/download.py's `progress`; None: quiet).
+      progress: how to show a download (download.py's `progress`; None: quiet).
 
     Example: DataLoader('/data', 'train', 64, rng=np.random.RandomState(1), shuffle=True)
     """

@@ -166,7 +166,7 @@ def _cache_png_folders(folder, s, cache):
 
 
 class DataLoader(_BaseLoader):
-    """Small ImageNet; see data/loader.py for the interface and the module docstring for
+    """Small ImageNet; see loader.py for the interface and the module docstring for
     the layouts.
 
     Args (beyond the common ones):
