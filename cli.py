@@ -8,33 +8,31 @@ first step.
 
 import contextlib
 import os
+import pathlib
 import re
 import signal
 import sys
 import tempfile
+import types
 
 from absl import flags as absl_flags
 from absl import logging
 
-
-class SignalStop(Exception):
-    """SIGTERM or SIGINT (`signum`) before the run could stop on its own terms."""
-
-    def __init__(self, signum):
-        super().__init__('stopped by signal %d before training began' % signum)
-        self.signum = signum
+import flags as all_flags
+from pixel_cnn_pp.signals import Stopped, signals_raise
 
 
 def main_for(program, arguments_from_flags, run, errors=(ValueError, FileNotFoundError),
-             stop_on_signals=False):
+             stop_on_signals=False, flag_names=(), arguments=None):
     """An absl main(argv): refuse stray arguments, read the flags, import TensorFlow quietly
     (`import_tensorflow_quietly`; its INFO logging too), run, report errors.
 
     An error of a class in `errors` is one line `<program>: error: <message>` and exit 1
-    (no traceback: the message says what to do). With stop_on_signals, SIGTERM and
-    SIGINT (Ctrl-C) during run() raise SignalStop there, so that its cleanups run
-    (temporary outputs removed, locks released), then end the program with one line
-    and exit 128 + the signal (130 for Ctrl-C).
+    (no traceback: the message says what to do), the library's arguments in it said as
+    this program's flags (`in_flag_words` with `flag_names` and `arguments`). With
+    stop_on_signals, SIGTERM and SIGINT (Ctrl-C) during run() raise signals.Stopped there, so
+    that its cleanups run (temporary outputs removed, locks released), then end the
+    program with one line and exit 128 + the signal (130 for Ctrl-C).
     """
     def main(argv):
         if len(argv) > 1:
@@ -49,9 +47,10 @@ def main_for(program, arguments_from_flags, run, errors=(ValueError, FileNotFoun
             with _signals_stop(stop_on_signals):
                 run(args)
         except errors as e:
-            print('%s: error: %s' % (program, e), file=sys.stderr)
+            print('%s: error: %s' % (program, in_flag_words(str(e), flag_names, arguments)),
+                  file=sys.stderr)
             sys.exit(1)
-        except (SignalStop, KeyboardInterrupt) as e:
+        except (Stopped, KeyboardInterrupt) as e:
             if not stop_on_signals:
                 raise
             # KeyboardInterrupt: Ctrl-C before the handlers were in place (importing TensorFlow).
@@ -64,11 +63,7 @@ def main_for(program, arguments_from_flags, run, errors=(ValueError, FileNotFoun
 
 
 def _signals_stop(enabled):
-    if not enabled:
-        return contextlib.nullcontext()
-    from pixel_cnn_pp.signals import signals_raise  # imports TensorFlow, as run() does next
-
-    return signals_raise(SignalStop)
+    return signals_raise(Stopped) if enabled else contextlib.nullcontext()
 
 
 def warn_about_precision(precision):
@@ -82,6 +77,54 @@ def warn_about_precision(precision):
         print('warning: %s' % warning, file=sys.stderr)
 
 
+def read_checkpoint_flags(program, names):
+    """The flags `names` of a program that loads a checkpoint (sample.py, compress.py) as a
+    plain namespace (the one place they read FLAGS); train.py's other flags are refused.
+
+    `present`: the names given on the command line; `model_options`: the model options
+    given by a flag of their name (sampling has no use for dropout).
+    """
+    from pixel_cnn_pp.config import TRAINING_ONLY, ModelConfig
+
+    refuse_flags_of('train.py', [n for n in all_flags.TRAIN_FLAGS if n not in names], program)
+    values = {name: absl_flags.FLAGS[name].value for name in names}
+    args = types.SimpleNamespace(**values)
+    args.present = {name for name in values if absl_flags.FLAGS[name].present}
+    args.data_dir = os.path.expanduser(args.data_dir)
+    args.save_dir = os.path.expanduser(args.save_dir)
+    args.model_options = {name: values[name] for name in ModelConfig.field_names()
+                          if name in args.present and name not in TRAINING_ONLY}
+    return args
+
+
+def load_model(args, evaluating=False):
+    """(model, checkpoint prefix) of --pretrained, --checkpoint or --save_dir (pixel_cnn_pp.load).
+
+    OpenAI's TF1 checkpoints store no options: --data_set gives their image shape when it
+    is given (or evaluated on, `evaluating`), -c reads their number of classes.
+    """
+    from pixel_cnn_pp import loading
+    from pixel_cnn_pp.progress import download_display
+
+    source = args.pretrained or pathlib.Path(args.checkpoint or args.save_dir)
+    given_data_set = 'data_set' in args.present or evaluating
+    return loading.load_with_prefix(
+        source, args.use_ema, args.precision, data_set=args.data_set if given_data_set else None,
+        image_size=args.image_size, class_conditional=args.class_conditional,
+        cache_dir=args.cache_dir, url=args.pretrained_url, checksum=args.checksum,
+        progress=download_display, **args.model_options)
+
+
+def data_loader(args, subset, batch_size, **kwargs):
+    """get_loader for `subset` of --data_set in --data_dir, with the options every script
+    has (--image_size, --download, the download display); `kwargs`: rng, shuffle, ..."""
+    from pixel_cnn_pp.data.loader import get_loader, loader_options
+    from pixel_cnn_pp.progress import download_display
+
+    opts = loader_options(args.data_set, args.image_size, args.download, download_display)
+    return get_loader(args.data_set, args.data_dir, subset, batch_size, **opts, **kwargs)
+
+
 def refuse_flags_of(other_program, names, program):
     """Raise ValueError if one of the flags `names` (`other_program`'s) was given.
 
@@ -93,6 +136,26 @@ def refuse_flags_of(other_program, names, program):
         raise ValueError('%s is a flag of %s, which %s does not use (python3 %s --help lists '
                          'the flags of %s)' % (spelled(given[0]), other_program, program, program,
                                                program))
+
+
+def in_flag_words(message, flag_names, arguments=None):
+    """`message` with each library argument it names in quotes said as the flag that gives it.
+
+    The library's messages name its arguments quoted ("'nr_resnet': 2 in the
+    checkpoint"); a program says them as its flags ("-q/--nr_resnet: 2 in the
+    checkpoint"). `flag_names`: the program's flags, each giving the argument of its
+    name; `arguments`: {argument: the flag that gives it, or how to say it} for the
+    others (train.py's -r/--load_params gives 'resume').
+    """
+    arguments = arguments or {}
+
+    def say(match):
+        name = arguments.get(match.group(1), match.group(1))
+        if name in flag_names:
+            return spelled(name)
+        return name if match.group(1) in arguments else match.group(0)
+
+    return re.sub(r"'(\w+)'", say, message)
 
 
 def spelled(name):

@@ -36,7 +36,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from pixel_cnn_pp import bits_per_dim, checkpoints, compression, load_checkpoint  # noqa: E402
+from pixel_cnn_pp import bits_per_dim, compression, loading  # noqa: E402
 from pixel_cnn_pp.data import patches_data  # noqa: E402
 
 MAIN_COMMAND = ['train.py', '-d', 'patches', '-q', '1', '-n', '32', '-g', '1', '-x', '2',
@@ -56,12 +56,12 @@ def machine():
 def checkpoint(train_dir):
     """The latest checkpoint in train_dir, training README's main model there if there is none."""
     try:
-        return checkpoints.resolve(train_dir), None
+        return loading.resolve(train_dir), None
     except FileNotFoundError:
         pass
     start = time.perf_counter()
     subprocess.run([sys.executable] + MAIN_COMMAND + ['-o', train_dir], cwd=ROOT, check=True)
-    return checkpoints.resolve(train_dir), time.perf_counter() - start
+    return loading.resolve(train_dir), time.perf_counter() - start
 
 
 def tiled(images):
@@ -102,7 +102,7 @@ def main():
     args = parser.parse_args()
 
     prefix, train_seconds = checkpoint(args.train_dir)
-    model = load_checkpoint(prefix)
+    model = loading.load(prefix)
     with np.load(patches_data.PATH) as f:
         images = f['testx'][:args.images]
     n, dims = len(images), images.size

@@ -1,8 +1,8 @@
 """PixelCNN++ in TensorFlow 2: exact log-likelihoods and samples of images.
 
     import pixel_cnn_pp
-    model = pixel_cnn_pp.load_checkpoint('pxpp/params_cifar.ckpt')   # OpenAI's, or ours
-    nats = model.nll(images)                                          # uint8 (N, 32, 32, 3)
+    model = pixel_cnn_pp.load('runs/patches')     # a run folder, a checkpoint, OpenAI's, 'cifar'
+    nats = model.nll(images)                      # uint8 (N, 32, 32, 3)
     bpd = pixel_cnn_pp.bits_per_dim(nats, model.image_shape)
     samples = model.sample(16, seed=0)
     model = pixel_cnn_pp.PixelCNN(pixel_cnn_pp.ModelConfig((32, 32, 3), nr_resnet=1))
@@ -25,7 +25,7 @@ __version__ = '0.3.0'
 _PUBLIC = {
     'ModelConfig': 'config',
     'PixelCNN': 'model',
-    'load_checkpoint': 'checkpoints',
+    'load': 'loading',
     'bits_per_dim': 'losses',
     'Adam': 'optim',
     'PolyakAverage': 'optim',

@@ -48,7 +48,7 @@ import tensorflow as tf
 
 from pixel_cnn_pp import mixture
 from pixel_cnn_pp.cached_sampler import CachedSampler
-from pixel_cnn_pp.config import TRAINING_ONLY
+from pixel_cnn_pp.config import TRAINING_ONLY, check_integer
 
 MAGIC = b'PXPP'
 VERSION = 1
@@ -293,9 +293,7 @@ def _short(model):
 
 
 def _check_batch(batch):
-    if isinstance(batch, bool) or int(batch) != batch or batch < 1:
-        raise ValueError("'batch' must be a positive integer, got %r" % (batch,))
-    return int(batch)
+    return check_integer('batch', batch)
 
 
 # --------------------------------------------------------------- the file

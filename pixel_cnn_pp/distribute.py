@@ -23,6 +23,7 @@ each take their own GPUs (`worker_gpus`).
 """
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -37,7 +38,8 @@ from concurrent import futures
 import numpy as np
 import tensorflow as tf
 
-from pixel_cnn_pp.signals import signals_raise
+from pixel_cnn_pp.config import check_integer
+from pixel_cnn_pp.signals import Stopped, signals_raise
 
 # What TensorFlow said while it started, when a program's entry point captured it
 # (cli.py does, to hide its notices): the lines saying why it found no GPU, and whether
@@ -82,9 +84,7 @@ def check_tower_count(nr_gpu, num_gpus, cpu_cores=None):
     With no GPU at all (num_gpus == 0) the CPU is split into `nr_gpu` logical
     devices, up to `max_cpu_towers(cpu_cores)` (cpu_cores: os.cpu_count()).
     """
-    if isinstance(nr_gpu, bool) or int(nr_gpu) != nr_gpu or nr_gpu < 1:
-        raise ValueError('--nr_gpu must be a positive integer (towers, one per GPU); got %r'
-                         % (nr_gpu,))
+    nr_gpu = check_integer('nr_gpu', nr_gpu, meaning='towers, one per GPU')
     cores = cpu_cores if cpu_cores is not None else os.cpu_count() or 1
     limit = max_cpu_towers(cores)
     if not num_gpus and nr_gpu > limit:
@@ -328,7 +328,7 @@ def make_strategy(devices, multi_worker=False, worker_timeout=600, log=None, clu
     Raises:
       ValueError: no cluster (neither TF_CONFIG nor srun), or not one with this task.
       WorkersNotReady: a worker did not answer within `worker_timeout`.
-      WaitStopped: SIGTERM or SIGINT arrived while waiting.
+      signals.Stopped: SIGTERM or SIGINT arrived while waiting.
     """
     if multi_worker or cluster is not None:
         log = log or _print_now
@@ -462,14 +462,6 @@ class WorkersNotReady(TimeoutError):
     """A worker of the cluster did not answer within the time allowed."""
 
 
-class WaitStopped(Exception):
-    """SIGTERM or SIGINT (`signum`) ended the wait for the workers."""
-
-    def __init__(self, signum):
-        super().__init__('stopped by signal %d while waiting for the workers' % signum)
-        self.signum = signum
-
-
 def cluster_of_tf_config(text):
     """([(task name, 'host:port')] of every training task, this task's name) from TF_CONFIG.
 
@@ -524,14 +516,15 @@ def wait_for_workers(tasks, me, timeout, log=None, poll_seconds=0.2, source='TF_
       source: where the cluster was read (messages name it).
     Raises:
       WorkersNotReady: naming the workers that did not answer in time.
-      WaitStopped: on SIGTERM or SIGINT.
+      signals.Stopped: on SIGTERM or SIGINT ('while waiting for the workers').
       ValueError: this task's own port is taken by another program.
     """
     log = log or _print_now
     addresses = dict(tasks)
     others = [name for name, _ in tasks if name != me]
     deadline = time.monotonic() + timeout if timeout else None
-    with signals_raise(WaitStopped), contextlib.closing(_listen(addresses[me], me, source)):
+    stopped = functools.partial(Stopped, where='while waiting for the workers')
+    with signals_raise(stopped), contextlib.closing(_listen(addresses[me], me, source)):
         log('waiting for workers %s ... (this is %s, %s; up to %s)'
             % (', '.join('%s (%s)' % (addresses[n], n) for n in others) or '(none)', me,
                addresses[me], '%g s, --worker_timeout' % timeout if timeout else 'no time limit'))

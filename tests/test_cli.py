@@ -61,3 +61,21 @@ def test_importing_the_library_sets_no_variable_and_captures_nothing():
     result = _python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "{'gpu_notes': [], 'lines_shown': True}\n"
+
+
+def test_the_librarys_arguments_are_said_as_the_programs_flags():
+    sys.path.insert(0, ROOT)
+    import cli
+    import flags
+
+    message = ("'resume': the checkpoint c was trained with another model configuration "
+               "('nr_filters': 8 in the checkpoint, 16 now; 'image_shape': (8, 8, 3) in the "
+               "checkpoint, (4, 4, 3) now) in 'save_dir'; 'unknown' stays quoted")
+    said = cli.in_flag_words(message, flags.TRAIN_FLAGS, {
+        'image_shape': '--data_set/--image_size (image shape)', 'resume': 'load_params'})
+    assert said == ("-r/--load_params: the checkpoint c was trained with another model "
+                    "configuration (-n/--nr_filters: 8 in the checkpoint, 16 now; --data_set/"
+                    "--image_size (image shape): (8, 8, 3) in the checkpoint, (4, 4, 3) now) in "
+                    "-o/--save_dir; 'unknown' stays quoted")
+    # A program without the flag (sample.py has no -r) leaves the argument as the library said.
+    assert cli.in_flag_words("'resume' and 'seed'", ('seed',)) == "'resume' and -s/--seed"

@@ -200,10 +200,10 @@ cli = script_cli('compress.py', compress)
 
 @pytest.fixture(scope='module')
 def loaded(run_dir):
-    """sample.load_model's answer for run_dir, loaded once: the runs that use it share one
+    """cli.load_model's answer for run_dir, loaded once: the runs that use it share one
     model, so its coding loops are traced once (the subject is the outputs, not loading)."""
-    model = pixel_cnn_pp.load_checkpoint(run_dir)
-    return lambda args: (model, os.path.join(run_dir, 'ckpt-1'))
+    model = pixel_cnn_pp.load(run_dir)
+    return lambda *args: (model, os.path.join(run_dir, 'ckpt-1'))
 
 
 
@@ -271,7 +271,7 @@ def test_nothing_is_written_over_and_every_output_is_checked_before_the_work(
     (tmp_path / 'a.npz').write_text('my npz')
     before = _digests(tmp_path)
     # Refused before the checkpoint is loaded, let alone the file read or the images decoded.
-    monkeypatch.setattr(compress.sample, 'load_model', lambda args: pytest.fail('loaded'))
+    monkeypatch.setattr(compress.cli, 'load_model', lambda *args: pytest.fail('loaded'))
     for argv, message in [
             (['--decompress', packed, '--output', out],
              '--output %s is a folder that holds 2 files already' % out),
@@ -302,7 +302,7 @@ def test_a_signal_while_the_pngs_or_the_file_are_written_leaves_nothing(
         run_dir, loaded, tmp_path, monkeypatch, capsys):
     from pixel_cnn_pp import images as image_files
 
-    monkeypatch.setattr(compress.sample, 'load_model', loaded)
+    monkeypatch.setattr(compress.cli, 'load_model', loaded)
     images = random_images(3, (8, 8, 3), seed=9)
     packed = tmp_path / 'x.pxpp'
     run_main(compress, 'compress.py', '--checkpoint', run_dir, '--compress',

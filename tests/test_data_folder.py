@@ -133,7 +133,7 @@ def test_corrupt_image_is_an_error_naming_it(tmp_path):
     write_folder(tmp_path, n_train=2)
     path = tmp_path / 'train' / 'cat' / '0001.png'
     path.write_bytes(path.read_bytes()[:40])
-    with pytest.raises(DataError, match='cannot read this image') as err:
+    with pytest.raises(DataError, match='not a readable image') as err:
         DataLoader(tmp_path, 'train', 2)
     assert str(path) in str(err.value)
 
@@ -141,5 +141,5 @@ def test_corrupt_image_is_an_error_naming_it(tmp_path):
 def test_16_bit_images_are_refused(tmp_path):
     os.makedirs(tmp_path / 'train')
     iio.imwrite(tmp_path / 'train' / 'deep.png', np.zeros((8, 8), np.uint16))
-    with pytest.raises(DataError, match='uint16 pixels, expected 8-bit'):
+    with pytest.raises(DataError, match='uint16 pixels; 8-bit images are expected'):
         DataLoader(tmp_path, 'train', 1)

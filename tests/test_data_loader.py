@@ -184,7 +184,7 @@ def test_unknown_data_set_name_lists_the_valid_names(tmp_path):
 def test_bad_subset_and_batch_size_are_refused(tmp_path):
     with pytest.raises(ValueError, match="subset must be 'train' or 'test', got 'valid'"):
         get_loader('patches', None, 'valid', 8)
-    with pytest.raises(ValueError, match='batch_size must be a positive int'):
+    with pytest.raises(ValueError, match="'batch_size' must be a positive integer"):
         get_loader('patches', None, 'train', 0)
     with pytest.raises(ValueError, match='batch_size 5000 is larger than the train set'):
         get_loader('patches', None, 'train', 5000)

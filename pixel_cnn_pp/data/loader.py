@@ -39,6 +39,8 @@ import os
 
 import numpy as np
 
+from ..config import check_integer
+
 SUBSETS = ('train', 'test')
 
 # name -> module (relative to this package) that defines that data set's DataLoader.
@@ -90,9 +92,7 @@ class DataLoader:
                  return_labels=False):
         if subset not in SUBSETS:
             raise ValueError(f"subset must be 'train' or 'test', got {subset!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-                or batch_size < 1:
-            raise ValueError(f'batch_size must be a positive int, got {batch_size!r}')
+        batch_size = check_integer('batch_size', batch_size)
         if rng is None:
             rng = np.random.RandomState(1)
         if not isinstance(rng, (np.random.RandomState, np.random.Generator)):
@@ -223,6 +223,22 @@ class DataLoader:
         if state['position'] > 0:
             self._begin_epoch()
             self.p = int(state['position'])
+
+
+class DownloadingLoader(DataLoader):
+    """The DataLoader of a data set that is downloaded when its files are missing.
+
+    Args (beyond the common ones):
+      download: fetch the missing files (default True; False: a DataError saying where
+        to put them).
+      progress: how to show a download (download.py's `progress`; None: quiet).
+    """
+
+    def __init__(self, data_dir, subset, batch_size, rng=None, shuffle=False,
+                 return_labels=False, download=True, progress=None):
+        self.download, self.progress = download, progress
+        super().__init__(data_dir, subset, batch_size, rng=rng, shuffle=shuffle,
+                         return_labels=return_labels)
 
 
 def _to_json(value):
