@@ -5,11 +5,13 @@
     python3 compress.py --checkpoint ~/pxpp/save --decompress photos.pxpp --output back.npz
 
 The file takes about the model's NLL of the images in bits (sample.py --score
-reports it as bits/dim) plus a header of 81 bytes (and a byte per image for a
-class-conditional model's labels, --labels, one per image);
-pixel_cnn_pp/compression.py says how. It decompresses only with the model that wrote
-it (the digest of its weights is in the file), on a machine of the same kind;
-anything else, or a damaged or truncated file, is refused and nothing is written.
+reports it as bits/dim; the file is within about 1% of it) plus a header of 95 bytes
+(and a byte per image for a class-conditional model's labels, --labels, one per
+image); pixel_cnn_pp/compression.py and coding.py say how. It decompresses only with
+the model that wrote it (the digest of its weights is in the file), in float32, on any
+machine (other CPUs, thread counts, oneDNN, XLA, GPUs: pixel_cnn_pp/coding.py says
+within what); anything else, a machine whose floats are further off than the file
+allows, or a damaged or truncated file, is refused and nothing is written.
 --decompress writes one PNG per image, named as the files compressed, into a new (or
 empty) folder, or an .npz (`images`, and `labels`) if --output ends in .npz. Nothing
 is written over: an --output that exists (a file, or a folder holding anything) is

@@ -14,10 +14,9 @@ piece is written once:
 - `bin_edge`: a level's bin, +-1/255 around it, in a component's standard units (the lowest
   and the highest level take the tails);
 
-and from them `log_prob` (TensorFlow: the likelihood and training objective), `draw`
-(TensorFlow: both samplers), `level_probabilities`, `component_probabilities` and
-`conditional_levels` (NumPy float64: each channel's 256 probabilities given the channels
-before it, for compression.py).
+and from them `log_prob` (TensorFlow: the likelihood and training objective) and `draw`
+(TensorFlow: both samplers); coding.py rounds the unpacked parameters and couples them
+with `couple` to make the codec's integer frequencies.
 
 Layout of the network output l, (..., K) with M components (`output_channels` gives K):
   l[..., :M]                          mixture logits
@@ -160,77 +159,4 @@ def draw(mixture, gumbel_uniform, logistic_uniform):
     return tf.concat(drawn, -1)
 
 
-# ------------------------------------------------- per-level probabilities (NumPy)
-
-
 LEVEL_VALUES = (np.arange(LEVELS) - 127.5) / 127.5  # level j's value in [-1, 1], float64
-
-
-def _sigmoid(z):
-    with np.errstate(over='ignore'):  # exp(709+) is inf: sigmoid 0, as it should be
-        return 1.0 / (1.0 + np.exp(-z))
-
-
-def level_probabilities(weights, mean, log_scale):
-    """One channel's probability of each of the 256 levels, NumPy float64 (n, 256).
-
-    weights (n, M) (summing to 1), mean (coupled) and log_scale (n, M): differences of the
-    mixture's CDF at the upper edges of levels 0..254, the first and last level taking
-    the tails, as `log_prob`. Their rounding (1e-16) is far below what a coder resolves.
-    """
-    centered = LEVEL_VALUES[:-1] - mean[..., None]  # (n, M, 255)
-    cdf = np.einsum('nm,nmj->nj', weights,
-                    _sigmoid(bin_edge(centered, np.exp(-log_scale)[..., None], +1)))
-    ones = np.ones((len(cdf), 1))
-    return np.maximum(np.diff(np.concatenate([0.0 * ones, cdf, ones], -1), axis=-1), 0.0)
-
-
-def component_probabilities(mean, log_scale, level):
-    """Each component's probability of the given level (n,), NumPy float64 (n, M).
-
-    A bin above the component's mean is a difference of survival functions, one below
-    it of CDFs, so that neither tail cancels to 0 (the next channel's mixture weights
-    are ratios of these).
-    """
-    centered = LEVEL_VALUES[level][:, None] - mean
-    inv = np.exp(-log_scale)
-    low = np.where(level[:, None] > 0, bin_edge(centered, inv, -1), -np.inf)
-    high = np.where(level[:, None] < LEVELS - 1, bin_edge(centered, inv, +1), np.inf)
-    above = low + high > 0
-    return np.maximum(np.where(above, _sigmoid(-low) - _sigmoid(-high),
-                               _sigmoid(high) - _sigmoid(low)), 0.0)
-
-
-def conditional_levels(mixture, choose):
-    """One pixel of n images, channel by channel: R, then G given R, then B given R and G.
-
-    p(R) = sum_k pi_k p_k(R); G given R has the weights pi_k p_k(R) (normalised) and the
-    green mean coupled to R; and so on, so that p(R) p(G|R) p(B|R,G) is the pixel's
-    probability under `log_prob`.
-
-    Args:
-      mixture: a Mixture of NumPy arrays for n pixels: logits (n, M), means, log_scales
-        and coeffs (n, C, M) (coeffs None for one channel).
-      choose: choose(channel, p) -> the channel's levels (n,) ints, given p, float64
-        (n, 256), the channel's probabilities given the levels chosen before: a decoder
-        decodes them, an encoder returns the image's own.
-    Returns:
-      int64 (n, C): the levels chosen.
-    """
-    logits, means = np.float64(mixture.logits), np.float64(mixture.means)
-    log_scales = np.float64(mixture.log_scales)
-    coeffs = None if mixture.coeffs is None else np.float64(mixture.coeffs)
-    weights = np.exp(logits - logits.max(-1, keepdims=True))
-    weights /= weights.sum(-1, keepdims=True)  # (n, M)
-    levels, x = [], []
-    for c in range(means.shape[1]):
-        mean = couple(means[:, c], c, coeffs, x)  # (n, M)
-        level = np.asarray(choose(c, level_probabilities(weights, mean, log_scales[:, c])),
-                           np.int64)
-        levels.append(level)
-        x.append(LEVEL_VALUES[level][:, None])
-        # The next channel's mixture weights: this channel's value seen.
-        posterior = weights * component_probabilities(mean, log_scales[:, c], level)
-        total = posterior.sum(-1, keepdims=True)
-        weights = np.where(total > 0, posterior / np.where(total > 0, total, 1.0), weights)
-    return np.stack(levels, -1)

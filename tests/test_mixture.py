@@ -30,23 +30,6 @@ def log_p(l, x, m):
     return mixture.log_prob(mix, x).numpy()[:, 0, 0].astype(np.float64)
 
 
-def codec_probabilities(l, levels, m):
-    """The codec's probability of each pixel's levels (n, C): p(R) p(G|R) p(B|R,G)."""
-    mix = mixture.Mixture(*(None if a is None else a.numpy()
-                            for a in mixture.unpack(tf.constant(l), m, levels.shape[-1])))
-    p = np.ones(len(levels))
-
-    def choose(c, probabilities):
-        nonlocal p
-        assert probabilities.shape == (len(levels), 256)
-        np.testing.assert_allclose(probabilities.sum(-1), 1.0, rtol=1e-12)
-        p = p * probabilities[np.arange(len(levels)), levels[:, c]]
-        return levels[:, c]
-
-    np.testing.assert_array_equal(mixture.conditional_levels(mix, choose), levels)
-    return p
-
-
 def test_unpack_reads_the_originals_layout():
     m = 2
     l = np.arange(10 * m, dtype=np.float32)[None] / 100.0  # (1, 20)
@@ -154,38 +137,3 @@ def test_rgb_draw_frequencies_match_the_probabilities():
     common = np.argsort(counts)[::-1][:30]  # the likeliest pixels, and the red marginal
     p = np.exp(log_p(np.repeat(l, len(common), 0), LEVELS[triples[common]], m))
     _assert_frequencies_match(counts[common], p, n)
-    red = mixture.level_probabilities(*_red(l, m))
-    _assert_frequencies_match(np.bincount(levels[:, 0], minlength=256), red[0], n)
-
-
-def _red(l, m):
-    """(weights, mean, log_scale) of red, NumPy float64, of outputs l (n, K)."""
-    mix = mixture.unpack(tf.constant(l), m, 3)
-    logits = mix.logits.numpy().astype(np.float64)
-    weights = np.exp(logits - logits.max(-1, keepdims=True))
-    return (weights / weights.sum(-1, keepdims=True), mix.means.numpy()[:, 0].astype(np.float64),
-            mix.log_scales.numpy()[:, 0].astype(np.float64))
-
-
-def test_codec_probabilities_are_the_likelihood_of_every_level():
-    m = 3
-    l = network_output(1, 1, m, -3.0, seed=7)
-    l[0, m:2 * m] = [-0.99, 0.2, 0.995]
-    codec = codec_probabilities(np.repeat(l, 256, 0), np.arange(256)[:, None], m)
-    likelihood = np.exp(log_p(np.repeat(l, 256, 0), LEVELS[:, None], m))
-    # float32 against float64: the likelihood's CDF differences lose ~1e-7 absolute.
-    np.testing.assert_allclose(codec, likelihood, rtol=1e-4, atol=2e-7)
-    assert codec.sum() == pytest.approx(1.0, abs=1e-12)
-
-
-def test_codec_probabilities_of_rgb_pixels_are_their_likelihood():
-    m, n = 3, 400
-    l = network_output(n, 3, m, -2.5, seed=8)
-    levels = np.random.default_rng(9).integers(0, 256, (n, 3))
-    l[:50] = network_output(1, 3, m, -4.0, seed=10)  # a narrow mixture, and pixels it draws
-    levels[:50] = _draw_levels(l[:1], m, 3, 50, seed=11)
-    levels[50:53] = [[0, 0, 0], [255, 255, 255], [0, 255, 128]]  # the tails
-    codec = codec_probabilities(l, levels, m)
-    likelihood = np.exp(log_p(l, LEVELS[levels], m))
-    assert np.median(codec[:50]) > 1e-4  # the comparison covers likely pixels, not only tails
-    np.testing.assert_allclose(codec, likelihood, rtol=2e-3, atol=1e-9)
