@@ -60,12 +60,12 @@ def load(source, use_ema=True, precision='float32', *, data_set=None, image_size
       ValueError: the checkpoint does not fit the options (names the first option,
         variable or shape that differs), or its files (or its stored options) are
         damaged or truncated (names the file).
+      DownloadError, DataError: a published model could not be fetched or its
+        archive is damaged (pixel_cnn_pp/data/pretrained.py).
 
     Example:
         model = load('pxpp/params_cifar.ckpt')
         bpd = bits_per_dim(model.nll(test_images).mean(), (32, 32, 3))
-      DownloadError, DataError: a published model could not be fetched or its
-        archive is damaged (pixel_cnn_pp/data/pretrained.py).
     """
     return load_with_prefix(
         source, use_ema, precision, data_set=data_set, image_size=image_size,
