@@ -454,7 +454,7 @@ def test_a_damaged_state_file_is_never_overwritten_and_r_resumes_from_the_newest
     line = one_error_line(train(*TINY, '-c', '-i', trained[1].args[trained[1].args.index('-i') + 1],
                                 '-o', save_dir))
     assert 'holds a training run (ckpt-1, ckpt-2), but its "checkpoint" state file could not be ' \
-           'read' in line and 'resume it with -r (from ckpt-2)' in line, line
+           'read' in line and 'continue it with -r/--load_params (from ckpt-2)' in line, line
     assert snapshot(save_dir) == before
     # -r resumes from the newest checkpoint, and keeps every file it had.
     resumed = train(*ONE_TOWER, '-c', '-i', trained[1].args[trained[1].args.index('-i') + 1],
