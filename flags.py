@@ -25,13 +25,18 @@ import math
 
 from absl import flags
 
-from data.loader import DATA_SETS
+from pixel_cnn_pp.config import NL_LEVELS as LEVELS
+from pixel_cnn_pp.config import NONLINEARITIES, TRAINING, ModelConfig
+from pixel_cnn_pp.data.loader import DATA_SETS
 
-# Choices spelled out, not read from pixel_cnn_pp (config.NONLINEARITIES, sampling.METHODS):
-# importing the package starts TensorFlow, and --help or a bad flag should answer at once.
+# The defaults are the configs': the model options' ModelConfig's, the training settings'
+# TRAINING (pixel_cnn_pp/config.py, which imports no TensorFlow).
+MODEL = ModelConfig()
+# Choices spelled out, not read from pixel_cnn_pp (sampling.METHODS, precision.PRECISIONS):
+# importing those modules starts TensorFlow, and --help or a bad flag should answer at once.
 # tests/test_flags.py holds them equal.
 PRECISIONS = ['float32', 'tf32', 'bfloat16', 'float16']  # precision.PRECISIONS, for both flags
-NL_LEVELS = ['0', '1', '2']  # config.NL_LEVELS: the network's levels (config.NR_LEVELS)
+NL_LEVELS = [str(level) for level in LEVELS]  # the network's levels (config.NR_LEVELS)
 
 # ---------------------------------------------------------------------- data I/O
 flags.DEFINE_string('data_dir', '~/pxpp/data', 'Location for the dataset (data sets that '
@@ -41,7 +46,7 @@ flags.DEFINE_string('save_dir', '~/pxpp/save', 'Location for parameter checkpoin
 flags.DEFINE_enum('data_set', 'cifar', sorted(DATA_SETS),
                   'Data set: cifar (CIFAR-10), imagenet (Small ImageNet 32 or 64), mnist, folder '
                   '(your images in <data_dir>/train and <data_dir>/test), or patches (the small '
-                  'offline set bundled in data/patches).', short_name='d')
+                  'offline set bundled in pixel_cnn_pp/data/patches).', short_name='d')
 flags.DEFINE_integer('save_interval', 20, 'Every how many epochs to write samples, and after the '
                      'first and the last (the samples of epoch e are drawn with --seed + e; a '
                      'checkpoint is written after every epoch).', lower_bound=1, short_name='t')
@@ -59,39 +64,39 @@ flags.DEFINE_boolean('download', True, 'cifar and mnist: download missing files 
                      '(--nodownload: fail instead).')
 
 # ------------------------------------------------------------------------- model
-flags.DEFINE_integer('nr_resnet', 5, 'Number of residual blocks per stage of the model.',
-                     lower_bound=1, short_name='q')
-flags.DEFINE_integer('nr_filters', 160, 'Number of filters to use across the model. Higher = '
-                     'larger model.', lower_bound=1, short_name='n')
-flags.DEFINE_integer('nr_logistic_mix', 10, 'Number of logistic components in the mixture. '
-                     'Higher = more flexible model.', lower_bound=1, short_name='m')
-flags.DEFINE_enum('resnet_nonlinearity', 'concat_elu', ['concat_elu', 'elu', 'relu'],
-                  'Which nonlinearity to use in the ResNet layers.', short_name='z')
-flags.DEFINE_boolean('class_conditional', False, 'Condition generative model on labels?',
-                     short_name='c')
-flags.DEFINE_boolean('energy_distance', False, 'Use energy distance in place of likelihood.',
-                     short_name='ed')
-flags.DEFINE_boolean('add_coords', False, 'CoordConv: add two coordinate channels to the '
-                     'input.', short_name='ac')
-flags.DEFINE_boolean('non_local', False, 'Add causal self-attention (non-local) blocks at the '
-                     'resolutions of --nl_levels.', short_name='nl')
-flags.DEFINE_list('nl_levels', ['1', '2'], 'With -nl: resolutions that get an attention block, '
-                  'comma-separated: 0 full, 1 half, 2 quarter.')
+flags.DEFINE_integer('nr_resnet', MODEL.nr_resnet, 'Number of residual blocks per stage of the '
+                     'model.', lower_bound=1, short_name='q')
+flags.DEFINE_integer('nr_filters', MODEL.nr_filters, 'Number of filters to use across the model. '
+                     'Higher = larger model.', lower_bound=1, short_name='n')
+flags.DEFINE_integer('nr_logistic_mix', MODEL.nr_logistic_mix, 'Number of logistic components in '
+                     'the mixture. Higher = more flexible model.', lower_bound=1, short_name='m')
+flags.DEFINE_enum('resnet_nonlinearity', MODEL.resnet_nonlinearity, list(NONLINEARITIES), 'Which '
+                  'nonlinearity to use in the ResNet layers.', short_name='z')
+flags.DEFINE_boolean('class_conditional', bool(MODEL.num_classes), 'Condition generative model on '
+                     'labels?', short_name='c')
+flags.DEFINE_boolean('energy_distance', MODEL.energy_distance, 'Use energy distance in place of '
+                     'likelihood.', short_name='ed')
+flags.DEFINE_boolean('add_coords', MODEL.add_coords, 'CoordConv: add two coordinate channels to '
+                     'the input.', short_name='ac')
+flags.DEFINE_boolean('non_local', MODEL.non_local, 'Add causal self-attention (non-local) blocks '
+                     'at the resolutions of --nl_levels.', short_name='nl')
+flags.DEFINE_list('nl_levels', [str(level) for level in MODEL.nl_levels], 'With -nl: resolutions '
+                  'that get an attention block, comma-separated: 0 full, 1 half, 2 quarter.')
 flags.DEFINE_boolean('focal_loss', False, 'Train on the focal objective, each pixel\'s NLL '
                      'weighted by (1 - p)^gamma (reported bits/dim stay the plain NLL).',
                      short_name='fl')
 flags.DEFINE_float('focal_gamma', 2.0, 'gamma of -fl (>= 0; 0 is the plain NLL).')
 
 # ------------------------------------------------------------------ optimization
-flags.DEFINE_float('learning_rate', 0.001, 'Base learning rate.', short_name='l')
-flags.DEFINE_float('lr_decay', 0.999995, 'Learning rate decay, applied every step of the '
+flags.DEFINE_float('learning_rate', TRAINING.learning_rate, 'Base learning rate.', short_name='l')
+flags.DEFINE_float('lr_decay', TRAINING.lr_decay, 'Learning rate decay, applied every step of the '
                    'optimization.', short_name='e')
-flags.DEFINE_integer('batch_size', 16, 'Batch size during training per GPU (per tower).',
-                     lower_bound=1, short_name='b')
-flags.DEFINE_integer('init_batch_size', 16, 'How much data to use for data-dependent '
-                     'initialization.', lower_bound=1, short_name='u')
-flags.DEFINE_float('dropout_p', 0.5, 'Dropout strength (i.e. 1 - keep_prob). 0 = No dropout, '
-                   'higher = more dropout.', short_name='p')
+flags.DEFINE_integer('batch_size', TRAINING.batch_size, 'Batch size during training per GPU (per '
+                     'tower).', lower_bound=1, short_name='b')
+flags.DEFINE_integer('init_batch_size', TRAINING.init_batch_size, 'How much data to use for '
+                     'data-dependent initialization.', lower_bound=1, short_name='u')
+flags.DEFINE_float('dropout_p', MODEL.dropout_p, 'Dropout strength (i.e. 1 - keep_prob). 0 = No '
+                   'dropout, higher = more dropout.', short_name='p')
 flags.DEFINE_integer('max_epochs', 5000, 'How many epochs to run in total?', lower_bound=1,
                      short_name='x')
 flags.DEFINE_integer('nr_gpu', 8, 'How many GPUs to distribute the training across (towers; on '
@@ -119,8 +124,8 @@ flags.DEFINE_enum('eval_precision', 'float32', PRECISIONS,
                   '--precision is, so they compare with the paper\'s).')
 
 # -------------------------------------------------------------------- evaluation
-flags.DEFINE_float('polyak_decay', 0.9995, 'Exponential decay rate of the sum of previous model '
-                   'iterates during Polyak averaging.')
+flags.DEFINE_float('polyak_decay', TRAINING.polyak_decay, 'Exponential decay rate of the sum of '
+                   'previous model iterates during Polyak averaging.')
 flags.DEFINE_integer('num_samples', 1, 'How many batches (of batch_size x nr_gpu images) of '
                      'samples to output each time samples are written; 0: none. (sample.py\'s '
                      '--num_samples counts images.)', lower_bound=0, short_name='ns')
@@ -132,8 +137,8 @@ flags.DEFINE_integer('keep_checkpoints', 3, 'How many recent checkpoints to keep
                      lower_bound=1)
 
 # --------------------------------------------------------------- reproducibility
-flags.DEFINE_integer('seed', 1, 'Random seed to use (the samples of epoch e are drawn with seed '
-                     '+ e).', lower_bound=0, upper_bound=2 ** 32 - 1, short_name='s')
+flags.DEFINE_integer('seed', TRAINING.seed, 'Random seed to use (the samples of epoch e are drawn '
+                     'with seed + e).', lower_bound=0, upper_bound=2 ** 32 - 1, short_name='s')
 
 
 def _in_open_interval(low, high, low_open=False, high_open=False):

@@ -8,7 +8,7 @@ network, its flag in flags.py.
 
     config = ModelConfig(image_shape=(32, 32, 3), nr_resnet=1, nr_filters=32)
     model = PixelCNN(config)
-    text = config.to_json()                    # stored as pixelcnn_config.json
+    text = config.to_json()                    # stored in a run folder (RunFolder)
     ModelConfig.from_json(text).diff(config)   # {} : nothing differs
 
 Plain Python: TensorFlow is needed only to check an attention block's size.
@@ -69,12 +69,12 @@ class ModelConfig:
         def set_(name, value):
             object.__setattr__(self, name, value)
 
-        set_('image_shape', tuple(_integer('image_shape', d, 1) for d in self.image_shape))
+        set_('image_shape', tuple(check_integer('image_shape', d, 1) for d in self.image_shape))
         for name in ('nr_resnet', 'nr_filters', 'nr_logistic_mix'):
-            set_(name, _integer(name, getattr(self, name), 1))
-        set_('num_classes', _integer('num_classes', self.num_classes, 0))
-        set_('nl_levels', tuple(sorted(set(_integer('nl_levels', v, 0)
-                                               for v in _sequence('nl_levels', self.nl_levels)))))
+            set_(name, check_integer(name, getattr(self, name), 1))
+        set_('num_classes', check_integer('num_classes', self.num_classes, 0))
+        set_('nl_levels', tuple(sorted(set(check_integer('nl_levels', v, 0)
+                                           for v in _sequence('nl_levels', self.nl_levels)))))
         for name in ('add_coords', 'non_local', 'energy_distance'):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError("'%s' must be True or False; got %r" % (name, getattr(self, name)))
@@ -185,6 +185,22 @@ class ModelConfig:
 TRAINING_ONLY = ('dropout_p',)
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainingDefaults:
+    """The original train.py's training settings: the defaults of Trainer, PolyakAverage
+    and train.py's flags (which read them here, so they are said once)."""
+
+    batch_size: int = 16  # images per tower and step
+    init_batch_size: int = 16  # images of the data-dependent init
+    learning_rate: float = 1e-3
+    lr_decay: float = 0.999995  # the learning rate is multiplied by it before every step
+    polyak_decay: float = 0.9995
+    seed: int = 1
+
+
+TRAINING = TrainingDefaults()
+
+
 def _check_length(image_shape):
     if isinstance(image_shape, (str, bytes)):
         raise ValueError("'image_shape' must be a sequence of 3 integers (height, width, "
@@ -204,15 +220,22 @@ def _sequence(name, value):
     return value
 
 
-def _integer(name, value, low):
-    """int(value) if it is a whole number >= low (strings of digits too, as flags give them)."""
+def check_integer(name, value, low=1, meaning=None):
+    """int(value) if it is a whole number >= low (1 or 0), else ValueError naming `name`.
+
+    The one check of a count the library is given ('batch_size', 'nr_filters', ...);
+    strings of digits pass too, as flags and JSON give them; True and False do not.
+    `meaning` is said after the rule: "'batch_size' must be a positive integer (images
+    per tower); got 0".
+    """
     try:
         number = int(value)
-        whole = not isinstance(value, bool) and number == float(value)
+        whole = type(value).__name__ not in ('bool', 'bool_') and number == float(value)
     except (TypeError, ValueError):
         whole = False
     if not whole or number < low:
-        raise ValueError("'%s' must be %s integer%s; got %r"
+        raise ValueError("'%s' must be %s integer%s%s; got %r"
                          % (name, 'a positive' if low else 'a non-negative',
-                            '' if name != 'nl_levels' else 's', value))
+                            '' if name != 'nl_levels' else 's',
+                            ' (%s)' % meaning if meaning else '', value))
     return number

@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from pixel_cnn_pp import attention, coords, losses, mixture, network, nn
 from pixel_cnn_pp import precision as precisions
-from pixel_cnn_pp.config import ModelConfig
+from pixel_cnn_pp.config import ModelConfig, check_integer
 
 # The original's energy-distance head (-ed): samples per image, noise channels, width.
 ED_SAMPLES, ED_NOISE_CHANNELS, ED_WIDTH = 10, 4, 64
@@ -471,10 +471,7 @@ class PixelCNN(tf.Module):
         """
         if not isinstance(per_pixel, (bool, np.bool_)):
             raise ValueError("'per_pixel' must be True or False; got %r" % (per_pixel,))
-        if isinstance(batch_size, (bool, np.bool_)) \
-                or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError("'batch_size' must be a positive integer (images per forward pass); "
-                             "got %r" % (batch_size,))
+        batch_size = check_integer('batch_size', batch_size, meaning='images per forward pass')
         images, labels = self.check_inputs(images, labels)
         fn = self._compiled_per_pixel(averages.average if averages is not None else nn.identity)
         out = []

@@ -8,6 +8,8 @@ averages (decay 0.9995) of every weight for testing and sampling.
 
 import tensorflow as tf
 
+from pixel_cnn_pp.config import TRAINING
+
 
 def decayed_learning_rate(learning_rate, lr_decay, step):
     """The learning rate of training step `step` (1 for the first step).
@@ -77,7 +79,7 @@ class PolyakAverage(tf.Module):
         model.forward(x, get=polyak.average)
     """
 
-    def __init__(self, variables, decay=0.9995):
+    def __init__(self, variables, decay=TRAINING.polyak_decay):
         super().__init__(name='polyak')
         if not 0 <= decay < 1:
             raise ValueError("'polyak_decay' must be in [0, 1); got %r" % (decay,))

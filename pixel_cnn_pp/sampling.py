@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from pixel_cnn_pp import distribute, mixture, nn
 from pixel_cnn_pp.cached_sampler import CachedSampler
+from pixel_cnn_pp.config import check_integer
 
 _UNIFORM_EPS = 1e-5  # uniforms in (eps, 1 - eps), as the original
 METHODS = ('fast', 'naive')
@@ -52,9 +53,7 @@ def draw_uniforms(n, image_shape, nr_mix, seed=None):
 
 
 def check_num_samples(n):
-    if isinstance(n, bool) or int(n) != n or n < 1:
-        raise ValueError("the number of samples must be a positive integer; got %r" % (n,))
-    return int(n)
+    return check_integer('n', n, meaning='the number of samples')
 
 
 def check_seed(seed):

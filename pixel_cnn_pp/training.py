@@ -38,15 +38,15 @@ The library never reads flags or data sets: train.py does, and hands plain value
 import json
 import os
 import re
-import shutil
 
 import numpy as np
 import tensorflow as tf
 
-from pixel_cnn_pp import checkpoints, optim
+from pixel_cnn_pp import checkpoints, loading, optim
 from pixel_cnn_pp import precision as precisions
-from pixel_cnn_pp.config import ModelConfig
+from pixel_cnn_pp.config import TRAINING, ModelConfig, check_integer
 from pixel_cnn_pp.model import PixelCNN
+from pixel_cnn_pp.run_folder import RunFolder
 
 _SUM = tf.distribute.ReduceOp.SUM
 _MEAN = tf.distribute.ReduceOp.MEAN
@@ -62,16 +62,16 @@ LOSS_SCALE_GROWTH = 2000
 
 
 def _check_arguments(batch_size, learning_rate, lr_decay, focal_gamma):
-    """Trainer's numeric arguments, or a ValueError naming the first that is not valid."""
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError('batch_size must be a positive integer (images per tower); got %r'
-                         % (batch_size,))
+    """Trainer's numeric arguments checked (a ValueError names the first that is not valid);
+    returns batch_size as an int."""
+    batch_size = check_integer('batch_size', batch_size, meaning='images per tower')
     if not learning_rate > 0:
         raise ValueError('learning_rate must be > 0; got %r' % (learning_rate,))
     if not 0 < lr_decay <= 1:
         raise ValueError('lr_decay must be in (0, 1]; got %r' % (lr_decay,))
     if focal_gamma < 0:
         raise ValueError('focal_gamma must be >= 0; got %r' % (focal_gamma,))
+    return batch_size
 
 
 class Trainer:
@@ -98,10 +98,11 @@ class Trainer:
         whatever `precision` is).
     """
 
-    def __init__(self, strategy, config, batch_size, learning_rate=1e-3,
-                 lr_decay=0.999995, polyak_decay=0.9995, focal_gamma=0.0, seed=1,
-                 jit_compile=False, precision='float32', eval_precision='float32'):
-        _check_arguments(batch_size, learning_rate, lr_decay, focal_gamma)
+    def __init__(self, strategy, config, batch_size, learning_rate=TRAINING.learning_rate,
+                 lr_decay=TRAINING.lr_decay, polyak_decay=TRAINING.polyak_decay, focal_gamma=0.0,
+                 seed=TRAINING.seed, jit_compile=False, precision='float32',
+                 eval_precision='float32'):
+        batch_size = _check_arguments(batch_size, learning_rate, lr_decay, focal_gamma)
         self.strategy = strategy
         self.towers = strategy.num_replicas_in_sync
         self.batch_size = int(batch_size)
@@ -173,7 +174,7 @@ class Trainer:
         Returns the checkpoint prefix read. Raises ValueError naming the first option,
         variable or shape that does not fit this trainer's model.
         """
-        prefix, raw, averages = checkpoints.read_weights(path, self.model)
+        prefix, raw, averages = loading.read_weights(path, self.model)
         with self.strategy.scope():
             for var, value in zip(self.weights, raw):
                 var.assign(value)
@@ -387,15 +388,15 @@ class Trainer:
                                      'good checkpoint, %s, is kept)'
                                      % (int(self.step.numpy()), manager.latest_checkpoint))
         self.progress.assign(json.dumps(progress))
-        folder = manager.directory
-        before = set(os.listdir(folder)) if os.path.isdir(folder) else set()
+        folder = RunFolder(manager.directory)
+        before = folder.entries()
         try:
-            return manager.save(checkpoint_number=_next_checkpoint_number(manager))
+            return manager.save(checkpoint_number=folder.next_checkpoint_number(manager))
         except (tf.errors.OpError, OSError) as e:  # e.g. "No space left on device"
-            _remove_save_debris(folder, before)
+            folder.remove_save_debris(before)
             raise CheckpointWriteError(
                 'cannot write a checkpoint into %s (%s): its partial files were removed and the '
-                'last good checkpoint, %s, is kept' % (folder, _first_line(e),
+                'last good checkpoint, %s, is kept' % (folder.path, _first_line(e),
                                                        manager.latest_checkpoint or 'none yet')
             ) from None
 
@@ -433,24 +434,6 @@ class CheckpointWriteError(OSError):
     """A checkpoint could not be written (e.g. the disk is full); the last good one is kept."""
 
 
-# What a checkpoint save in progress creates beside the last good checkpoint.
-_SAVE_DEBRIS = re.compile(r'^.+-\d+(\.index|\.data-\d+-of-\d+|_temp.*)$|^checkpoint\.tmp')
-
-
-def _next_checkpoint_number(manager):
-    """One above every checkpoint number the folder holds or its state file names.
-
-    Not the checkpoint's save counter: a float16 trainer resuming a checkpoint written in
-    another precision restores into the layout without the loss scale, so its own counter
-    stays 0, and the counter would name ckpt-1 again (written over). The folder is what
-    must never be written over.
-    """
-    numbers = [number for number, _ in checkpoints.numbered_checkpoints(manager.directory)]
-    numbers += [int(path.rsplit('-', 1)[1]) for path in manager.checkpoints
-                if path.rsplit('-', 1)[-1].isdigit()]
-    return max(numbers, default=0) + 1
-
-
 def _holds_loss_scale(path):
     """True if the checkpoint at `path` has float16's loss scale (False if unreadable:
     restoring then reports the damage)."""
@@ -474,20 +457,3 @@ def _first_line(error):
     if separator and os.sep in file:
         line = cause
     return line or type(error).__name__
-
-
-def _remove_save_debris(folder, before):
-    """Remove what a failed save began in `folder` (ckpt-N_temp/, part of ckpt-N.*), so
-    that only whole checkpoints stay and the state file still names the last one."""
-    if not os.path.isdir(folder):
-        return
-    for name in set(os.listdir(folder)) - before:
-        if _SAVE_DEBRIS.match(name):
-            path = os.path.join(folder, name)
-            try:
-                if os.path.isdir(path):
-                    shutil.rmtree(path)
-                else:
-                    os.remove(path)
-            except OSError:
-                pass  # the error being reported matters more than this file

@@ -1,7 +1,6 @@
 """The network's description (pixel_cnn_pp/network.py): the levels as data, which the model
 creates, its forward pass runs and the cached sampler walks."""
 
-import numpy as np
 import pytest
 
 from pixel_cnn_pp import ModelConfig, PixelCNN, network

@@ -11,8 +11,9 @@ import tensorflow as tf
 from absl import flags as absl_flags
 
 import pixel_cnn_pp
-from pixel_cnn_pp import checkpoints, precision, training
+from pixel_cnn_pp import loading, precision, training
 from pixel_cnn_pp.config import ModelConfig
+from pixel_cnn_pp.run_folder import RunFolder
 from pixel_cnn_pp.training import Trainer
 from tests.conftest import random_images
 from tests.test_cached_sampler import teacher_forced
@@ -32,7 +33,7 @@ GOLDEN_RTOL = {'bfloat16': 2e-3, 'float16': 5e-4}
 def test_golden_nll_in_reduced_precision_within_the_stated_tolerance(golden_dir, name,
                                                                       precision_):
     path, options, expected = _golden(golden_dir, name)
-    model = pixel_cnn_pp.load_checkpoint(path, precision=precision_, **options)
+    model = pixel_cnn_pp.load(path, precision=precision_, **options)
     assert model.compute_dtype == getattr(tf, precision_)
     got = model.nll(expected['images'])
     rel = np.abs(got / expected['nll_ema_nats'] - 1)
@@ -184,7 +185,7 @@ def test_a_float32_checkpoint_resumes_in_float16_with_a_fresh_scale(tmp_path):
 
 def test_the_run_written_before_precision_existed_restores_in_float16():
     fixture = os.path.join(ROOT, 'tests', 'fixtures', 'run_before_config', 'ckpt-1')
-    config = checkpoints.read_model_config(fixture)
+    config = RunFolder.of_checkpoint(fixture).model_config()
     trainer = Trainer(tf.distribute.OneDeviceStrategy('/cpu:0'), config, batch_size=4,
                       precision='float16')
     assert trainer.restore(fixture)['epoch'] == 1
@@ -204,7 +205,7 @@ def test_train_py_trains_in_bfloat16_and_flags_json_records_it(data_dir, tmp_pat
     text = json.dumps(invocations)
     assert '"precision": "bfloat16"' in text and '"eval_precision": "float32"' in text
     # The checkpoint is float32, and loads in float32.
-    model = pixel_cnn_pp.load_checkpoint(save_dir)
+    model = pixel_cnn_pp.load(save_dir)
     assert all(w.dtype == tf.float32 for w in model.weights)
 
 
@@ -232,13 +233,13 @@ def test_unknown_precision_is_refused_by_the_flag_parser():
 
 def test_sample_py_samples_in_bfloat16(cli, golden_prefix, tmp_path, monkeypatch):  # noqa: F811
     loaded = []
-    load = checkpoints.load_checkpoint
+    load = loading.load_with_prefix
 
     def recording_load(*args, **kwargs):
-        loaded.append(load(*args, **kwargs))
-        return loaded[-1]
+        loaded.append(load(*args, **kwargs)[0])
+        return loaded[-1], args[0]
 
-    monkeypatch.setattr(checkpoints, 'load_checkpoint', recording_load)
+    monkeypatch.setattr(loading, 'load_with_prefix', recording_load)
     samples = cli('--checkpoint', golden_prefix, *GOLDEN_MODEL, '--num_samples', '2',
                   '--precision', 'bfloat16', '--output', str(tmp_path / 'bf16'))
     assert loaded[0].precision == 'bfloat16'
