@@ -25,6 +25,7 @@ import math
 
 from absl import flags
 
+from pixel_cnn_pp.config import NL_LEVELS as LEVELS
 from pixel_cnn_pp.config import NONLINEARITIES, TRAINING, ModelConfig
 from pixel_cnn_pp.data.loader import DATA_SETS
 
@@ -35,6 +36,7 @@ MODEL = ModelConfig()
 # importing those modules starts TensorFlow, and --help or a bad flag should answer at once.
 # tests/test_flags.py holds them equal.
 PRECISIONS = ['float32', 'tf32', 'bfloat16', 'float16']  # precision.PRECISIONS, for both flags
+NL_LEVELS = [str(level) for level in LEVELS]  # the network's levels (config.NR_LEVELS)
 
 # ---------------------------------------------------------------------- data I/O
 flags.DEFINE_string('data_dir', '~/pxpp/data', 'Location for the dataset (data sets that '
@@ -161,11 +163,12 @@ flags.register_validator('data_dir', bool, message='-i/--data_dir must name a fo
 
 
 def _valid_levels(levels):
-    return bool(levels) and all(level in ('0', '1', '2') for level in levels)
+    return bool(levels) and all(level in NL_LEVELS for level in levels)
 
 
 flags.register_validator('nl_levels', _valid_levels,
-                         message='--nl_levels must list resolutions among 0, 1, 2 (e.g. 1,2)')
+                         message='--nl_levels must list resolutions among %s (e.g. 1,2)'
+                         % ', '.join(NL_LEVELS))
 
 
 @flags.multi_flags_validator(

@@ -389,7 +389,7 @@ def code_pixels(params, mode, margin, code):
         doubt = np.minimum(doubt, channel.doubt)
         level = np.asarray(code(c, channel), np.int64)
         levels.append(level)
-        x.append(((level - 127.5) / 127.5)[:, None])
+        x.append(mixture.to_value(level)[:, None])
         weights = posterior_weights(channel, level)
     return np.stack(levels, -1), doubt
 

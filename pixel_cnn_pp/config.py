@@ -19,7 +19,10 @@ import json
 from typing import Tuple
 
 NONLINEARITIES = ('concat_elu', 'elu', 'relu')  # nn.NONLINEARITIES implements each
-NL_LEVELS = (0, 1, 2)  # full, half and quarter resolution
+# The network's resolutions, each half as high and wide as the one before (the original's
+# three: full, half and quarter). network.py lays the levels out from this number alone.
+NR_LEVELS = 3
+NL_LEVELS = tuple(range(NR_LEVELS))  # where an attention block may go
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +30,8 @@ class ModelConfig:
     """The options of a PixelCNN++ network, checked when made.
 
     Attributes:
-      image_shape: (H, W, C), H and W positive multiples of 4, C 3 (RGB) or 1.
+      image_shape: (H, W, C), H and W positive multiples of 2^(NR_LEVELS - 1) (4), C 3
+        (RGB) or 1.
       nr_resnet: gated resnet blocks per resolution (original: 5).
       nr_filters: channels of every hidden layer (original: 160).
       nr_logistic_mix: mixture components per pixel (original: 10).
@@ -38,7 +42,7 @@ class ModelConfig:
       add_coords: CoordConv (-ac): two coordinate channels added to the input.
       non_local: causal self-attention blocks (-nl) on the hidden streams.
       nl_levels: resolutions that get a block with non_local: 0 full, 1 half,
-        2 quarter (kept sorted, without repeats).
+        2 quarter, ... (NL_LEVELS; kept sorted, without repeats).
       energy_distance: the original's energy-distance generator head (-ed)
         instead of the mixture likelihood (such a model has no likelihood).
 
@@ -86,10 +90,11 @@ class ModelConfig:
         if c not in (1, 3):
             raise ValueError("'image_shape' must have 3 (RGB) or 1 channel; got %r"
                              % (self.image_shape,))
-        if h % 4 or w % 4:
-            raise ValueError("'image_shape' height and width must be positive multiples of 4 "
-                             "(the network works at 3 resolutions, halving twice); got %r"
-                             % (self.image_shape,))
+        multiple = 2 ** (NR_LEVELS - 1)
+        if h % multiple or w % multiple:
+            raise ValueError("'image_shape' height and width must be positive multiples of %d "
+                             "(the network works at %d resolutions, halving %d times); got %r"
+                             % (multiple, NR_LEVELS, NR_LEVELS - 1, self.image_shape))
         if self.resnet_nonlinearity not in NONLINEARITIES:
             raise ValueError("'resnet_nonlinearity' must be one of %s; got %r"
                              % (list(NONLINEARITIES), self.resnet_nonlinearity))
@@ -97,8 +102,9 @@ class ModelConfig:
             raise ValueError("'dropout_p' must be in [0, 1); got %r" % (self.dropout_p,))
         if self.non_local:
             if not self.nl_levels or any(v not in NL_LEVELS for v in self.nl_levels):
-                raise ValueError("'nl_levels' must be a non-empty subset of 0 (full resolution), "
-                                 "1 (half), 2 (quarter); got %r" % (self.nl_levels,))
+                raise ValueError("'nl_levels' must be a non-empty subset of %s (0 full resolution, "
+                                 "1 half, 2 quarter, ...); got %r"
+                                 % (', '.join(map(str, NL_LEVELS)), self.nl_levels))
             from pixel_cnn_pp import attention  # TensorFlow: only for a model with -nl
 
             for level in self.nl_levels:

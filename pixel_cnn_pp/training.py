@@ -61,6 +61,19 @@ MIN_LOSS_SCALE = 2.0 ** -14
 LOSS_SCALE_GROWTH = 2000
 
 
+def _check_arguments(batch_size, learning_rate, lr_decay, focal_gamma):
+    """Trainer's numeric arguments checked (a ValueError names the first that is not valid);
+    returns batch_size as an int."""
+    batch_size = check_integer('batch_size', batch_size, meaning='images per tower')
+    if not learning_rate > 0:
+        raise ValueError('learning_rate must be > 0; got %r' % (learning_rate,))
+    if not 0 < lr_decay <= 1:
+        raise ValueError('lr_decay must be in (0, 1]; got %r' % (lr_decay,))
+    if focal_gamma < 0:
+        raise ValueError('focal_gamma must be >= 0; got %r' % (focal_gamma,))
+    return batch_size
+
+
 class Trainer:
     """The model, its optimizer and averages, and compiled train/test steps over towers.
 
@@ -89,13 +102,7 @@ class Trainer:
                  lr_decay=TRAINING.lr_decay, polyak_decay=TRAINING.polyak_decay, focal_gamma=0.0,
                  seed=TRAINING.seed, jit_compile=False, precision='float32',
                  eval_precision='float32'):
-        batch_size = check_integer('batch_size', batch_size, meaning='images per tower')
-        if not learning_rate > 0:
-            raise ValueError('learning_rate must be > 0; got %r' % (learning_rate,))
-        if not 0 < lr_decay <= 1:
-            raise ValueError('lr_decay must be in (0, 1]; got %r' % (lr_decay,))
-        if focal_gamma < 0:
-            raise ValueError('focal_gamma must be >= 0; got %r' % (focal_gamma,))
+        batch_size = _check_arguments(batch_size, learning_rate, lr_decay, focal_gamma)
         self.strategy = strategy
         self.towers = strategy.num_replicas_in_sync
         self.batch_size = int(batch_size)
