@@ -39,8 +39,9 @@ class Adam(tf.Module):
         self.m = [tf.Variable(tf.zeros_like(v), trainable=False, name='m') for v in variables]
         self.v = [tf.Variable(tf.zeros_like(v), trainable=False, name='v') for v in variables]
 
-    def apply_gradients(self, grads, variables, learning_rate):
+    def apply_gradients(self, grads, variables, learning_rate, slots=None):
         """One update of `variables` (the same list, in the same order, as at creation)."""
+        t_var, m_slots, v_slots = slots or (self.t, self.m, self.v)
         if len(grads) != len(self.m):
             raise ValueError('Adam was built for %d variables, got %d gradients'
                              % (len(self.m), len(grads)))
@@ -51,10 +52,10 @@ class Adam(tf.Module):
         f32 = lambda x: tf.constant(x, tf.float32)  # noqa: E731
         b1, b2, eps = f32(self.beta1), f32(self.beta2), f32(self.eps)
         one_minus_b1, one_minus_b2 = f32(1.0 - self.beta1), f32(1.0 - self.beta2)
-        t = self.t.read_value()
+        t = t_var.read_value()
         correction1 = 1.0 - tf.pow(b1, t)
         correction2 = 1.0 - tf.pow(b2, t)
-        for p, g, m, v in zip(variables, grads, self.m, self.v):
+        for p, g, m, v in zip(variables, grads, m_slots, v_slots):
             m_t = b1 * m + one_minus_b1 * g
             v_t = b2 * v + one_minus_b2 * tf.square(g)
             m_hat = m_t / correction1
@@ -62,7 +63,7 @@ class Adam(tf.Module):
             m.assign(m_t)
             v.assign(v_t)
             p.assign_sub(learning_rate * m_hat / tf.sqrt(v_hat + eps))
-        self.t.assign_add(1.0)
+        t_var.assign_add(1.0)
 
 
 class PolyakAverage(tf.Module):
@@ -88,10 +89,10 @@ class PolyakAverage(tf.Module):
         # A bound dict.get, not a dict: tf.Module would try to checkpoint a dict.
         self._find = {v.ref(): s for v, s in zip(self._variables, self.shadows)}.get
 
-    def update(self):
+    def update(self, variables=None, shadows=None):
         """Move every average towards its weight's current value."""
         rate = tf.constant(1.0 - self.decay, tf.float32)  # once, not once per weight
-        for v, s in zip(self._variables, self.shadows):
+        for v, s in zip(variables or self._variables, shadows or self.shadows):
             s.assign_sub(rate * (s - v))
 
     def reset(self):

@@ -60,6 +60,10 @@ INITIAL_LOSS_SCALE = 2.0 ** 15
 MIN_LOSS_SCALE = 2.0 ** -14
 LOSS_SCALE_GROWTH = 2000
 
+# The towers' functions are called, not inlined into the step: their body is optimised once
+# per device instead of as part of a step graph holding every tower's copy of it.
+_NOT_INLINED = dict(autograph=False, experimental_attributes={'_noinline': True})
+
 
 class Trainer:
     """The model, its optimizer and averages, and compiled train/test steps over towers.
@@ -139,10 +143,13 @@ class Trainer:
             self.model, self.polyak, loss_scale=self.loss_scale, good_steps=self.good_steps,
             **state) if self.loss_scaling else self._checkpoint_without_scale)
 
+        # What each tower computes, traced once and called by every tower (see _shared).
         self._tower_gradients = tf.function(self._tower_gradients_fn, jit_compile=jit_compile,
-                                            autograph=False)
+                                            **_NOT_INLINED)
+        self._tower_update = tf.function(self._tower_update_fn, **_NOT_INLINED)
         self._tower_nll = tf.function(self._tower_nll_fn, jit_compile=jit_compile,
-                                      autograph=False)
+                                      **_NOT_INLINED)
+        self._traced = {}
         self._train_fn = tf.function(self._train_step_fn, autograph=False)
         self._test_fn = tf.function(self._test_step_fn, autograph=False)
         self._finite_fn = tf.function(
@@ -187,18 +194,49 @@ class Trainer:
 
     # ---------------------------------------------------------------- training
 
-    def _tower_gradients_fn(self, images, labels, seed, loss_scale):
+    def _read_from(self, values):
+        """The model's `get` that reads weight k as values[k] (a tower's copy, passed in)."""
+        index = {w.ref(): k for k, w in enumerate(self.weights)}
+        return lambda var: values[index[var.ref()]]
+
+    def _shared(self, function, *args):
+        """Call `function` (a tf.function of this trainer) traced once for all the towers.
+
+        Each tower's part of a step calls it. Left to itself TensorFlow traces a function
+        again under every tower's device, and the step's graph then holds a copy of it per
+        tower for Grappler to optimise as a whole: start-up grew with the towers (11x from 1
+        to 8). Traced once here, outside the step's graph and on no device, its body has no
+        device: each call runs on the device of the tower that makes it. It reads what it
+        needs from its arguments (the tower's copy of the weights or averages, its
+        variables), never from captured variables, so every tower can call the same one.
+        """
+        key = (function, str(tf.nest.map_structure(
+            lambda a: None if a is None else (tuple(a.shape), a.dtype.name), args)))
+        if key not in self._traced:
+            with tf.device(None):
+                self._traced[key] = function.get_concrete_function(
+                    *tf.nest.map_structure(_spec, args))
+        return self._traced[key](*args)
+
+    def _tower_gradients_fn(self, values, images, labels, seed, loss_scale):
+        """A tower's summed objective and NLL, and their gradients as one vector.
+
+        values: the tower's copy of the weights (their values, in self.weights' order).
+        """
         x = self.model.scale_images(images)
         h = self.model.one_hot(labels) if labels is not None else None
         with tf.GradientTape() as tape:
+            tape.watch(values)
             # The NLL (or focal / energy-distance objective) and the plain NLL, summed.
-            objective, nll = self.model.train_objective(x, h, dropout_p=self.dropout_p, seed=seed,
-                                                        focal_gamma=self.focal_gamma)
+            objective, nll = self.model.train_objective(
+                x, h, get=self._read_from(values), dropout_p=self.dropout_p, seed=seed,
+                focal_gamma=self.focal_gamma)
             # float16: scaled, so that small gradients do not underflow on the way back.
             scaled = objective * loss_scale if self.loss_scaling else objective
-        grads = tape.gradient(scaled, self.weights,
+        grads = tape.gradient(scaled, values,
                               unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return grads, objective, nll
+        # One vector: one all-reduce, with nothing per tower to pack and unpack.
+        return tf.concat([tf.reshape(g, [-1]) for g in grads], 0), objective, nll
 
     def _tower_slice(self, value, batch_size):
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
@@ -211,26 +249,45 @@ class Trainer:
         images, labels = self._tower_slice(images, b), self._tower_slice(labels, b)
         # Every tower its own dropout masks, reproducible from the step's seed.
         seed = tf.random.experimental.stateless_fold_in(step_seed, ctx.replica_id_in_sync_group)
-        grads, objective, nll = self._tower_gradients(images, labels, seed, loss_scale)
+        values = [tf.identity(w) for w in self.weights]  # this tower's copy
+        grads, objective, nll = self._shared(self._tower_gradients, values, images, labels,
+                                             seed, loss_scale)
         grads = ctx.all_reduce(_SUM, grads)  # the sum over towers, on every tower
         if not self.loss_scaling:
             return grads, objective, nll, tf.constant(1.0)
-        grads = [g / loss_scale for g in grads]
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+        grads = grads / loss_scale
+        finite = tf.reduce_all(tf.math.is_finite(grads))
         return grads, objective, nll, tf.cast(finite, tf.float32)  # 1.0 if all are finite
 
-    def _apply_update(self, _, grads, learning_rate, finite):
-        # Runs once per tower on its own copies (reads and writes of mirrored variables
-        # inside strategy.extended.update see that tower's copy).
-        def update():
-            self.optimizer.apply_gradients(grads, self.weights, learning_rate)
-            self.polyak.update()
-            return tf.constant(0)
-        if not self.loss_scaling:
-            return update()
-        # float16: a non-finite gradient skips the step (the same on every tower: the
-        # gradients were summed over all of them).
-        return tf.cond(finite > 0.5, update, lambda: tf.constant(0))
+    def _tower_update_fn(self, weights, slots, shadows, grads, learning_rate):
+        """Adam and the Polyak update of one tower's copies (weights, slots = (t, m, v) and
+        shadows), from the summed gradients as one vector."""
+        sizes = [w.shape.num_elements() for w in weights]
+        grads = [tf.reshape(g, w.shape) for g, w in zip(tf.split(grads, sizes), weights)]
+        self.optimizer.apply_gradients(grads, weights, learning_rate, slots=slots)
+        self.polyak.update(weights, shadows)
+        return tf.constant(0)
+
+    def _apply_updates(self, grads, learning_rate, finite):
+        """Every tower applies the same update to its own copies, on its own device."""
+        local = self.strategy.experimental_local_results
+
+        def copies(variables):  # per tower, its copy of each variable
+            return [list(c) for c in zip(*[local(v) for v in variables])]
+
+        for t, weights, m, v, shadows, tower_grads, tower_finite in zip(
+                local(self.optimizer.t), copies(self.weights), copies(self.optimizer.m),
+                copies(self.optimizer.v), copies(self.polyak.shadows), local(grads),
+                local(finite)):
+            args = (weights, (t, m, v), shadows, tower_grads, learning_rate)
+            with tf.device(t.device):
+                if not self.loss_scaling:
+                    self._shared(self._tower_update, *args)
+                else:
+                    # float16: a non-finite gradient skips the step (on every tower alike:
+                    # the gradients were summed over all of them).
+                    tf.cond(tower_finite > 0.5, lambda a=args: self._shared(
+                        self._tower_update, *a), lambda: tf.constant(0))
 
     def _update_loss_scale(self, finite, scale):
         """Halve the scale on a non-finite gradient, double it after enough good steps."""
@@ -251,8 +308,7 @@ class Trainer:
             loss_scale = tf.identity(self.loss_scale)  # this step's (updated below)
             grads, objective, nll, finite = self.strategy.run(
                 self._tower_step, args=(images, labels, step_seed, loss_scale))
-            self.strategy.extended.update(self.optimizer.t, self._apply_update,
-                                          args=(grads, learning_rate, finite), group=True)
+            self._apply_updates(grads, learning_rate, finite)
             if self.loss_scaling:
                 self._update_loss_scale(
                     self.strategy.reduce(_MEAN, finite, axis=None) == 1.0, loss_scale)
@@ -291,23 +347,26 @@ class Trainer:
 
     # -------------------------------------------------------------- evaluation
 
-    def _tower_nll_fn(self, images, labels, mask):
+    def _tower_nll_fn(self, averages, images, labels, mask):
+        """A tower's summed NLL of its images (mask 0: padding) with its copy of the averages."""
         x = self.model.scale_images(images)
         h = self.model.one_hot(labels) if labels is not None else None
+        get = self._read_from(averages)
         if self.model.energy_distance:
             # No likelihood: the original reports its test loss (the energy distance).
-            _, loss = self.model.train_objective(x, h, get=self.polyak.average, dropout_p=0.0,
+            _, loss = self.model.train_objective(x, h, get=get, dropout_p=0.0,
                                                  seed=tf.constant([0, 0], tf.int32),
                                                  compute_dtype=self.eval_dtype)
             return loss
-        log_p = self.model.log_prob_per_pixel(x, h, get=self.polyak.average,
+        log_p = self.model.log_prob_per_pixel(x, h, get=get,
                                               compute_dtype=self.eval_dtype)  # (B, H, W)
         return -tf.reduce_sum(tf.reduce_sum(log_p, axis=[1, 2]) * mask)
 
     def _test_tower(self, images, labels, mask):
         b = self.batch_size
-        return self._tower_nll(self._tower_slice(images, b), self._tower_slice(labels, b),
-                               self._tower_slice(mask, b))
+        averages = [tf.identity(s) for s in self.polyak.shadows]  # this tower's copy
+        return self._shared(self._tower_nll, averages, self._tower_slice(images, b),
+                            self._tower_slice(labels, b), self._tower_slice(mask, b))
 
     def _test_step_fn(self, images, labels, mask):
         with self.strategy.scope():
@@ -428,6 +487,13 @@ class CheckpointWriteError(OSError):
 
 # What a checkpoint save in progress creates beside the last good checkpoint.
 _SAVE_DEBRIS = re.compile(r'^.+-\d+(\.index|\.data-\d+-of-\d+|_temp.*)$|^checkpoint\.tmp')
+
+
+def _spec(value):
+    """What a function is traced for: a variable itself, a tensor's shape and dtype."""
+    if value is None or isinstance(value, tf.Variable):
+        return value
+    return tf.TensorSpec(value.shape, value.dtype)
 
 
 def _holds_loss_scale(path):
