@@ -277,7 +277,9 @@ def train_epochs(trainer, loader, batches, test_images, test_labels, record, out
     Args:
       trainer: a Trainer, initialised or restored (see `begin`).
       loader: the train DataLoader (len() steps per epoch; get_state for checkpoints).
-      batches: callable giving one epoch of the loader's batches (e.g. through tf.data).
+      batches: callable giving a tf.data.Dataset of one epoch of the loader's (global)
+        batches, e.g. `lambda: to_tf_dataset(loader)` (Trainer.distribute gives each tower
+        its share).
       test_images, test_labels: the test set (labels None if unconditional).
       record: the progress record (`begin`'s); updated in place.
       outputs: a RunOutputs, or anything with its methods.
@@ -336,7 +338,7 @@ def _train_one_epoch(trainer, loader, batches, record, outputs, epoch, measure, 
     record.setdefault('epoch_bpd_steps', record['epoch_steps'])
     display = progress_display.Progress('epoch %d' % epoch, len(loader) * global_batch,
                                         unit='images')
-    for batch in batches():
+    for batch in trainer.distribute(batches):  # each tower receives only its own images
         x, y = batch if conditional else (batch, None)
         objective, nll = (float(v) for v in trainer.train_step(x, y))
         step = int(trainer.step.numpy())

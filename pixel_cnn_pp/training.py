@@ -6,8 +6,9 @@ the dropout seed generator, and a JSON record of the epoch, the data loader's
 position and the history), all in one tf.train.Checkpoint.
 
 One training step on a global batch of towers x batch_size images:
-  1. every tower takes its slice of the batch (tower i: images [i*b, (i+1)*b), as
-     the original's np.split) and a dropout seed folded from the step's seed and i;
+  1. every tower receives only its slice of the batch (tower i: images [i*b, (i+1)*b),
+     as the original's np.split), on its device (`distribute` prefetches it there),
+     and a dropout seed folded from the step's seed and i;
   2. it computes its summed NLL in nats and the gradients of it;
   3. the gradients are SUMMED over towers by an all-reduce (the original adds the
      towers' gradients on gpu:0; no averaging);
@@ -30,6 +31,8 @@ double it. The scale and the count of good steps are in the checkpoint.
                       batch_size=16)
     trainer.initialize(init_images)                 # data-dependent init, averages reset
     objective, nll = trainer.train_step(images)     # uint8 (towers*16, 32, 32, 3)
+    for x in trainer.distribute(lambda: dataset):   # tf.data of global batches: each
+        trainer.train_step(x)                       # tower receives only its 16 images
     nats, count = trainer.evaluate(test_images)     # averaged weights, dropout off
 
 The library never reads flags or data sets: train.py does, and hands plain values in.
@@ -183,15 +186,6 @@ class Trainer:
                 shadow.assign(value)
         return prefix
 
-    def _check_batch(self, images, labels):
-        images, labels = self.model.check_inputs(images, labels)
-        if len(images) != self.global_batch_size:
-            raise ValueError('a training batch must hold towers x batch_size = %d x %d = %d '
-                             'images, got %d: it cannot be split evenly over the towers'
-                             % (self.towers, self.batch_size, self.global_batch_size,
-                                len(images)))
-        return images, labels
-
     # ---------------------------------------------------------------- training
 
     def _read_from(self, values):
@@ -238,15 +232,8 @@ class Trainer:
         # One vector: one all-reduce, with nothing per tower to pack and unpack.
         return tf.concat([tf.reshape(g, [-1]) for g in grads], 0), objective, nll
 
-    def _tower_slice(self, value, batch_size):
-        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-        start = tf.cast(replica, tf.int32) * batch_size
-        return None if value is None else value[start:start + batch_size]
-
     def _tower_step(self, images, labels, step_seed, loss_scale):
         ctx = tf.distribute.get_replica_context()
-        b = self.batch_size
-        images, labels = self._tower_slice(images, b), self._tower_slice(labels, b)
         # Every tower its own dropout masks, reproducible from the step's seed.
         seed = tf.random.experimental.stateless_fold_in(step_seed, ctx.replica_id_in_sync_group)
         values = [tf.identity(w) for w in self.weights]  # this tower's copy
@@ -315,26 +302,72 @@ class Trainer:
             return (self.strategy.reduce(_SUM, objective, axis=None),
                     self.strategy.reduce(_SUM, nll, axis=None))
 
-    def train_step(self, images, labels=None):
-        """One optimisation step on a global batch; returns (objective, nll) in nats, summed.
+    def distribute(self, batches):
+        """The towers' input from `batches`: each tower receives only its own images.
 
         Args:
-          images: uint8 (towers * batch_size, H, W, C); tower i trains on rows
+          batches: a callable giving a tf.data.Dataset of global batches, uint8 images
+            (towers * batch_size, H, W, C) or (images, labels), e.g.
+            `lambda: to_tf_dataset(loader)`.
+        Returns:
+          A tf.distribute distributed dataset (`distribute_datasets_from_function`):
+          iterating it gives `train_step`'s input, one step at a time. Tower i receives
+          rows [i * batch_size, (i + 1) * batch_size) of each global batch (the
+          original's split), prefetched to its device; on a worker of a multi-worker run,
+          the pipeline gives only that worker's towers their rows.
+        """
+        towers, b = self.towers, self.batch_size
+
+        def dataset_fn(context):
+            local = towers // context.num_input_pipelines  # this worker's towers
+            first = context.input_pipeline_id * local
+
+            def tower_batches(*batch):  # one global batch -> an element per local tower
+                parts = tuple(tf.reshape(t, (towers, b) + tuple(t.shape[1:]))[first:first + local]
+                              for t in batch)
+                return tf.data.Dataset.from_tensor_slices(parts if len(parts) > 1 else parts[0])
+
+            return batches().flat_map(tower_batches)
+
+        return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+    def _split(self, array):
+        """A global batch (array or tensor) as the towers' input: tower i receives rows
+        [i * batch_size, (i + 1) * batch_size), copied to its device, and nothing else."""
+        if array is None:
+            return None
+        b, devices = self.batch_size, self.strategy.extended.worker_devices
+
+        def tower_rows(context):
+            i = context.replica_id_in_sync_group
+            with tf.device(devices[i % len(devices)]):  # this worker's towers, in order
+                return tf.identity(array[i * b:(i + 1) * b])
+
+        return self.strategy.experimental_distribute_values_from_function(tower_rows)
+
+    def train_step(self, images, labels=None):
+        """One optimisation step; returns (objective, nll) in nats, summed over the towers.
+
+        Args:
+          images: one step of `distribute(...)`'s input, or a global batch, uint8
+            (towers * batch_size, H, W, C), of which tower i trains on rows
             [i * batch_size, (i + 1) * batch_size).
-          labels: int (towers * batch_size,) for a class-conditional model.
+          labels: likewise, int (towers * batch_size,), for a class-conditional model.
         Returns:
           Two float32 scalar tensors: the objective that was differentiated (the
           NLL, or the focal objective) and the plain NLL, both summed over all towers.
           In float16, `skipped_step()` then says whether the step was skipped (a
           non-finite gradient; see the module docstring).
         """
-        if not isinstance(images, tf.Tensor):
-            images, labels = self._check_batch(images, labels)
-        elif images.shape[0] != self.global_batch_size:
-            raise ValueError('a training batch must hold towers x batch_size = %d x %d = %d '
-                             'images, got %s: it cannot be split evenly over the towers'
-                             % (self.towers, self.batch_size, self.global_batch_size,
-                                images.shape[0]))
+        if not isinstance(images, tf.distribute.DistributedValues):  # a global batch
+            if not isinstance(images, tf.Tensor):
+                images, labels = self.model.check_inputs(images, labels)
+            if len(images) != self.global_batch_size:
+                raise ValueError('a training batch must hold towers x batch_size = %d x %d = %d '
+                                 'images, got %d: it cannot be split evenly over the towers'
+                                 % (self.towers, self.batch_size, self.global_batch_size,
+                                    len(images)))
+            images, labels = self._split(images), self._split(labels)
         return self._train_fn(images, labels)
 
     def skipped_step(self):
@@ -363,10 +396,8 @@ class Trainer:
         return -tf.reduce_sum(tf.reduce_sum(log_p, axis=[1, 2]) * mask)
 
     def _test_tower(self, images, labels, mask):
-        b = self.batch_size
         averages = [tf.identity(s) for s in self.polyak.shadows]  # this tower's copy
-        return self._shared(self._tower_nll, averages, self._tower_slice(images, b),
-                            self._tower_slice(labels, b), self._tower_slice(mask, b))
+        return self._shared(self._tower_nll, averages, images, labels, mask)
 
     def _test_step_fn(self, images, labels, mask):
         with self.strategy.scope():
@@ -402,7 +433,7 @@ class Trainer:
             if n < g:
                 x = np.concatenate([x, np.zeros((g - n,) + x.shape[1:], x.dtype)])
                 y = None if y is None else np.concatenate([y, np.zeros(g - n, y.dtype)])
-            total += float(self._test_fn(x, y, mask))
+            total += float(self._test_fn(self._split(x), self._split(y), self._split(mask)))
             count += n
             if progress is not None:
                 progress(start + n, end)

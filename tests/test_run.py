@@ -80,7 +80,8 @@ def trainer():
 def _train(trainer, loader, outputs, record=None, **kwargs):
     record = record or run.fresh_record()
     lines = []
-    run.train_epochs(trainer, loader, lambda: loader.batches, random_images(3, SHAPE, seed=9),
+    run.train_epochs(trainer, loader, lambda: tf.data.Dataset.from_tensor_slices(loader.batches),
+                     random_images(3, SHAPE, seed=9),
                      None, record, outputs, log=lines.append, **kwargs)
     return record, lines
 
