@@ -229,8 +229,9 @@ class Trainer:
             scaled = objective * loss_scale if self.loss_scaling else objective
         grads = tape.gradient(scaled, values,
                               unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        # One vector: one all-reduce, with nothing per tower to pack and unpack.
-        return tf.concat([tf.reshape(g, [-1]) for g in grads], 0), objective, nll
+        # One vector (each shape's gradients stacked, as the update takes them): one
+        # all-reduce, with nothing per tower to pack and unpack.
+        return optim.stack_by_shape(grads), objective, nll
 
     def _tower_step(self, images, labels, step_seed, loss_scale):
         ctx = tf.distribute.get_replica_context()
@@ -248,12 +249,10 @@ class Trainer:
 
     def _tower_update_fn(self, weights, slots, shadows, grads, learning_rate):
         """Adam and the Polyak update of one tower's copies (weights, slots = (t, m, v) and
-        shadows), from the summed gradients as one vector."""
-        sizes = [w.shape.num_elements() for w in weights]
-        grads = [tf.reshape(g, w.shape) for g, w in zip(tf.split(grads, sizes), weights)]
+        shadows), from the summed gradients as one vector (optim.stack_by_shape)."""
         self.optimizer.apply_gradients(grads, weights, learning_rate, slots=slots)
         self.polyak.update(weights, shadows)
-        return tf.constant(0)
+        # Nothing returned: an unused output would make Grappler copy the function per tower.
 
     def _apply_updates(self, grads, learning_rate, finite):
         """Every tower applies the same update to its own copies, on its own device."""
@@ -274,7 +273,7 @@ class Trainer:
                     # float16: a non-finite gradient skips the step (on every tower alike:
                     # the gradients were summed over all of them).
                     tf.cond(tower_finite > 0.5, lambda a=args: self._shared(
-                        self._tower_update, *a), lambda: tf.constant(0))
+                        self._tower_update, *a), lambda: None)
 
     def _update_loss_scale(self, finite, scale):
         """Halve the scale on a non-finite gradient, double it after enough good steps."""
