@@ -340,8 +340,8 @@ def _train_one_epoch(trainer, loader, batches, record, outputs, epoch, measure, 
                                         unit='images')
     for batch in trainer.distribute(batches):  # each tower receives only its own images
         x, y = batch if conditional else (batch, None)
-        objective, nll = (float(v) for v in trainer.train_step(x, y))
-        step = int(trainer.step.numpy())
+        objective, nll = trainer.train_step(x, y)  # the step's one read from the devices
+        step = trainer.last_step.step
         finite = math.isfinite(nll) and math.isfinite(objective)
         # float16's loss scaling skips a step with a non-finite gradient and halves the
         # scale: not a NaN stop (its loss, if not finite, is left out of the mean), unless
@@ -370,7 +370,7 @@ def _train_one_epoch(trainer, loader, batches, record, outputs, epoch, measure, 
                        '%.4f %s' % (running, measure.replace('_per_', '/')))
         if step % SUMMARY_EVERY == 0 or step == 1:
             outputs.scalars(step, {'train/' + measure: bpd,
-                                   'train/learning_rate': float(trainer.learning_rate.numpy())})
+                                   'train/learning_rate': trainer.last_step.learning_rate})
         stopping = stop is not None and stop.signum is not None
         last_step = record['epoch_steps'] == len(loader)  # the epoch's save follows
         if stopping or (save_steps and step % save_steps == 0 and not last_step):

@@ -38,6 +38,7 @@ double it. The scale and the count of good steps are in the checkpoint.
 The library never reads flags or data sets: train.py does, and hands plain values in.
 """
 
+import collections
 import json
 import os
 import re
@@ -66,6 +67,12 @@ LOSS_SCALE_GROWTH = 2000
 # The towers' functions are called, not inlined into the step: their body is optimised once
 # per device instead of as part of a step graph holding every tower's copy of it.
 _NOT_INLINED = dict(autograph=False, experimental_attributes={'_noinline': True})
+
+
+# What train_step brings back to the host, in one read: the summed objective and NLL in
+# nats, the step number, its learning rate, and the loss scale of a skipped float16 step
+# (None if it was not skipped).
+StepNumbers = collections.namedtuple('StepNumbers', 'objective nll step learning_rate skipped_at')
 
 
 class Trainer:
@@ -158,6 +165,7 @@ class Trainer:
         self._finite_fn = tf.function(
             lambda: tf.reduce_all([tf.reduce_all(tf.math.is_finite(w)) for w in self.weights]))
         self._averaged_model = None
+        self.last_step = None  # the StepNumbers of the last train_step
 
     # ------------------------------------------------------------------ set-up
 
@@ -298,8 +306,12 @@ class Trainer:
             if self.loss_scaling:
                 self._update_loss_scale(
                     self.strategy.reduce(_MEAN, finite, axis=None) == 1.0, loss_scale)
-            return (self.strategy.reduce(_SUM, objective, axis=None),
-                    self.strategy.reduce(_SUM, nll, axis=None))
+            # All the host needs of the step, as one tensor: one read (each read waits for
+            # the devices before the host can queue the next step).
+            return tf.stack([tf.cast(x, tf.float64) for x in (
+                self.strategy.reduce(_SUM, objective, axis=None),
+                self.strategy.reduce(_SUM, nll, axis=None), step, learning_rate,
+                self._skipped_at.read_value())])
 
     def distribute(self, batches):
         """The towers' input from `batches`: each tower receives only its own images.
@@ -353,10 +365,11 @@ class Trainer:
             [i * batch_size, (i + 1) * batch_size).
           labels: likewise, int (towers * batch_size,), for a class-conditional model.
         Returns:
-          Two float32 scalar tensors: the objective that was differentiated (the
-          NLL, or the focal objective) and the plain NLL, both summed over all towers.
-          In float16, `skipped_step()` then says whether the step was skipped (a
-          non-finite gradient; see the module docstring).
+          (objective, nll), floats: the objective that was differentiated (the NLL, or
+          the focal objective) and the plain NLL, both summed over all towers. They come
+          to the host in the step's one read, with what `last_step` holds: the step
+          number, its learning rate and, in float16, whether it was skipped
+          (`skipped_step()`; a non-finite gradient, see the module docstring).
         """
         if not isinstance(images, tf.distribute.DistributedValues):  # a global batch
             if not isinstance(images, tf.Tensor):
@@ -367,15 +380,16 @@ class Trainer:
                                  % (self.towers, self.batch_size, self.global_batch_size,
                                     len(images)))
             images, labels = self._split(images), self._split(labels)
-        return self._train_fn(images, labels)
+        objective, nll, step, learning_rate, skipped_at = \
+            self._train_fn(images, labels).numpy().tolist()  # the step's one read
+        self.last_step = StepNumbers(objective, nll, int(step), learning_rate,
+                                     skipped_at or None)
+        return objective, nll
 
     def skipped_step(self):
         """float16: the loss scale of the last step if it was skipped (a gradient was Inf
         or NaN: the weights did not change and the scale was halved), else None."""
-        if not self.loss_scaling:
-            return None
-        scale = float(self._skipped_at.numpy())
-        return scale if scale > 0 else None
+        return self.last_step.skipped_at if self.last_step is not None else None
 
     # -------------------------------------------------------------- evaluation
 
