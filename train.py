@@ -199,4 +199,5 @@ main = cli.main_for('train.py', arguments_from_flags, run,
                     errors=(ValueError, OSError, FloatingPointError))
 
 if __name__ == '__main__':
+    cli.use_help(train_flags.TRAIN_PY_HELP)  # before parsing, so that --help shows it
     app.run(main)

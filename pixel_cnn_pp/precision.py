@@ -1,10 +1,14 @@
 """Number formats the network can compute in: `precision` of PixelCNN, Trainer and the scripts.
 
-  float32   the default: exactly the original's arithmetic. On GPUs TensorFlow would
+  float32   strict float32: exactly the original's arithmetic. On GPUs TensorFlow would
             otherwise run float32 convolutions and matmuls in TF32 (a 10-bit mantissa)
             on Ampere and later; float32 turns that off, so a GPU computes what the
-            golden tests check.
-  tf32      float32 everywhere, with TF32 allowed in convolutions and matmuls (GPUs).
+            golden tests check. PixelCNN's default, and what every reported bits/dim,
+            score and code is computed in.
+  tf32      float32 everywhere, with TF32 allowed in convolutions and matmuls on GPUs
+            that have it (compute capability 8.0+: several times faster); the same as
+            float32 elsewhere. The default of training (Trainer, train.py), which turns
+            it on during its training steps only (`tf32_for`).
   bfloat16  convolutions, dense layers, nonlinearities, the gate and the attention
             in bfloat16 (float32's range, an 8-bit mantissa).
   float16   the same in float16 (older GPUs); its narrow range needs loss scaling in
@@ -17,6 +21,8 @@ the compute dtype at their boundary (nn.py, attention.py), and the network casts
 back to float32 before its output layer (model.py). Checkpoints are float32 and
 load in any precision.
 """
+
+import contextlib
 
 import tensorflow as tf
 
@@ -43,9 +49,29 @@ def apply_tf32(precision):
     """Allow TF32 in float32 convolutions and matmuls for 'tf32', forbid it otherwise.
 
     A process-wide TensorFlow switch (it matters on Ampere and later GPUs only):
-    PixelCNN and Trainer set it when built, so the last one built decides.
+    PixelCNN sets it when built, so the last one built decides (sample.py, compress.py
+    and scoring build one); a Trainer sets it off after building its model and turns it
+    on around its training steps only (`tf32_for`).
     """
     tf.config.experimental.enable_tensor_float_32_execution(check(precision) == 'tf32')
+
+
+@contextlib.contextmanager
+def tf32_for(precision):
+    """TF32 allowed while the block runs if `precision` is 'tf32', forbidden otherwise;
+    then TensorFlow's switch is set back as it was.
+
+    The switch is process-wide and a kernel reads it when it runs (an XLA function when
+    it is compiled, at its first call), so what runs inside the block computes in
+    `precision` whatever else the process runs before or after: Trainer's training
+    steps in TF32, its evaluation in strict float32.
+    """
+    before = tf.config.experimental.tensor_float_32_execution_enabled()
+    tf.config.experimental.enable_tensor_float_32_execution(check(precision) == 'tf32')
+    try:
+        yield
+    finally:
+        tf.config.experimental.enable_tensor_float_32_execution(before)
 
 
 def cpu_warning(precision, has_gpu):

@@ -16,10 +16,12 @@ One training step on a global batch of towers x batch_size images:
      the weights, so the copies stay equal without being broadcast.
 Bits/dim of the step = total nats / (towers * b * H * W * C * ln 2).
 
-Precision (precision.py): the forward and backward pass run in `precision`; the
-gradients reach the float32 Adam and Polyak averages as float32. Test bits/dim are
-computed in `eval_precision`, float32 by default whatever the training precision,
-so that they compare with the paper's. In float16, whose largest value is 65504,
+Precision (precision.py): the forward and backward pass run in `precision`, by
+default 'tf32' (float32, with TF32 in convolutions and matmuls on GPUs that have
+it, switched on during the training steps only); the gradients reach the float32
+Adam and Polyak averages as float32. Test bits/dim are computed in
+`eval_precision`, strict float32 by default whatever the training precision, so
+that they compare with the paper's; so are the samples of a 'tf32' run. In float16, whose largest value is 65504,
 the loss is scaled before the backward pass (dynamic loss scaling, written here
 because the optimizer is our own): the gradients are divided by the scale again;
 a step whose gradients are not all finite is skipped (weights, moments and
@@ -94,14 +96,16 @@ class Trainer:
       seed: initial weights and the dropout seed stream.
       jit_compile: compile each tower's forward and backward pass with XLA.
       precision: what the training forward and backward pass compute in
-        (precision.py: float32, tf32, bfloat16, float16; float16 with loss scaling).
-      eval_precision: what `evaluate` computes test NLLs in (float32 by default,
-        whatever `precision` is).
+        (precision.py: tf32, the default, float32, bfloat16, float16; float16 with
+        loss scaling). TF32 is on during the training steps only: outside them the
+        trainer leaves it off, so what else runs (evaluation, sampling) is strict.
+      eval_precision: what `evaluate` computes test NLLs in (strict float32 by
+        default, whatever `precision` is).
     """
 
     def __init__(self, strategy, config, batch_size, learning_rate=1e-3,
                  lr_decay=0.999995, polyak_decay=0.9995, focal_gamma=0.0, seed=1,
-                 jit_compile=False, precision='float32', eval_precision='float32'):
+                 jit_compile=False, precision='tf32', eval_precision='float32'):
         if int(batch_size) != batch_size or batch_size < 1:
             raise ValueError('batch_size must be a positive integer (images per tower); got %r'
                              % (batch_size,))
@@ -120,8 +124,8 @@ class Trainer:
         self.focal_gamma = float(focal_gamma)
         self.seed = int(seed)
         self.precision = precisions.check(precision, 'precision')
-        self.eval_dtype = precisions.compute_dtype(
-            precisions.check(eval_precision, 'eval_precision'))
+        self.eval_precision = precisions.check(eval_precision, 'eval_precision')
+        self.eval_dtype = precisions.compute_dtype(self.eval_precision)
         self.loss_scaling = self.precision == 'float16'
 
         # Plain (not mirrored) state: read and written once per step, in cross-replica context.
@@ -136,6 +140,9 @@ class Trainer:
             self.weights = self.model.weights
             self.optimizer = optim.Adam(self.weights)
             self.polyak = optim.PolyakAverage(self.weights, polyak_decay)
+        # Building the model set TensorFlow's TF32 switch for `precision`: off again until
+        # a training step turns it on (train_step).
+        precisions.apply_tf32('float32')
         self.image_shape = self.model.image_shape
         self.dropout_p = self.model.dropout_p
         # The loss scale (float16 only; 1 otherwise), the good steps since it last
@@ -380,8 +387,9 @@ class Trainer:
                                  % (self.towers, self.batch_size, self.global_batch_size,
                                     len(images)))
             images, labels = self._split(images), self._split(labels)
-        objective, nll, step, learning_rate, skipped_at = \
-            self._train_fn(images, labels).numpy().tolist()  # the step's one read
+        with precisions.tf32_for(self.precision):
+            objective, nll, step, learning_rate, skipped_at = \
+                self._train_fn(images, labels).numpy().tolist()  # the step's one read
         self.last_step = StepNumbers(objective, nll, int(step), learning_rate,
                                      skipped_at or None)
         return objective, nll
@@ -446,17 +454,21 @@ class Trainer:
             if n < g:
                 x = np.concatenate([x, np.zeros((g - n,) + x.shape[1:], x.dtype)])
                 y = None if y is None else np.concatenate([y, np.zeros(g - n, y.dtype)])
-            total += float(self._test_fn(self._split(x), self._split(y), self._split(mask)))
+            with precisions.tf32_for(self.eval_precision):
+                total += float(self._test_fn(self._split(x), self._split(y),
+                                             self._split(mask)))
             count += n
             if progress is not None:
                 progress(start + n, end)
         return total, count
 
     def averaged_model(self):
-        """A single-device PixelCNN holding the Polyak-averaged weights (to sample from)."""
+        """A single-device PixelCNN holding the Polyak-averaged weights (to sample from), in
+        the training precision; strict float32 for 'tf32' (TF32 is for training steps)."""
         if self._averaged_model is None:
-            self._averaged_model = PixelCNN(self.model.config, seed=self.seed,
-                                            precision=self.precision)
+            self._averaged_model = PixelCNN(
+                self.model.config, seed=self.seed,
+                precision='float32' if self.precision == 'tf32' else self.precision)
         with self.strategy.scope():
             for target, shadow in zip(self._averaged_model.weights, self.polyak.shadows):
                 target.assign(shadow.read_value())

@@ -50,6 +50,56 @@ def test_float32_is_the_default_and_turns_tf32_off():
     assert not tf.config.experimental.tensor_float_32_execution_enabled()
 
 
+def test_default_training_steps_run_in_tf32_and_evaluation_in_strict_float32():
+    trainer = Trainer(tf.distribute.OneDeviceStrategy('/cpu:0'),
+                      ModelConfig((4, 4, 3), nr_resnet=1, nr_filters=4, nr_logistic_mix=1),
+                      batch_size=2)
+    assert trainer.precision == 'tf32' and trainer.eval_precision == 'float32'
+    switch = tf.config.experimental.tensor_float_32_execution_enabled
+    seen = {}
+
+    def recording(name, compiled):  # the TF32 switch whenever the compiled step runs
+        def run(*args):
+            seen.setdefault(name, []).append(switch())
+            return compiled(*args)
+        return run
+
+    trainer._train_fn = recording('train', trainer._train_fn)
+    trainer._test_fn = recording('test', trainer._test_fn)
+    images = random_images(3, (4, 4, 3))
+    trainer.initialize(images[:2])
+    assert not switch()  # off outside the steps
+    trainer.train_step(images[:2])
+    assert not switch()
+    trainer.evaluate(images)  # two batches
+    trainer.averaged_model()  # samples: strict float32 too
+    assert not switch()
+    trainer.train_step(images[:2])
+    assert seen == {'train': [True, True], 'test': [False, False]}
+    # Asked for: strict float32 steps, TF32 evaluation.
+    strict = Trainer(trainer.strategy, trainer.model.config, batch_size=2, precision='float32',
+                     eval_precision='tf32')
+    strict._train_fn = recording('strict train', strict._train_fn)
+    strict._test_fn = recording('tf32 test', strict._test_fn)
+    strict.train_step(images[:2])
+    strict.evaluate(images[:2])
+    assert seen['strict train'] == [False] and seen['tf32 test'] == [True]
+
+
+def test_train_py_trains_in_tf32_by_default_and_sample_py_in_strict_float32():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), '--help'],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    text = ' '.join(result.stdout.split())
+    help_ = text[text.index('--precision:'):]
+    assert help_[:help_.index('(default:')].count('tf32 (the default') == 1
+    assert help_[help_.index('(default:'):].startswith("(default: 'tf32')")
+    # sample.py (and compress.py) keep the shared definition's strict float32.
+    assert absl_flags.FLAGS['precision'].default == 'float32'
+
+
 def test_unknown_precision_is_refused_naming_the_argument():
     with pytest.raises(ValueError, match="'precision' must be one of float32, tf32, bfloat16, "
                                          "float16; got 'float8'"):
