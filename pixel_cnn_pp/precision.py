@@ -74,13 +74,30 @@ def tf32_for(precision):
         tf.config.experimental.enable_tensor_float_32_execution(before)
 
 
-def cpu_warning(precision, has_gpu):
-    """A warning for float16 on a machine without a GPU, or None.
+def gpu_capabilities():
+    """The compute capability (major, minor) of each GPU TensorFlow sees; [] without one."""
+    return [tuple(tf.config.experimental.get_device_details(gpu).get('compute_capability')
+                  or (0, 0)) for gpu in tf.config.list_physical_devices('GPU')]
 
-    TensorFlow has CPU kernels for float16 but no fast ones: CPUs with AVX-512 BF16
-    or AMX compute bfloat16 at twice float32's rate, float16 slower than float32.
+
+def warning(precision, capabilities):
+    """A warning for a precision this machine computes slowly, or None.
+
+    capabilities: each GPU's compute capability, (major, minor) ([] without a GPU), as
+    `gpu_capabilities()` gives them.
+
+    TensorFlow has CPU kernels for float16 but no fast ones: CPUs with AVX-512 BF16 or
+    AMX compute bfloat16 at twice float32's rate, float16 slower than float32. GPUs
+    before compute capability 8.0 (V100 7.0, T4 7.5) have no bfloat16 arithmetic:
+    TensorFlow runs float32 kernels behind casts, slower than float32 itself.
     """
-    if precision == 'float16' and not has_gpu:
+    if precision == 'float16' and not capabilities:
         return ('--precision float16 on a machine without a GPU: TensorFlow computes float16 '
                 'slowly on CPUs (no fast kernels); use --precision bfloat16 on a CPU')
+    older = sorted({c for c in capabilities if tuple(c) < (8, 0)})
+    if precision == 'bfloat16' and older:
+        return ('--precision bfloat16 on a GPU of compute capability %s: bfloat16 needs 8.0 or '
+                'later (A100, H100); before it TensorFlow computes in float32 behind casts, '
+                'slower than float32 itself; use --precision float16 (loss-scaled) or float32'
+                % ', '.join('%d.%d' % tuple(c) for c in older))
     return None

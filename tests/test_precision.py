@@ -269,6 +269,23 @@ def test_float16_without_a_gpu_warns_once_naming_bfloat16(tmp_path):
     assert result.returncode == 1  # (the data folder is missing: stopped after the warning)
 
 
+def test_bfloat16_on_a_gpu_before_compute_capability_8_warns_naming_it():
+    text = precision.warning('bfloat16', [(7, 0)])  # a V100
+    assert text == ('--precision bfloat16 on a GPU of compute capability 7.0: bfloat16 needs '
+                    '8.0 or later (A100, H100); before it TensorFlow computes in float32 behind '
+                    'casts, slower than float32 itself; use --precision float16 (loss-scaled) '
+                    'or float32')
+    assert 'capability 7.5:' in precision.warning('bfloat16', [(8, 0), (7, 5), (7, 5)])
+    assert precision.warning('bfloat16', [(8, 0), (9, 0)]) is None  # A100, H100
+    assert precision.warning('bfloat16', []) is None  # a CPU: bfloat16 is its fast format
+    assert precision.warning('float16', [(7, 0)]) is None and precision.warning('tf32', [(7, 0)]) \
+        is None
+    assert 'use --precision bfloat16 on a CPU' in precision.warning('float16', [])
+    assert precision.gpu_capabilities() == [tuple(
+        tf.config.experimental.get_device_details(g)['compute_capability'])
+        for g in tf.config.list_physical_devices('GPU')]  # [] here
+
+
 def test_unknown_precision_is_refused_by_the_flag_parser():
     flag_values = absl_flags.FLAGS
     try:
