@@ -131,6 +131,12 @@ flags.DEFINE_integer('keep_checkpoints', 3, 'How many recent checkpoints to keep
 # --------------------------------------------------------------- reproducibility
 flags.DEFINE_integer('seed', 1, 'Random seed to use (the samples of epoch e are drawn with seed '
                      '+ e).', lower_bound=0, upper_bound=2 ** 32 - 1, short_name='s')
+flags.DEFINE_boolean('deterministic', False, 'Deterministic kernels only '
+                     '(tf.config.experimental.enable_op_determinism): on GPUs a run repeats, '
+                     'and -r continues with the numbers of a run never stopped, at some cost in '
+                     'speed; without it, cuDNN\'s backward passes add in an order that varies '
+                     'from run to run (CPU kernels repeat either way). -r keeps the run\'s '
+                     'setting unless this flag is given.')
 
 
 def _in_open_interval(low, high, low_open=False, high_open=False):

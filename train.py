@@ -62,6 +62,7 @@ def arguments_from_flags():
     values['nl_levels'] = [int(level) for level in values['nl_levels']]
     args = types.SimpleNamespace(**values)
     args.flag_values = values
+    args.given = {f.name for f in _train_flags() if f.present}  # on this command line
     args.focal_gamma = args.focal_gamma if args.focal_loss else 0.0
     args.option_flags = {name: _OPTION_FLAGS.get(name) or '%s--%s' % (
         '-%s/' % FLAGS[name].short_name if FLAGS[name].short_name else '', name)
@@ -159,6 +160,14 @@ def train_in_save_dir(args, devices):
 
     latest, start_from = resume.resume_point(args.save_dir, args.load_params, args.data_set,
                                              args.init_checkpoint)
+    if latest:  # -r keeps --deterministic unless this command line says otherwise
+        kept = resume.kept_settings(args.save_dir, args.given)
+        args.flag_values.update(kept)
+        vars(args).update(kept)
+    if args.deterministic:  # before the model's first op
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     strategy = distribute.make_strategy(devices, args.multi_worker, args.worker_timeout)
     towers = strategy.num_replicas_in_sync
     train, test = load_data(args, towers)
@@ -169,9 +178,10 @@ def train_in_save_dir(args, devices):
                       lr_decay=args.lr_decay, polyak_decay=args.polyak_decay,
                       focal_gamma=args.focal_gamma, seed=args.seed, jit_compile=args.jit_compile,
                       precision=args.precision, eval_precision=args.eval_precision)
-    print('%s; %d images per step (%d per tower); model: %s'
+    print('%s; %d images per step (%d per tower)%s; model: %s'
           % (distribute.describe_towers(devices, args.multi_worker), trainer.global_batch_size,
-             args.batch_size, trainer.model.describe()))
+             args.batch_size, '; deterministic kernels' if distribute.op_determinism() else '',
+             trainer.model.describe()))
     record = training_run.begin(trainer, train, latest, args.init_batch_size,
                                 start_from=start_from)
     if latest:

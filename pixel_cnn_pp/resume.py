@@ -26,7 +26,10 @@ from pixel_cnn_pp.run import read_invocations
 # may change them, with a note.
 TRAINING_SETTINGS = ('data_set', 'learning_rate', 'lr_decay', 'batch_size', 'nr_gpu',
                      'dropout_p', 'polyak_decay', 'focal_loss', 'focal_gamma', 'seed',
-                     'precision', 'eval_precision')
+                     'precision', 'eval_precision', 'deterministic')
+# Settings a resumed run keeps from the run so far unless its command line sets them:
+# on GPUs, -r continues exactly only with deterministic kernels, as the run began.
+KEPT_SETTINGS = ('deterministic',)
 
 
 def resume_point(save_dir, load_params=False, data_set=None, init_checkpoint=None):
@@ -105,6 +108,16 @@ def check_resumable(checkpoint, config, option_flags):
         raise ValueError('-r/--load_params: the checkpoint %s was trained with another model '
                          'configuration (%s); resume with the same options, or start a new run '
                          'in another --save_dir' % (checkpoint, '; '.join(differences)))
+
+
+def kept_settings(save_dir, given):
+    """{name: value} of the KEPT_SETTINGS of the run's last invocation not in `given`
+    (the flags on this command line)."""
+    invocations = read_invocations(save_dir)
+    before = invocations[-1].get('flags') if invocations else None
+    if not isinstance(before, dict):
+        return {}
+    return {name: before[name] for name in KEPT_SETTINGS if name in before and name not in given}
 
 
 def note_changed_flags(save_dir, settings, report=print):

@@ -79,3 +79,11 @@ def test_changed_training_flags_are_noted_against_the_last_invocation(tmp_path):
     notes.clear()
     resume.note_changed_flags(str(tmp_path), dict(learning_rate=0.002, seed=1), notes.append)
     assert notes == []
+
+
+def test_resumed_run_keeps_deterministic_unless_given(tmp_path):
+    (tmp_path / 'flags.json').write_text(json.dumps(dict(invocations=[
+        dict(flags=dict(deterministic=False)), dict(flags=dict(deterministic=True, seed=1))])))
+    assert resume.kept_settings(str(tmp_path), given={'seed'}) == dict(deterministic=True)
+    assert resume.kept_settings(str(tmp_path), given={'deterministic'}) == {}  # --nodeterministic
+    assert resume.kept_settings(str(tmp_path / 'none'), given=set()) == {}
