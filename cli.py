@@ -1,9 +1,11 @@
-"""What train.py and sample.py share around their run(): one main() for absl.app.run.
+"""What train.py, sample.py and compress.py share around their run(): one main() for absl.app.run.
 
 Not in flags.py (which only defines flags) nor in the library (which never reads the
 command line).
 """
 
+import contextlib
+import signal
 import sys
 
 from absl import flags as absl_flags
@@ -18,11 +20,15 @@ class SignalStop(Exception):
         self.signum = signum
 
 
-def main_for(program, arguments_from_flags, run, errors=(ValueError, FileNotFoundError)):
+def main_for(program, arguments_from_flags, run, errors=(ValueError, FileNotFoundError),
+             stop_on_signals=False):
     """An absl main(argv): refuse stray arguments, quiet TF's INFO logging, run, report errors.
 
     An error of a class in `errors` is one line `<program>: error: <message>` and exit 1
-    (no traceback: the message says what to do).
+    (no traceback: the message says what to do). With stop_on_signals, SIGTERM and
+    SIGINT (Ctrl-C) during run() raise SignalStop there, so that its cleanups run
+    (temporary outputs removed, locks released), then end the program with one line
+    and exit 128 + the signal (130 for Ctrl-C).
     """
     def main(argv):
         if len(argv) > 1:
@@ -32,11 +38,30 @@ def main_for(program, arguments_from_flags, run, errors=(ValueError, FileNotFoun
         if not absl_flags.FLAGS['verbosity'].present:
             logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines are noise here
         try:
-            run(arguments_from_flags())
+            args = arguments_from_flags()
+            with _signals_stop(stop_on_signals):
+                run(args)
         except errors as e:
             print('%s: error: %s' % (program, e), file=sys.stderr)
             sys.exit(1)
+        except (SignalStop, KeyboardInterrupt) as e:
+            if not stop_on_signals:
+                raise
+            # KeyboardInterrupt: Ctrl-C before the handlers were in place (importing TensorFlow).
+            signum = getattr(e, 'signum', signal.SIGINT)
+            print('%s%s: stopped by %s (signal %d); no output is left half-written'
+                  % ('\n' if sys.stderr.isatty() else '',  # after a progress bar's \r
+                     program, signal.Signals(signum).name, signum), file=sys.stderr)
+            sys.exit(128 + signum)
     return main
+
+
+def _signals_stop(enabled):
+    if not enabled:
+        return contextlib.nullcontext()
+    from pixel_cnn_pp.signals import signals_raise  # imports TensorFlow, as run() does next
+
+    return signals_raise(SignalStop)
 
 
 def warn_about_precision(precision):
@@ -52,17 +77,20 @@ def warn_about_precision(precision):
 def refuse_flags_of(other_program, names, program):
     """Raise ValueError if one of the flags `names` (`other_program`'s) was given.
 
-    train.py and sample.py share one set of absl flags; each refuses the other's
-    instead of ignoring them.
+    train.py, sample.py and compress.py share one set of absl flags; each refuses
+    the others' instead of ignoring them.
     """
-    flag_values = absl_flags.FLAGS
-    given = [name for name in names if flag_values[name].present]
+    given = [name for name in names if absl_flags.FLAGS[name].present]
     if given:
-        flag = flag_values[given[0]]
-        spelled = ('-%s/--%s' % (flag.short_name, flag.name) if flag.short_name
-                   else '--' + flag.name)
         raise ValueError('%s is a flag of %s, which %s does not use (python3 %s --help lists '
-                         'the flags of %s)' % (spelled, other_program, program, program, program))
+                         'the flags of %s)' % (spelled(given[0]), other_program, program, program,
+                                               program))
+
+
+def spelled(name):
+    """How messages name flag `name`: with its short name if it has one (-s/--seed)."""
+    flag = absl_flags.FLAGS[name]
+    return '-%s/--%s' % (flag.short_name, flag.name) if flag.short_name else '--' + flag.name
 
 
 def use_help(overrides):

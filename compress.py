@@ -1,19 +1,25 @@
 """Compresses images losslessly with a PixelCNN++ checkpoint into one .pxpp file, and back.
 
     python3 compress.py -o runs/patches --compress photos/ --output photos.pxpp
-    python3 compress.py -o runs/patches --decompress photos.pxpp      # PNGs into photos/
+    python3 compress.py -o runs/patches --decompress photos.pxpp --output restored/  # PNGs
     python3 compress.py --checkpoint ~/pxpp/save --decompress photos.pxpp --output back.npz
 
 The file takes about the model's NLL of the images in bits (sample.py --score
-reports it as bits/dim) plus a header of 81 bytes (and a byte per image for a
-class-conditional model's labels, --labels, one per image); pixel_cnn_pp/compression.py
-says how. It decompresses only with the model that wrote it (the digest of its
-weights is in the file), on a machine of the same kind; anything else, or a
-damaged or truncated file, is refused and nothing is written. --decompress writes
-one PNG per image, named as the files compressed, or an .npz (`images`, and
-`labels`) if --output ends in .npz. The checkpoint flags are sample.py's
-(--checkpoint, -o/--save_dir, --pretrained, --nouse_ema); --batch_size images are
-coded together (stored in the file).
+reports it as bits/dim; the file is within about 1% of it) plus a header of 95 bytes
+(and a byte per image for a class-conditional model's labels, --labels, one per
+image); pixel_cnn_pp/compression.py and coding.py say how. It decompresses only with
+the model that wrote it (the digest of its weights is in the file), in float32, on any
+machine (other CPUs, thread counts, oneDNN, XLA, GPUs: pixel_cnn_pp/coding.py says
+within what); anything else, a machine whose floats are further off than the file
+allows, or a damaged or truncated file, is refused and nothing is written.
+--decompress writes one PNG per image, named as the files compressed, into a new (or
+empty) folder, or an .npz (`images`, and `labels`) if --output ends in .npz. Nothing
+is written over: an --output that exists (a file, or a folder holding anything) is
+refused before any work; delete it or choose another. Outputs land whole or not at
+all (the PNGs are written into a hidden folder beside --output and renamed when
+complete); SIGTERM or Ctrl-C ends the run with one line, removing what was begun.
+The checkpoint flags are sample.py's (--checkpoint, -o/--save_dir, --pretrained,
+--nouse_ema); --batch_size images are coded together (stored in the file).
 """
 
 import os
@@ -54,7 +60,7 @@ def compress_images(args, model):
                                 batch=args.batch_size, progress=display)
     display.close()
     seconds = time.perf_counter() - start
-    files.atomic_write(args.output, lambda tmp: _write_bytes(tmp, data))
+    files.atomic_write(args.output, lambda tmp: _write_bytes(tmp, data), replace=False)
     nll = bits_per_dim(model.nll(images, labels).sum() / len(images), model.image_shape)
     print('compressed %d images into %s: %d bytes, %.4f bits/dim (the model\'s NLL: %.4f '
           'bits/dim), %.1f s' % (len(images), args.output, len(data),
@@ -78,21 +84,23 @@ def decompress_file(args, model):
     labels = header.labels
     if args.output.endswith('.npz'):
         arrays = dict(images=decoded) if labels is None else dict(images=decoded, labels=labels)
-        image_files.save_npz(args.output, **arrays)
+        files.atomic_write(args.output, image_files.npz_writer(**arrays), replace=False)
     else:
         names = _png_names(header.names, len(decoded))
-        for name, image in zip(names, decoded):
-            image_files.save_png(os.path.join(args.output, name), image)
-        if labels is not None:
-            rows = ''.join('%s,%d\n' % row for row in zip(names, labels))
-            files.atomic_write(os.path.join(args.output, 'labels.csv'),
-                               lambda tmp: _write_bytes(tmp, ('file,label\n' + rows).encode()))
+        # Written into a hidden folder beside --output, renamed to it when every file is there.
+        with files.new_folder(args.output, '--output') as folder:
+            for name, image in zip(names, decoded):
+                image_files.save_png(os.path.join(folder, name), image)
+            if labels is not None:
+                rows = ''.join('%s,%d\n' % row for row in zip(names, labels))
+                files.atomic_write(os.path.join(folder, 'labels.csv'), lambda tmp: _write_bytes(
+                    tmp, ('file,label\n' + rows).encode()))
     print('decompressed %d images from %s into %s (%.1f s)'
           % (len(decoded), args.decompress, args.output, seconds))
 
 
 def run(args):
-    """Load the checkpoint, then --compress IMAGES or --decompress FILE into --output."""
+    """Check every path, lock --output, load the checkpoint, then --compress or --decompress."""
     from pixel_cnn_pp import files
 
     if bool(args.compress) == bool(args.decompress):
@@ -109,27 +117,44 @@ def run(args):
         raise FileNotFoundError('--decompress: no such file: %s' % args.decompress)
     if args.pretrained and args.checkpoint:
         raise ValueError('give --pretrained or --checkpoint, not both')
-    files.check_writable(args.output, '--output')  # (its folder: nothing is made in it yet)
-    model, prefix = sample.load_model(args)
-    print('loaded %s (%s%s)' % (prefix, model.describe(),
-                                ', Polyak averages' if args.use_ema else ', raw weights'))
-    (compress_images if args.compress else decompress_file)(args, model)
+    with files.output_lock(args.output, '--output'):  # one compress.py at a time writes there
+        # Before any work: nothing that exists is written over (a new file, or a new or
+        # empty folder for --decompress's PNGs).
+        files.check_new_output(args.output, '--output',
+                               folder=bool(args.decompress) and not args.output.endswith('.npz'))
+        model, prefix = sample.load_model(args)
+        print('loaded %s (%s%s)' % (prefix, model.describe(),
+                                    ', Polyak averages' if args.use_ema else ', raw weights'))
+        (compress_images if args.compress else decompress_file)(args, model)
+
+
+# sample.py's flags that compress.py does not read (it reads the checkpoint's, --labels,
+# --output, --batch_size and the model options).
+SAMPLING_FLAGS = ('complete', 'known_rows', 'score', 'eval', 'eval_images', 'method',
+                  'num_samples', 'seed', 'jit_compile', 'nr_gpu', 'data_dir', 'download')
 
 
 def arguments_from_flags():
     """sample.py's arguments (the checkpoint, --labels, --output, ...) and compress.py's own."""
-    args = sample.arguments_from_flags()
+    cli.refuse_flags_of('sample.py', SAMPLING_FLAGS, 'compress.py')
+    args = sample.read_flags('compress.py')
     if args.precision != 'float32':
         # The decoder must compute exactly the encoder's floats, on any machine.
         raise ValueError('--precision %s: compress.py codes in float32 only (the decoder must '
                          'compute exactly the floats the encoder did, on any machine)'
                          % args.precision)
     args.compress, args.decompress = sample.FLAGS.compress, sample.FLAGS.decompress
+    stored = [name for name in ('labels', 'batch_size') if name in args.present]
+    if args.decompress and stored:
+        raise ValueError('%s is stored in the .pxpp file: --decompress takes it from there; '
+                         'leave it out' % cli.spelled(stored[0]))
     return args
 
 
+# OSError: a file that cannot be written (a full disk names it), an output that appeared
+# meanwhile (FileExistsError).
 main = cli.main_for('compress.py', arguments_from_flags, run,
-                    errors=(ValueError, FileNotFoundError, DataError))
+                    errors=(ValueError, OSError, DataError), stop_on_signals=True)
 
 if __name__ == '__main__':
     app.run(main)

@@ -97,7 +97,12 @@ flags.DEFINE_integer('nr_gpu', 8, 'How many GPUs to distribute the training acro
                      'a machine without GPUs, logical CPU devices).', lower_bound=1,
                      short_name='g')
 flags.DEFINE_boolean('multi_worker', False, 'Train across machines with '
-                     'MultiWorkerMirroredStrategy; the cluster comes from TF_CONFIG.')
+                     'MultiWorkerMirroredStrategy; the cluster comes from TF_CONFIG, or under '
+                     'Slurm\'s srun from its variables (one task per worker, --nr_gpu GPUs '
+                     'each). Every worker needs the same --save_dir on a shared filesystem.')
+flags.DEFINE_integer('worker_port', 8888, '--multi_worker under srun: the port of the first '
+                     'worker on each node (the k-th task of a node listens on port + k).',
+                     lower_bound=1, upper_bound=65535)
 flags.DEFINE_float('worker_timeout', 600, '--multi_worker: seconds to wait for every worker of '
                    'TF_CONFIG to start before giving up (0: no limit).', lower_bound=0)
 flags.DEFINE_boolean('jit_compile', False, 'Compile each tower\'s step with XLA (see '
@@ -212,10 +217,11 @@ TRAIN_PY_HELP = {
 # default there (None: the same). sample.py's --help shows these.
 SAMPLE_PY_HELP = {
     'num_samples': ('How many images to draw (train.py\'s -ns counts batches).', 16),
-    'batch_size': ('--eval: how many test images per batch.', None),
+    'batch_size': ('--eval and --score: how many images per batch on each tower.', None),
     'seed': ('Random seed of the samples: the same seed gives the same images.', None),
-    'nr_gpu': ('How many towers to split the images over: GPUs, or on a machine without '
-               'GPUs logical CPU devices (default: every visible GPU, or the CPU).', None),
+    'nr_gpu': ('How many towers to split the images over (sampling, --eval, --score; at most '
+               'one per image): GPUs, or on a machine without GPUs logical CPU devices '
+               '(default: every visible GPU, or the CPU).', None),
     'jit_compile': ('Compile the sampler with XLA (slower to start, faster after: see the '
                     'README\'s sampling benchmark).', None),
     'precision': ('What the network computes in when sampling and with --eval/--score: '

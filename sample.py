@@ -9,12 +9,16 @@
 Writes <output>.png (a grid, upscaled and labelled: data set, epoch, test bits/dim,
 seed) and <output>.npz (`samples`, `labels` of a class-conditional model, and with
 --complete `originals` and `known_rows`); default <save_dir>/samples_seed<seed> or
-completions_seed<seed>. --num_samples counts images here (16; with --complete, 4
-completions per image); a conditional model without --labels draws every class in
-turn. --method fast (cached) and naive draw the same distribution with the same
-random numbers: the same images except where a draw lands within rounding of a
-bin edge. OpenAI's TF1 checkpoints store no options: the model flags default to
-the original's and --data_set sets the image shape. `--help` lists every flag.
+completions_seed<seed>; the two land together or not at all (SIGTERM or Ctrl-C: one
+line, nothing new written), and <output>.lock, held while the run writes, refuses a
+second run with the same --output. Flags this run would ignore (--known_rows without
+--complete, --seed with --score, ...) are refused by name. --num_samples counts
+images here (16; with --complete, 4 completions per image); a conditional model
+without --labels draws every class in turn. --method fast (cached) and naive draw
+the same distribution with the same random numbers: the same images except where a
+draw lands within rounding of a bin edge. OpenAI's TF1 checkpoints store no options:
+the model flags default to the original's and --data_set sets the image shape.
+`--help` lists every flag.
 """
 
 import os
@@ -41,10 +45,19 @@ for _name in all_flags.sample_flags():
 
 
 def arguments_from_flags():
-    """Every flag of sample.py as a plain namespace (the one place FLAGS is read)."""
+    """Every flag of sample.py as a plain namespace; flags it would ignore are refused by name."""
+    cli.refuse_flags_of('compress.py', all_flags.COMPRESS_FLAGS, 'sample.py')
+    args = read_flags('sample.py')
+    refuse_ignored_flags(args)
+    return args
+
+
+def read_flags(program):
+    """sample.py's flags (compress.py reads them too) as a plain namespace (the one place
+    FLAGS is read); train.py's flags are refused, naming `program`."""
     names = all_flags.sample_flags()
     cli.refuse_flags_of('train.py', [n for n in all_flags.TRAIN_FLAGS if n not in names],
-                        'sample.py')
+                        program)
     from pixel_cnn_pp.config import TRAINING_ONLY, ModelConfig
 
     values = {name: FLAGS[name].value for name in names}
@@ -66,6 +79,33 @@ def arguments_from_flags():
     args.model_options = {name: values[name] for name in ModelConfig.field_names()
                           if name in args.present and name not in TRAINING_ONLY}
     return args
+
+
+# Flags that only some modes read, and what they are for (for the message refusing them).
+_EVAL_ONLY = {'eval_images': 'how many test images --eval uses',
+              'data_dir': 'where --eval finds the test set',
+              'download': 'whether --eval may download the test set'}
+_SAMPLING_ONLY = ('num_samples', 'method', 'seed', 'jit_compile', 'nr_gpu', 'eval',
+                  'eval_images')
+
+
+def refuse_ignored_flags(args):
+    """Raise ValueError naming a flag that contradicts another, or that this run would ignore."""
+    given = args.present
+    if args.score and args.complete:
+        raise ValueError('--score and --complete: give one (--score scores the images as they '
+                         'are, --complete redraws their lower rows)')
+    if 'known_rows' in given and not args.complete:
+        raise ValueError('--known_rows is for --complete (the rows kept of each image): give '
+                         '--complete IMAGES, or leave --known_rows out')
+    unused = [n for n in _SAMPLING_ONLY if n in given] if args.score else []
+    if unused:
+        raise ValueError('%s does nothing with --score (it scores the images; nothing is sampled '
+                         'or evaluated): leave it out' % cli.spelled(unused[0]))
+    unused = [n for n in _EVAL_ONLY if n in given] if not args.eval else []
+    if unused:
+        raise ValueError('%s is %s: give --eval, or leave it out'
+                         % (cli.spelled(unused[0]), _EVAL_ONLY[unused[0]]))
 
 
 # ------------------------------------------------------------------ the model
@@ -134,9 +174,10 @@ def grid_label(args, prefix, test_bpd=None, test_count=None):
                                          else None) + ['seed %d' % args.seed]
 
 
-def evaluate(args, model):
-    """Test bits/dim of the model on --data_set (the first --eval_images images, or all)."""
-    from pixel_cnn_pp import bits_per_dim
+def evaluate(args, model, devices):
+    """Test bits/dim of the model on --data_set (the first --eval_images images, or all),
+    the images split over `devices`."""
+    from pixel_cnn_pp import bits_per_dim, scoring
     from pixel_cnn_pp.progress import Progress, download_display
 
     opts = loader_options(args.data_set, args.image_size, args.download, download_display)
@@ -151,8 +192,10 @@ def evaluate(args, model):
     images, labels = test.data, test.labels if model.num_classes else None
     count = len(images) if not args.eval_images else min(args.eval_images, len(images))
     display = Progress('evaluating', count, unit='images')
-    nats = model.nll(images[:count], None if labels is None else labels[:count],
-                     batch_size=args.batch_size, progress=lambda done, _: display.update(done))
+    nats = scoring.nll_on_devices(model, images[:count],
+                                  None if labels is None else labels[:count], devices,
+                                  batch_size=args.batch_size,
+                                  progress=lambda done, _: display.update(done))
     display.close()
     return float(bits_per_dim(nats.mean(), model.image_shape)), count
 
@@ -168,16 +211,24 @@ def read_completion_inputs(args, model):
 
 
 def run(args):
-    """Load, optionally evaluate, sample (or complete --complete's images) and write."""
-    from pixel_cnn_pp import distribute, files, images, sampling, scoring
-    from pixel_cnn_pp.progress import Progress
+    """Check the flags and --output (locked while this run writes there), then draw and write."""
+    from pixel_cnn_pp import files
 
     if args.num_samples < 1:
         raise ValueError('--num_samples must be at least 1 (sample.py draws that many images, '
                          'or completions per image with --complete); got %d' % args.num_samples)
     if args.pretrained and args.checkpoint:
         raise ValueError('give --pretrained or --checkpoint, not both')
-    files.check_writable(args.output, '--output / --save_dir')
+    # One run at a time writes these outputs: a second with the same --output is refused.
+    with files.output_lock(args.output, '--output'):
+        return _load_and_draw(args)
+
+
+def _load_and_draw(args):
+    """Load, optionally evaluate, sample (or complete --complete's images, or score) and write."""
+    from pixel_cnn_pp import distribute, files, images, sampling, scoring
+    from pixel_cnn_pp.progress import Progress
+
     # Towers first: logical CPU devices can only be made before TensorFlow starts.
     devices = distribute.sampling_devices(args.nr_gpu if 'nr_gpu' in args.present else None)
     cli.warn_about_precision(args.precision)
@@ -186,7 +237,8 @@ def run(args):
     print('loaded %s (%s%s)' % (prefix, model.describe(),
                                 ', Polyak averages' if args.use_ema else ', raw weights'))
     if args.score:  # bits/dim per image and heatmaps, not samples (pixel_cnn_pp/scoring.py)
-        return scoring.score_files(model, args.score, args.output, args.labels, args.batch_size)
+        return scoring.score_files(model, args.score, args.output, args.labels, args.batch_size,
+                                   devices=devices)
     per_image, bpd, count = args.num_samples, None, None
     if args.complete:
         originals, known_rows = read_completion_inputs(args, model)
@@ -197,7 +249,7 @@ def run(args):
     else:
         labels = choose_labels(args, model, per_image)
     if args.eval:
-        bpd, count = evaluate(args, model)
+        bpd, count = evaluate(args, model, devices)
         print('test bits/dim: %.4f (%d %s test images)' % (bpd, count, args.data_set))
     start, display = time.perf_counter(), Progress('sampling', unit='rows')
     common = dict(labels=labels, seed=args.seed, method=args.method, progress=display,
@@ -213,18 +265,21 @@ def run(args):
                 scale=images.viewing_scale(samples.shape[1:3]))
     if args.complete:  # each row of the grid: the original, then its completions
         arrays.update(originals=originals, known_rows=known_rows)
-        images.save_completion_grid(args.output + '.png', originals, samples, **look)
+        grid = images.completion_grid(originals, samples, **look)
     else:
-        images.save_image_grid(args.output + '.png', samples, **look)
-    images.save_npz(args.output + '.npz', **arrays)
+        grid = images.image_grid(samples, **look)
+    files.land_together([(args.output + '.png', images.png_writer(grid)),
+                         (args.output + '.npz', images.npz_writer(**arrays))])  # both, or neither
     print('wrote %d %s to %s.png and %s.npz (%s sampler, %.1f s, %.2f images/s)'
           % (len(samples), 'completions' if args.complete else 'samples', args.output,
              args.output, args.method, seconds, len(samples) / seconds))
     return samples
 
 
+# OSError: a file that cannot be written (a full disk names it), an output that appeared
+# meanwhile (FileExistsError).
 main = cli.main_for('sample.py', arguments_from_flags, run,
-                    errors=(ValueError, FileNotFoundError, DataError))
+                    errors=(ValueError, OSError, DataError), stop_on_signals=True)
 
 if __name__ == '__main__':
     cli.use_help(all_flags.SAMPLE_PY_HELP)  # before parsing, so that --help shows it

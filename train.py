@@ -1,7 +1,8 @@
 """Trains a PixelCNN++ on CIFAR-10, Small ImageNet, MNIST, your images, or the bundled patches.
 
 One tower per GPU, as the original (--nr_gpu); on a machine without a GPU, one
-tower per logical CPU device. Across machines with --multi_worker and TF_CONFIG.
+tower per logical CPU device. Across machines with --multi_worker and TF_CONFIG, or
+as the tasks of a Slurm job step (srun; see the README's sbatch script).
 
     python3 train.py --nr_gpu 8 -ac -nl                       # CIFAR-10 on 8 GPUs
     CUDA_VISIBLE_DEVICES=0,1 python3 train.py --nr_gpu 2
@@ -53,6 +54,7 @@ def arguments_from_flags():
     """Every flag of train.py as a plain namespace (the one place FLAGS is read)."""
     cli.refuse_flags_of('sample.py', [n for n in train_flags.sample_flags()
                                       if n not in train_flags.TRAIN_FLAGS], 'train.py')
+    cli.refuse_flags_of('compress.py', train_flags.COMPRESS_FLAGS, 'train.py')
     from pixel_cnn_pp.config import ModelConfig
 
     values = {f.name: f.value for f in _train_flags()}
@@ -118,15 +120,6 @@ def model_config(args, train):
                            example)) from None
 
 
-def _writes_save_dir(args):
-    """False on a worker of a multi-worker run that is not the chief (it writes nothing)."""
-    from pixel_cnn_pp import distribute
-
-    if not args.multi_worker:
-        return True
-    return distribute.is_chief_task(*distribute.cluster_of_tf_config(os.environ.get('TF_CONFIG')))
-
-
 def run(args):
     """Train as the original train.py does, from plain arguments."""
     from pixel_cnn_pp import distribute  # first: it imports TensorFlow quietly
@@ -135,7 +128,9 @@ def run(args):
 
     # First, before TensorFlow starts (importing it does not): logical CPU devices
     # can only be made then. Too many towers for this machine are refused here, at once.
-    devices = distribute.configure_devices(args.nr_gpu, args.multi_worker)
+    # A cluster's workers (TF_CONFIG or srun) on one host each take their own GPUs.
+    cluster = distribute.find_cluster(args.worker_port) if args.multi_worker else None
+    devices = distribute.configure_devices(args.nr_gpu, cluster=cluster)
     cli.warn_about_precision(args.precision)
     if args.init_checkpoint and args.load_params:
         raise ValueError('--init_checkpoint starts a new run and -r/--load_params continues one '
@@ -143,21 +138,25 @@ def run(args):
     # Before anything is read or written: --save_dir is ours alone (and can be written)
     # until this process ends; a signal now ends it with the lock released.
     with signals_raise(cli.SignalStop), contextlib.ExitStack() as stack:
-        if _writes_save_dir(args):
+        if cluster is None or cluster.is_chief:  # the other workers write nothing there
             stack.enter_context(files.FolderLock(args.save_dir, what='--save_dir'))
         try:
-            train_in_save_dir(args, devices)
+            train_in_save_dir(args, devices, cluster)
         except (distribute.WaitStopped, cli.SignalStop) as e:
             print('train.py: %s; no checkpoint was written' % e, file=sys.stderr)
             sys.exit(128 + e.signum)
 
 
-def train_in_save_dir(args, devices):
-    """The run, once --save_dir is locked."""
-    from pixel_cnn_pp import distribute, resume
+def train_in_save_dir(args, devices, cluster=None):
+    """The run, once --save_dir is locked (by the chief of a cluster)."""
+    from pixel_cnn_pp import distribute, resume, workers
     from pixel_cnn_pp import run as training_run
     from pixel_cnn_pp.training import Trainer
 
+    strategy = distribute.make_strategy(devices, worker_timeout=args.worker_timeout,
+                                        cluster=cluster)
+    if cluster is not None:  # one shared --save_dir, one command, own GPUs; or all refuse
+        workers.check_same_run(strategy, cluster, args.save_dir, args.flag_values, devices)
     latest, start_from = resume.resume_point(args.save_dir, args.load_params, args.data_set,
                                              args.init_checkpoint)
     if latest:  # -r keeps --deterministic unless this command line says otherwise
@@ -168,7 +167,6 @@ def train_in_save_dir(args, devices):
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
-    strategy = distribute.make_strategy(devices, args.multi_worker, args.worker_timeout)
     towers = strategy.num_replicas_in_sync
     train, test = load_data(args, towers)
     config = model_config(args, train)
@@ -184,27 +182,33 @@ def train_in_save_dir(args, devices):
              trainer.model.describe()))
     record = training_run.begin(trainer, train, latest, args.init_batch_size,
                                 start_from=start_from)
+    if cluster is not None:  # the chief's weights everywhere; the rest checked equal
+        workers.align_state(strategy, trainer, train, 'restoring %s' % latest if latest
+                            else 'the initialisation')
     if latest:
         resume.note_changed_flags(args.save_dir, args.flag_values)
     outputs = training_run.RunOutputs(
         args.save_dir, trainer, args.data_set, sample_batches=args.num_samples, seed=args.seed,
         keep_checkpoints=args.keep_checkpoints, chief=distribute.is_chief(strategy),
         settings=args.flag_values)
+    # A signal to one worker of a cluster stops them all after the same step.
+    stop = workers.StopAcrossWorkers(strategy) if cluster else training_run.StopRequest()
     try:
-        with outputs.recording_outcome():
+        with outputs.recording_outcome(), (workers.collective_errors(trainer, outputs.manager)
+                                           if cluster else contextlib.nullcontext()):
             training_run.train_epochs(
                 trainer, train, lambda: to_tf_dataset(train), test.data,
                 test.labels if args.class_conditional else None, record, outputs,
                 args.max_epochs, save_steps=args.save_steps, sample_interval=args.save_interval,
-                stop=training_run.StopRequest())
+                stop=stop)
     except training_run.Stopped as e:
         print('\nstopped by signal %d %s: saved %s; continue with -r'
               % (e.signum, e.where, e.path or '(not the chief worker)'))
         sys.exit(128 + e.signum)
 
 
-# OSError: a file that cannot be written (a full disk names the file or folder), and
-# the time-out of --multi_worker's wait (TimeoutError).
+# OSError: a file that cannot be written (a full disk names the file or folder), the
+# time-out of --multi_worker's wait (TimeoutError) and a lost worker (ConnectionError).
 main = cli.main_for('train.py', arguments_from_flags, run,
                     errors=(ValueError, OSError, FloatingPointError))
 

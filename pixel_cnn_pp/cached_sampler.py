@@ -56,7 +56,7 @@ variable that is also read copies the whole variable.
 import numpy as np
 import tensorflow as tf
 
-from pixel_cnn_pp import losses, nn
+from pixel_cnn_pp import mixture, nn
 
 
 class _State:
@@ -446,86 +446,94 @@ class CachedSampler:
     through pixel_cnn_pp.sampling (`sample`, `complete`), which draws the random
     numbers and spreads images over devices.
 
+    What it reads of the model: `network` (the layers by resolution, model.Network),
+    `network_input`, `image_shape`, `nr_logistic_mix`, `compute_dtype`, `energy_distance`,
+    `check_labels` and `one_hot`.
+
     Args:
       model: a PixelCNN.
       n: images per run (the batch).
       get: which weights: nn.identity, or a PolyakAverage's `average`.
       jit_compile: compile the whole run with XLA (see bench/sample_speed.py).
+      choose: an optional hook that chooses every pixel instead of the draw, for other
+        uses of the schedule (compression.py's coder; tests/test_cached_sampler.py records
+        the outputs to compare them with the forward pass). choose(pixel, out) is called
+        inside the compiled loop at each pixel in raster order, with the pixel's raster
+        index (int32 scalar tensor) and the network's output there, float32 (n, K) as
+        model.forward gives it, and returns the pixel's levels, float32 (n, C) in 0..255,
+        which are fed back as the image (pixels `given` to `run` win). A sampler with a
+        hook needs no random numbers; one without has no hook in its loop.
 
     Example:
         sampler = CachedSampler(model, 16)
         gumbel, logistic = sampling.draw_uniforms(16, model.image_shape, model.nr_logistic_mix)
         images = sampler.run(gumbel, logistic)          # uint8 (16, H, W, C)
-        outputs = sampler.teacher_forced(images)        # (16, H, W, K), as model.forward
     """
 
-    # Over 60 lines: it builds the caches of every level in the order of the network, so
-    # that it reads against PixelCNN.forward top to bottom.
-    def __init__(self, model, n, get=nn.identity, jit_compile=False):
+    def __init__(self, model, n, get=nn.identity, jit_compile=False, choose=None):
         if model.energy_distance:
             raise ValueError('the cached sampler does not implement the energy-distance head '
                              '(-ed); use method=\'naive\'')
         self.model, self.n = model, int(n)
-        self.image_shape = (height, width, channels) = model.image_shape
-        config = model.config
+        self.image_shape = (height, width, _) = model.image_shape
+        net = model.network
         state = self._state = _State(get, model.compute_dtype)
         self._dtype = model.compute_dtype
-        widths = [width, width // 2, width // 4]
+        widths = [width >> l for l in range(len(net.levels))]
         self._widths = widths
-        nl_levels = config.nl_levels if config.non_local else []
 
         # The input (model.network_input: the image, then what is known up front),
         # zero-padded: position (r + 2) * (W + 2) + c + 1 holds x_pad[r, c].
-        in_channels = model.u_init.V.shape[2]
+        in_channels = net.u_init.V.shape[2]
         self._x = state.positions((height + 2) * (width + 2), n, in_channels)
-        self._u_init = state.weights(model.u_init.kernel)
-        self._ul_init_down = state.weights(model.ul_init_down.kernel)
+        self._u_init = (net.u_init, state.weights(net.u_init.kernel))
+        self._ul_init_down = (net.ul_init_down, state.weights(net.ul_init_down.kernel))
         # The [2, 1] conv at one position: its kernel flattened for a product with the window.
-        self._ul_init_right = state.weights(_flat_kernel(model.ul_init_right))
-        self._ul_down_row = state.positions(width, n, model.u_init.V.shape[-1])
+        self._ul_init_right = state.weights(_flat_kernel(net.ul_init_right))
+        self._ul_down_row = state.positions(width, n, net.u_init.V.shape[-1])
 
         def blocks(pairs, level):
             return [(_Block(state, u, n, widths[level], per_pixel=False),
                      _Block(state, ul, n, widths[level], per_pixel=True)) for u, ul in pairs]
 
-        self._up = [blocks(model.up_blocks[l], l) for l in range(3)]
-        self._down = [blocks(model.down_blocks[2 - l], l) for l in range(3)]
-        self._attention = {
-            l: _Attention(state, model.nl_blocks[k], n, (height >> l) * widths[l])
-            for k, l in enumerate(nl_levels)}
-        self._strided = [(_RowConv(state, u, n, widths[l]),
-                          _PixelConv(state, ul, n, widths[l], stride=2))
-                         for l, (u, ul) in enumerate(model.up_strided)]
-        # down_strided[0] upsamples level 2 to level 1, [1] level 1 to level 0.
-        self._deconv = {2 - k: (_RowDeconv(state, u, n, widths[2 - k]),
-                                _PixelDeconv(state, ul, n, widths[2 - k]))
-                        for k, (u, ul) in enumerate(model.down_strided)}
+        levels = list(enumerate(net.levels))
+        self._up = [blocks(level.up, l) for l, level in levels]
+        self._down = [blocks(level.down, l) for l, level in levels]
+        self._attention = {l: _Attention(state, level.attention, n, (height >> l) * widths[l])
+                           for l, level in levels if level.attention is not None}
+        self._strided = [(_RowConv(state, level.downsample[0], n, widths[l]),
+                          _PixelConv(state, level.downsample[1], n, widths[l], stride=2))
+                         for l, level in levels if level.downsample is not None]
+        # Level l's deconvs upsample it into level l - 1.
+        self._deconv = {l: (_RowDeconv(state, level.upsample[0], n, widths[l]),
+                            _PixelDeconv(state, level.upsample[1], n, widths[l]))
+                        for l, level in levels if level.upsample is not None}
         # The u stream's row at each level, after each block: what the ul blocks take as `a`.
         # For the up pass only their term nin(f(u)) is needed, computed for the whole row;
         # the attention block (-nl) takes the last block's u itself.
         self._u_up_rows = [[state.positions(widths[l], n, b[0].width) for b in self._up[l]]
-                           for l in range(3)]
+                           for l, _ in levels]
         self._u_up_aux = [[state.positions(widths[l], n, b[1].width) for b in self._up[l]]
-                          for l in range(3)]
+                          for l, _ in levels]
         self._u_down_rows = [[state.positions(widths[l], n, b[0].width) for b in self._down[l]]
-                             for l in range(3)]
-        self._out = _Dense(state, model.out, tf.float32)  # as forward: the output in float32
+                             for l, _ in levels]
+        self._out = _Dense(state, net.out, tf.float32)  # as forward: the output in float32
+        self._run_inputs(state, model.nr_logistic_mix)
+        self._choose = choose
+        self._begin = tf.function(_Own(self._begin_run), autograph=False)
+        self._loop = tf.function(_Own(self._rows), jit_compile=bool(jit_compile),
+                                 autograph=False)
 
-        # Per run: the random numbers, the pixels given (image completion) and
-        # which are given, the images drawn; all in raster order.
-        pixels = height * width
-        self._gumbel = state.positions(pixels, n, model.nr_logistic_mix, tf.float32)
+    def _run_inputs(self, state, nr_mix):
+        """Per run: the random numbers, the pixels given (image completion) and which are
+        given, the images drawn; all in raster order."""
+        height, width, channels = self.image_shape
+        pixels, n = height * width, self.n
+        self._gumbel = state.positions(pixels, n, nr_mix, tf.float32)
         self._logistic = state.positions(pixels, n, channels, tf.float32)
         self._given = state.positions(pixels, n, channels, tf.float32)  # levels 0..255
         self._known = state.cache([pixels], tf.bool)
         self._images = state.positions(pixels, n, channels, tf.float32)
-
-        self._begin = tf.function(_Own(self._begin_run), autograph=False)
-        self._loop = tf.function(_Own(self._rows), jit_compile=bool(jit_compile),
-                                 autograph=False)
-        self._jit_compile = bool(jit_compile)
-        self._recording_loop = None  # teacher_forced's, compiled when first used
-        self._coding_loop, self._choose = None, None  # code's, compiled when first used
 
     # ------------------------------------------------------------ the u stream
 
@@ -562,10 +570,9 @@ class CachedSampler:
         padded = self.image_shape[1] + 2
         x = self._x.read_many(r * padded + tf.range(2 * padded))  # (a static size, for XLA)
         x = tf.reshape(x, [self.n, 2, padded, -1])  # image rows r-2, r-1
-        model = self.model
-        u = model.u_init.apply(x, self._u_init)[:, 0] * live
-        self._ul_down_row.assign_row(
-            model.ul_init_down.apply(x[:, 1:], self._ul_init_down)[:, 0] * live)
+        (u_init, u_kernel), (ul_init_down, ul_kernel) = self._u_init, self._ul_init_down
+        u = u_init.apply(x, u_kernel)[:, 0] * live
+        self._ul_down_row.assign_row(ul_init_down.apply(x[:, 1:], ul_kernel)[:, 0] * live)
         L = _deepest_level(r)
         self._ul_start_row(0, r)
         stack0 = self._u_up(0, u)
@@ -610,13 +617,9 @@ class CachedSampler:
             self._deconv[l][1](where.i, where.j, ul)  # the four level l - 1 positions it makes
         return ul
 
-    def _pixel_step(self, r, c, choose=None):
-        """The ul stream at pixel (r, c), the mixture there, its draw; returns the mixture.
-
-        With `choose`, the pixel's levels are choose(raster index, mixture) instead of a draw.
-        """
+    def _pixel_step(self, r, c):
+        """The ul stream at pixel (r, c), the mixture there, its draw (or the `choose` hook's)."""
         height, width, channels = self.image_shape
-        model = self.model
         W, b = self._ul_init_right  # right_shift of a [2, 1] conv: image rows r-1..r, column c-1
         padded = width + 2
         window = self._x.read_side_by_side(tf.stack([(r + 1) * padded + c, (r + 2) * padded + c]))
@@ -642,41 +645,37 @@ class CachedSampler:
         ul = self._ul_down(0, where0, self._deconv[1][1].at(r, c), stack0)
         out = self._out(tf.nn.elu(tf.cast(ul, tf.float32)))  # (B, K): the mixture at (r, c)
         pixel = r * width + c
-        if choose is None:
-            value = losses.sample_from_mixture(out, model.nr_logistic_mix, channels,
-                                               self._gumbel.read(pixel),
-                                               self._logistic.read(pixel))
+        if self._choose is None:
+            value = mixture.draw(mixture.unpack(out, self.model.nr_logistic_mix, channels),
+                                 self._gumbel.read(pixel), self._logistic.read(pixel))
             # Quantise as sample_naive does (tf.round, like np.rint, rounds half to even).
             level = tf.clip_by_value(tf.round((value + 1.0) * 127.5), 0.0, 255.0)
         else:
-            level = choose(pixel, out)
+            level = self._choose(pixel, out)
         level = tf.where(tf.gather(self._known, pixel), self._given.read(pixel), level)
         at = (r + 2) * padded + c + 1  # the image channels; keep the rest of the input
         scaled = tf.cast((level - 127.5) / 127.5, self._dtype)  # as forward casts its input
         self._x.write(at, tf.concat([scaled, self._x.read(at)[:, channels:]], -1))
         self._images.write(pixel, level)
-        return out
 
     # ---------------------------------------------------------------- the loop
 
-    def _rows(self, first, end, record=False, choose=None):
-        """Image rows first..end-1, every pixel; with record, the mixtures (H*W, B, K)."""
+    def _rows(self, first, end):
+        """Image rows first..end-1, every pixel."""
         width = self.image_shape[1]
 
-        def row(r, *outputs):
+        def row(r):
             self._row_step(r)
 
-            def pixel(c, *outputs):
-                out = self._pixel_step(r, c, choose)
-                return (c + 1,) + tuple(o.write(r * width + c, out) for o in outputs)
+            def pixel(c):
+                self._pixel_step(r, c)
+                return (c + 1,)
 
-            outputs = tf.while_loop(lambda c, *_: c < width, pixel,
-                                    (tf.constant(0),) + outputs)[1:]
-            return (r + 1,) + tuple(outputs)
+            tf.while_loop(lambda c: c < width, pixel, (tf.constant(0),))
+            return (r + 1,)
 
-        outputs = (tf.TensorArray(tf.float32, size=self.image_shape[0] * width),) if record else ()
-        outputs = tf.while_loop(lambda r, *_: r < end, row, (first,) + outputs)[1:]
-        return outputs[0].stack() if record else tf.constant(0)
+        tf.while_loop(lambda r: r < end, row, (first,))
+        return tf.constant(0)
 
     def _begin_run(self, h, gumbel, logistic, given, known_rows):
         """Fresh kernels and caches, and this run's inputs."""
@@ -703,17 +702,28 @@ class CachedSampler:
         model, n = self.model, self.n
         labels = model.check_labels(labels, n)
         h = model.one_hot(labels) if labels is not None else None
+        height, width, channels = self.image_shape
+        if gumbel is None or logistic is None:
+            if self._choose is None:
+                raise ValueError("'gumbel' and 'logistic' are required: this sampler draws "
+                                 "(it has no `choose` hook)")
+            gumbel = np.zeros((n, height, width, model.nr_logistic_mix), np.float32)
+            logistic = np.zeros((n,) + self.image_shape, np.float32)  # unused: the hook chooses
         if given is None:
             given = np.zeros((n,) + self.image_shape, np.float32)
+        elif np.shape(given) != (n,) + self.image_shape:
+            raise ValueError("'given' must hold %d images (the sampler's batch) of shape %s, "
+                             "got %s" % (n, self.image_shape, np.shape(given)))
         self._begin(h, tf.constant(gumbel, tf.float32), tf.constant(logistic, tf.float32),
                     tf.cast(given, tf.float32), tf.constant(int(known_rows)))
 
-    def run(self, gumbel, logistic, labels=None, given=None, known_rows=0, progress=None):
-        """Draw this sampler's n images from the given random numbers.
+    def run(self, gumbel=None, logistic=None, labels=None, given=None, known_rows=0,
+            progress=None):
+        """Draw this sampler's n images from the given random numbers (or let `choose` choose).
 
         Args:
           gumbel, logistic: float32 (n, H, W, M) and (n, H, W, C) uniforms, as
-            sampling.draw_uniforms makes them.
+            sampling.draw_uniforms makes them (not needed with a `choose` hook).
           labels: int (n,) for a class-conditional model, else None.
           given: uint8 (n, H, W, C) whose top `known_rows` rows are kept (image
             completion), or None.
@@ -721,7 +731,7 @@ class CachedSampler:
           progress: optional callable(rows_done, total_rows); without it the whole
             run is one call of the compiled loop, with it one call per row.
         Returns:
-          uint8 (n, H, W, C).
+          uint8 (n, H, W, C): the images drawn (or chosen).
         """
         self._start(gumbel, logistic, labels, given, known_rows)
         height = self.image_shape[0]
@@ -731,79 +741,5 @@ class CachedSampler:
             for r in range(height):
                 self._loop(tf.constant(r), tf.constant(r + 1))
                 progress(r + 1, height)
-        images = np.transpose(self._images.var.numpy(), [1, 0, 2])
-        return images.reshape((self.n,) + self.image_shape).astype(np.uint8)
-
-    def teacher_forced(self, images, labels=None):
-        """The network's output at every pixel, fed `images` pixel by pixel through the cache.
-
-        The sampling schedule with every pixel given: the result should equal
-        model.forward on the whole images (the check that the cached path is the
-        network). Its recording loop is compiled on first use only, so sampling
-        runs do not carry it.
-
-        Args:
-          images: uint8 (n, H, W, C).
-          labels: int (n,) for a class-conditional model, else None.
-        Returns:
-          NumPy float32 (n, H, W, K).
-        """
-        images, labels = self.model.check_inputs(images, labels)
-        if images.shape[0] != self.n:
-            raise ValueError("'images' must hold %d images (the sampler's batch), got %d"
-                             % (self.n, images.shape[0]))
-        height, width, channels = self.image_shape
-        half = np.full((self.n, height, width, self.model.nr_logistic_mix + channels), 0.5,
-                       np.float32)  # uniforms that every pixel, being given, ignores
-        self._start(half[..., channels:], half[..., :channels], labels, images,
-                    known_rows=height)
-        if self._recording_loop is None:
-            self._recording_loop = tf.function(
-                _Own(lambda first, end: self._rows(first, end, record=True)),
-                jit_compile=self._jit_compile, autograph=False)
-        out = self._recording_loop(tf.constant(0), tf.constant(height)).numpy()  # (H*W, n, K)
-        return np.transpose(out, [1, 0, 2]).reshape(self.n, height, width, -1)
-
-    def code(self, choose, labels=None):
-        """Run the schedule with `choose` giving every pixel's levels instead of drawing them.
-
-        For lossless coding (compression.py): choose(pixel, logits, means, log_scales,
-        coeffs) is called in raster order from inside the compiled loop (through
-        tf.numpy_function, so this loop is never XLA-compiled) with the pixel's raster
-        index and the mixture there as losses.mixture_parameters gives it, NumPy
-        float32 (n, M), (n, C, M), (n, C, M) and (n, C, M) (zeros for one channel),
-        and returns the pixel's levels, float32 (n, C) in 0..255, which are fed in as
-        the image. An encoder returns the image's own pixels (the run is then
-        teacher-forced), a decoder the pixels it decodes; both run this one compiled
-        function, so both see the same floats.
-
-        Args:
-          choose: the callable above (it may keep state: it is called once per pixel).
-          labels: int (n,) for a class-conditional model, else None.
-        Returns:
-          uint8 (n, H, W, C): the levels chosen.
-        """
-        height, width, channels = self.image_shape
-        nr_mix = self.model.nr_logistic_mix
-        if self._coding_loop is None:
-            def hook(pixel, out):
-                logits, means, log_scales, coeffs = losses.mixture_parameters(
-                    out, nr_mix, channels)
-                if coeffs is None:
-                    coeffs = tf.zeros_like(means)
-                level = tf.numpy_function(lambda *a: self._choose(*a),
-                                          [pixel, logits, means, log_scales, coeffs],
-                                          tf.float32, stateful=True)
-                return tf.ensure_shape(level, [self.n, channels])
-            self._coding_loop = tf.function(
-                _Own(lambda: self._rows(tf.constant(0), tf.constant(height), choose=hook)),
-                autograph=False)
-        unused = np.full((self.n, height, width, nr_mix + channels), 0.5, np.float32)
-        self._start(unused[..., channels:], unused[..., :channels], labels, None, 0)
-        self._choose = choose
-        try:
-            self._coding_loop()
-        finally:
-            self._choose = None
         images = np.transpose(self._images.var.numpy(), [1, 0, 2])
         return images.reshape((self.n,) + self.image_shape).astype(np.uint8)

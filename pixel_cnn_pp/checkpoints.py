@@ -24,6 +24,7 @@ from pixel_cnn_pp.optim import PolyakAverage
 
 CONFIG_FILE = 'pixelcnn_config.json'
 STATE_FILE = 'checkpoint'  # tf.train.CheckpointManager's list of checkpoints in a folder
+CHECKPOINT_NAME = 'ckpt'  # a run's checkpoints are <CHECKPOINT_NAME>-N
 _EMA_SUFFIX = '/ExponentialMovingAverage'
 # What TensorFlow's checkpoint reader raises on a damaged file: an OpError (bad magic
 # number, checksum mismatch, a data file missing) or, for a data file cut short,
@@ -55,7 +56,7 @@ def check_intact(prefix):
         raise damaged(prefix, e) from None
 
 
-def numbered_checkpoints(folder, name='ckpt'):
+def numbered_checkpoints(folder, name=CHECKPOINT_NAME):
     """[(N, prefix)] of every <name>-N.index in `folder`, oldest first ([] if none)."""
     pattern = re.compile(r'^%s-(\d+)\.index$' % re.escape(name))
     try:

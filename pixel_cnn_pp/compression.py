@@ -4,35 +4,32 @@ An autoregressive model gives every pixel a distribution given the pixels before
 it; an entropy coder turns those distributions into a code whose length is the
 summed -log2 p, the model's NLL in bits (Shannon; the PixelRNN paper names this
 use first). Here the coder is constriction's range coder
-(https://bamler-lab.github.io/constriction/), fed one 256-way categorical
-distribution per channel:
+(https://bamler-lab.github.io/constriction/), and the distributions are coding.py's:
+each pixel is R, then G given R, then B given R and G, as the discretized logistic
+mixture defines them, with the mixture's parameters rounded to grids and the
+frequencies computed in integers, so that every machine that computes the
+parameters within the file's margin computes the same frequencies (coding.py says
+what is guaranteed, and what it costs).
 
-- Each pixel is R, then G given R, then B given R and G, as the discretized
-  logistic mixture defines them: p(R) = sum_k pi_k p_k(R); G given R uses the
-  weights pi_k p_k(R) (normalised) and the green mean shifted by the coefficient
-  times R, and so on, so that p(R) p(G|R) p(B|R,G) is the mixture's joint
-  probability of the pixel (losses.log_prob_per_pixel).
-- `frequencies` quantises each distribution to integers, every level at least 1
-  (so every value stays codable), summing to 2**24, constriction's precision.
-  It is the one function the encoder and the decoder call (through
-  `code_pixel`), in NumPy, deterministic for the same input floats. constriction
-  gets the frequencies minus one as float weights: its fast categorical model
-  (perfect=False) assigns symbol s the cumulative floor(sum_{j<s} w_j * scale) + s,
-  and with integer weights summing to 2**24 - 256 the scale is exactly 1, so it
-  codes with exactly these frequencies (tests/test_compression.py checks the code
-  length against them).
-- Encoder and decoder get the mixtures from one compiled loop, the cached
-  sampler's (CachedSampler.code): encoding feeds it the image's own pixels
-  (teacher forcing), decoding the pixels it decodes, one pixel at a time; the two
-  see the same floats on the same kind of machine. A file records a digest of
-  the decoded images, so a machine that computes other floats is caught.
+- Encoding takes every pixel's mixture from one forward pass of the whole images
+  (the network sees only the pixels before each one: teacher forcing is the forward
+  pass), and codes each channel's level as its interval of 2**24, vectorised.
+- Decoding runs the cached sampler's compiled loop with a `choose` hook
+  (_CodingHook): at each pixel the mixture there goes out to NumPy, the decoder
+  decodes the pixel's mode and levels from whole frequency tables, and the levels
+  go back in as the image. A decoder that finds a parameter too close to a rounding
+  edge (coding.DoubtError), a code that does not decode, or decoded images whose
+  digest differs from the file's, is refused with a ValueError: never a wrong image.
 
-The .pxpp file: a fixed header (magic, version, a SHA-256 of the model's config
-and weights, an image digest, the shape, the count, the coding batch, the number
-of classes, section lengths), the labels of a class-conditional model (one byte
-each, two above 256 classes), optional file names (zlib), the range coder's
-words, and a CRC-32 of everything before it. A file made with another model, a
-damaged or truncated file, is refused with a ValueError saying which.
+The .pxpp file (version 2): a fixed header (magic, version, a SHA-256 of the model's
+config and weights, an image digest, the shape, the count, the coding batch, the
+number of classes, section lengths, the margin, the precision the parameters were
+computed in, the frequencies of the three pixel modes), the labels of a
+class-conditional model (one byte each, two above 256 classes), optional file names
+(zlib), the range coder's words, and a CRC-32 of everything before it. A file made
+with another model or precision, a version 1 file (whose codes decode only on the
+machine that wrote them), a damaged or truncated file, is refused with a ValueError
+saying which.
 
     data = compress(model, images)             # bytes
     same = decompress(model, data)             # uint8, equal to images bit for bit
@@ -47,25 +44,25 @@ import zlib
 import numpy as np
 import tensorflow as tf
 
+from pixel_cnn_pp import coding, mixture
 from pixel_cnn_pp.cached_sampler import CachedSampler
 from pixel_cnn_pp.config import TRAINING_ONLY
 
 MAGIC = b'PXPP'
-VERSION = 1
-PRECISION = 24  # constriction's range coder: probabilities in units of 2**-24
-TOTAL = 1 << PRECISION
-LEVELS = 256
+VERSION = 2
+LEVELS = mixture.LEVELS
 DEFAULT_BATCH = 16  # images coded together (one compiled loop run); stored in the file
+ENCODE_CHUNK = 64  # images in one forward pass of the encoder (speed only)
+PRECISIONS = ('float32',)  # what a file's parameters may be computed in (by its code)
 
 # magic, version, model digest, image digest, H, W, C, images, batch, classes,
-# range coder words, names bytes.
-_HEADER = struct.Struct('<4sB32s16sHHHIIHII')
+# range coder words, names bytes, margin (2**-k: k), precision, the modes' frequencies.
+_HEADER = struct.Struct('<4sB32s16sHHHIIHIIBB3I')
 HEADER_BYTES = _HEADER.size + 4  # with the CRC-32 at the end
-# The upper edge of every level's bin but the last, in [-1, 1]: level j is 2j/255 - 1.
-_EDGES = (2.0 * np.arange(LEVELS - 1) + 1.0) / 255.0 - 1.0
+_VERSION_AT = len(MAGIC)
 
 Header = collections.namedtuple('Header', 'version model_digest image_digest image_shape count '
-                                'batch num_classes labels names')
+                                'batch num_classes labels names margin precision modes')
 
 
 # ------------------------------------------------------------------ the model
@@ -94,89 +91,15 @@ def _image_digest(images, labels):
     return h.digest()[:16]
 
 
-# ---------------------------------------------------------- the distributions
-
-
-def _sigmoid(z):
-    with np.errstate(over='ignore'):  # exp(709+) is inf: sigmoid 0, as it should be
-        return 1.0 / (1.0 + np.exp(-z))
-
-
-def _mixture_probabilities(weights, mean, log_scale):
-    """The mixture's probability of each of the 256 levels, float64 (n, 256).
-
-    A level's bin is +-1/255 around it; the first and last take the tails, as in
-    losses.log_prob_per_pixel: differences of the mixture's CDF at the 255 edges.
-    Their rounding (1e-16) is far below what the frequencies resolve (2**-24).
-    """
-    z = (_EDGES - mean[..., None]) * np.exp(-log_scale)[..., None]  # (n, M, 255)
-    cdf = np.einsum('nm,nmj->nj', weights, _sigmoid(z))  # (n, 255)
-    ones = np.ones((len(cdf), 1))
-    return np.maximum(np.diff(np.concatenate([0.0 * ones, cdf, ones], -1), axis=-1), 0.0)
-
-
-def _component_probabilities(mean, log_scale, level):
-    """Each component's probability of the given level (n,), float64 (n, M).
-
-    A bin above the component's mean is a difference of survival functions, one
-    below it of CDFs, so that neither tail cancels to 0 (the next channel's
-    mixture weights are ratios of these).
-    """
-    x = (level[:, None] - 127.5) / 127.5
-    inv = np.exp(-log_scale)
-    low = np.where(level[:, None] > 0, (x - 1.0 / 255.0 - mean) * inv, -np.inf)
-    high = np.where(level[:, None] < LEVELS - 1, (x + 1.0 / 255.0 - mean) * inv, np.inf)
-    above = low + high > 0
-    return np.maximum(np.where(above, _sigmoid(-low) - _sigmoid(-high),
-                               _sigmoid(high) - _sigmoid(low)), 0.0)
-
-
-def frequencies(probabilities):
-    """Integer frequencies of (n, 256) probabilities: each at least 1, each row summing to 2**24.
-
-    floor(p * (2**24 - 256)) + 1 per level, the remainder to the most probable
-    level. The one quantiser of encoder and decoder.
-    """
-    p = np.asarray(probabilities, np.float64)
-    p = p / p.sum(-1, keepdims=True)
-    freq = np.floor(p * (TOTAL - LEVELS)).astype(np.int64) + 1
-    rows = np.arange(len(freq))
-    freq[rows, np.argmax(p, -1)] += TOTAL - freq.sum(-1)
-    return freq
-
-
-def code_pixel(logits, means, log_scales, coeffs, code):
-    """One pixel of n images, channel by channel: R, then G given R, then B given R and G.
-
-    Args:
-      logits: (n, M) mixture logits; means, log_scales, coeffs: (n, C, M), as
-        losses.mixture_parameters gives them (log_scales clamped, coeffs after
-        tanh; unused for one channel).
-      code: code(channel, frequencies (n, 256)) -> the channel's levels (n,): the
-        encoder encodes the image's levels and returns them, the decoder decodes.
-    Returns:
-      int (n, C): the pixel's levels.
-    """
-    logits, means = np.float64(logits), np.float64(means)
-    log_scales, coeffs = np.float64(log_scales), np.float64(coeffs)
-    weights = np.exp(logits - logits.max(-1, keepdims=True))
-    weights /= weights.sum(-1, keepdims=True)  # (n, M)
-    levels, x = [], []
-    for c in range(means.shape[1]):
-        mean = means[:, c]  # (n, M); the coefficients shift G by R, B by R and G
-        if c == 1:
-            mean = mean + coeffs[:, 0] * x[0]
-        elif c == 2:
-            mean = mean + coeffs[:, 1] * x[0] + coeffs[:, 2] * x[1]
-        p = _mixture_probabilities(weights, mean, log_scales[:, c])
-        level = np.asarray(code(c, frequencies(p)), np.int64)
-        levels.append(level)
-        x.append((level[:, None] - 127.5) / 127.5)
-        # The next channel's mixture weights: this channel's value seen.
-        posterior = weights * _component_probabilities(mean, log_scales[:, c], level)
-        total = posterior.sum(-1, keepdims=True)
-        weights = np.where(total > 0, posterior / np.where(total > 0, total, 1.0), weights)
-    return np.stack(levels, -1)
+def _check_precision(model):
+    if model.nr_logistic_mix > coding.MAX_COMPONENTS:
+        raise ValueError('the codec takes models of at most %d mixture components; this one '
+                         'has nr_logistic_mix=%d' % (coding.MAX_COMPONENTS,
+                                                     model.nr_logistic_mix))
+    if model.precision not in PRECISIONS:
+        raise ValueError('the codec computes the mixtures in float32 (so that another machine '
+                         'computes them alike); this model computes in %s: load it with '
+                         "precision='float32'" % model.precision)
 
 
 # ------------------------------------------------------------------ the coder
@@ -188,71 +111,139 @@ def _constriction():
     return constriction
 
 
-class _Choose:
-    """CachedSampler.code's `choose`: code each pixel; progress after every image row."""
+def _forward(model):
+    """The model's forward pass of whole images, compiled once: the network's output."""
+    return model.compiled(('coding_forward',), lambda: tf.function(
+        lambda x, h: model.forward(x, h), reduce_retracing=True, autograph=False))
 
-    def __init__(self, code, width, progress, rows_before, total_rows):
-        self.code, self.width, self.progress = code, width, progress
+
+def _encode_images(model, images, labels, margin):
+    """The images' modes (n, H*W) and intervals (n, H*W, C, 2, 2), int32, from one forward
+    pass (an image's mixtures do not depend on the others': any chunk of images will do)."""
+    n, (height, width, channels) = len(images), model.image_shape
+    h = None if labels is None else model.one_hot(labels)
+    out = _forward(model)(model.scale_images(images), h)
+    mix = mixture.unpack(out, model.nr_logistic_mix, channels)
+    params = mixture.Mixture(*(None if a is None else a.numpy().reshape(
+        (n * height * width,) + tuple(a.shape[3:])) for a in mix))
+    mode, intervals = coding.encode(params, images.reshape(-1, channels), margin)
+    return (mode.reshape(n, -1).astype(np.int32),
+            intervals.reshape((n, height * width) + intervals.shape[1:]).astype(np.int32))
+
+
+def _stream(mode, intervals, mode_freq):
+    """One batch's symbols and constriction weights (3 each) in the decoder's order: for
+    each pixel, the n images' modes, then for each channel their groups, then their
+    places in the group."""
+    n, pixels, channels = intervals.shape[:3]
+    weights = np.empty((pixels, 1 + 2 * channels, n, 3), np.int64)  # symbols, in order
+    weights[:, 0] = mode_freq - 1
+    steps = coding.interval_weights(intervals[..., 0], intervals[..., 1])  # (n, HW, C, 2, 3)
+    weights[:, 1:] = steps.reshape(n, pixels, 2 * channels, 3).transpose(1, 2, 0, 3)
+    symbols = np.ones((pixels, 1 + 2 * channels, n), np.int32)
+    symbols[:, 0] = mode.T
+    return symbols.reshape(-1), weights.reshape(-1, 3).astype(np.float32)  # exact: < 2**24
+
+
+class _Decoder:
+    """One batch's decoder, which _CodingHook calls at each pixel: the pixel's modes, then
+    its levels channel by channel from coding.py's tables; progress after every row."""
+
+    def __init__(self, decoder, header, width, progress, rows_before, total_rows):
+        self.decoder, self.header, self.width, self.progress = decoder, header, width, progress
         self.rows_before, self.total_rows = rows_before, total_rows
+        self.family = _constriction().stream.model.Categorical(perfect=False)
         self.error = None
 
-    def __call__(self, pixel, logits, means, log_scales, coeffs):
+    def __call__(self, pixel, mix):
+        n = len(mix.logits)
         if self.error is not None:  # the rest of the run only has to end
-            return np.zeros((len(logits), means.shape[1]), np.float32)
+            return np.zeros((n, mix.means.shape[1]), np.float32)
         try:
-            levels = code_pixel(logits, means, log_scales, coeffs, lambda c, f: self.code(
-                int(pixel), c, f))
+            levels = self._pixel(int(pixel), mix)
         except Exception as e:  # noqa: BLE001 - raised again, outside TensorFlow's loop
             self.error = self.error or e
-            return np.zeros((len(logits), means.shape[1]), np.float32)
+            return np.zeros((n, mix.means.shape[1]), np.float32)
         if self.progress is not None and (int(pixel) + 1) % self.width == 0:
             self.progress(self.rows_before + (int(pixel) + 1) // self.width, self.total_rows)
         return levels.astype(np.float32)
 
+    def _decode(self, weights):
+        try:
+            return self.decoder.decode(self.family, np.ascontiguousarray(weights, np.float32))
+        except AssertionError:  # constriction's: the code does not fit these frequencies
+            raise ValueError('the code does not decode with this model\'s frequencies: the '
+                             'file is damaged, or was coded from other floats') from None
+
+    def _pixel(self, pixel, mix):
+        n = len(mix.logits)
+        mode = self._decode(np.broadcast_to(np.asarray(self.header.modes) - 1, (n, 3)))
+
+        def code(c, channel):
+            group = self._decode(coding.table_weights(channel.group_table())) - 1
+            if (group < 0).any() or (group >= LEVELS // coding.GROUP).any():
+                raise ValueError('the code decodes to no level: the file is damaged')
+            place = self._decode(coding.table_weights(channel.place_table(group))) - 1
+            if (place < 0).any() or (place >= coding.GROUP).any():
+                raise ValueError('the code decodes to no level: the file is damaged')
+            return coding.GROUP * group + place
+
+        levels, doubt = coding.code_pixels(mix, mode, self.header.margin, code)
+        if (doubt < coding.ALARM).any():
+            row, column = divmod(pixel, self.width)
+            raise coding.DoubtError(
+                'at row %d, column %d this machine computes a mixture parameter within %g of '
+                'the middle between two grid points, closer than the file\'s margin (%g) '
+                'allows: its floats differ from the encoder\'s by more than the file was '
+                'made for; decode it where it was coded'
+                % (row, column, coding.ALARM * self.header.margin, self.header.margin))
+        return levels
+
+
+class _CodingHook:
+    """The coding sampler's `choose` hook (see CachedSampler): the mixture out, levels in.
+
+    At each pixel the mixture there, unpacked in the compiled loop, goes out to NumPy
+    float32 (through tf.numpy_function, so this loop is never XLA-compiled) to the current
+    batch's _Decoder, and the levels it decodes come back in as the image.
+    """
+
+    def __init__(self, nr_mix, n, channels):
+        self.nr_mix, self.n, self.channels = nr_mix, n, channels
+        self.choose = None  # the current batch's _Decoder
+
+    def __call__(self, pixel, out):
+        mix = mixture.unpack(out, self.nr_mix, self.channels)
+        params = [p for p in mix if p is not None]  # no coefficients for one channel
+        level = tf.numpy_function(self._to_numpy, [pixel] + params, tf.float32, stateful=True)
+        return tf.ensure_shape(level, [self.n, self.channels])
+
+    def _to_numpy(self, pixel, *params):
+        return self.choose(pixel, mixture.Mixture._make(params + (None,) * (4 - len(params))))
+
 
 def _sampler(model, n):
-    """The model's coding sampler for n images (kept on the model: built and traced once)."""
-    key = ('coding_sampler', n)
-    samplers = model._compiled.functions
-    if key not in samplers:
-        samplers[key] = CachedSampler(model, n)
-    return samplers[key]
+    """(the model's coding sampler for n images, its hook), kept on the model: built once."""
+    def build():
+        hook = _CodingHook(model.nr_logistic_mix, n, model.image_shape[-1])
+        return CachedSampler(model, n, choose=hook), hook
+    return model.compiled(('coding_sampler', n), build)
 
 
-def _run(model, count, batch, labels, code, progress):
-    """Every batch through the coding loop, in order; returns the images chosen (N, H, W, C)."""
-    height, width, _ = model.image_shape
-    out = []
-    total_rows = -(-count // batch) * height
-    for k, start in enumerate(range(0, count, batch)):
-        n = min(batch, count - start)
-        choose = _Choose(lambda pixel, c, f, start=start: code(start, pixel, c, f), width,
-                         progress, k * height, total_rows)
-        try:
-            images = _sampler(model, n).code(
-                choose, None if labels is None else labels[start:start + n])
-        except tf.errors.OpError as e:
-            raise choose.error or e
-        if choose.error is not None:
-            raise choose.error
-        out.append(images)
-    return np.concatenate(out)
-
-
-def _weights(freq):
-    return (freq - 1).astype(np.float32)  # exact: integers below 2**24
-
-
-def compress(model, images, labels=None, names=None, batch=DEFAULT_BATCH, progress=None):
+def compress(model, images, labels=None, names=None, batch=DEFAULT_BATCH, progress=None,
+             margin=None):
     """Images to bytes, losslessly, in about the model's NLL in bits.
 
     Args:
-      model: a PixelCNN (not an energy-distance one: it has no likelihood).
+      model: a PixelCNN in float32 (not an energy-distance one: it has no likelihood).
       images: uint8 (N, H, W, C) of the model's image shape.
       labels: int (N,) for a class-conditional model (stored in the file), else None.
       names: optional N strings (e.g. file names) stored in the file.
       batch: images coded together (speed only; the decoder uses the same batches).
       progress: optional callable(rows_done, total_rows).
+      margin: how far (relative) another machine's mixture parameters may be from this
+        one's for the file to decode there, a power of two (coding.py); default
+        coding.default_margin(model.config.nr_resnet).
     Returns:
       bytes, the .pxpp file: HEADER_BYTES plus labels, names and the code.
 
@@ -260,35 +251,46 @@ def compress(model, images, labels=None, names=None, batch=DEFAULT_BATCH, progre
         data = compress(model, images)
         assert (decompress(model, data) == images).all()
     """
-    model._require_likelihood()
+    model.require_likelihood()
+    _check_precision(model)
     images, labels = model.check_inputs(images, labels)
-    count = len(images)
+    count, height = len(images), model.image_shape[0]
     batch = _check_batch(batch)
+    margin = coding.check_margin(coding.default_margin(model.config.nr_resnet)
+                                 if margin is None else margin)
     if names is not None and len(names) != count:
         raise ValueError("'names' must hold one name per image (%d), got %d"
                          % (count, len(names)))
+    mode, intervals = [], []
+    for start in range(0, count, ENCODE_CHUNK):
+        stop = min(start + ENCODE_CHUNK, count)
+        m, i = _encode_images(model, images[start:stop],
+                              None if labels is None else labels[start:stop], margin)
+        mode.append(m)
+        intervals.append(i)
+        if progress is not None:
+            progress(stop * height // count, height)
+    mode, intervals = np.concatenate(mode), np.concatenate(intervals)
+    modes = coding.mode_frequencies(mode)
     constriction = _constriction()
     family = constriction.stream.model.Categorical(perfect=False)
     encoder = constriction.stream.queue.RangeEncoder()
-    flat = images.reshape(count, -1, model.image_shape[-1])
-
-    def code(start, pixel, channel, freq):
-        level = flat[start:start + len(freq), pixel, channel]
-        encoder.encode(level.astype(np.int32), family, _weights(freq))
-        return level
-
-    decoded = _run(model, count, batch, labels, code, progress)
-    assert np.array_equal(decoded, images)  # the loop was fed the image's own pixels
+    for start in range(0, count, batch):  # the decoder's batches, in its order
+        symbols, weights = _stream(mode[start:start + batch], intervals[start:start + batch],
+                                   modes)
+        encoder.encode(symbols, family, weights)
     words = encoder.get_compressed().astype('<u4').tobytes()
-    return _pack(model, images, labels, names, batch, words)
+    return _pack(model, images, labels, names, batch, words, margin, modes)
 
 
 def decompress(model, data, progress=None):
     """The images of a .pxpp file (bytes), bit for bit; the model must be the one that wrote it.
 
     Raises ValueError for anything but a whole .pxpp file of this model: not one,
-    another version, damaged (CRC), truncated, made with another model (digest), or
-    decoding to images other than those compressed.
+    another version, damaged (CRC), truncated, made with another model (digest) or
+    precision, or one that this machine cannot decode exactly (coding.DoubtError, a code
+    that does not decode, images whose digest differs from the file's); TypeError if
+    `data` is not bytes.
     Returns:
       uint8 (N, H, W, C). read_header(data) gives the labels and names.
     """
@@ -299,19 +301,35 @@ def decompress(model, data, progress=None):
                          'is %s %s, digest %s): decompress it with the model that wrote it'
                          % (header.model_digest.hex()[:16], 'x'.join(map(str, model.image_shape)),
                             _short(model), digest.hex()[:16]))
-    model._require_likelihood()
-    constriction = _constriction()
-    family = constriction.stream.model.Categorical(perfect=False)
-    decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(words, '<u4').astype(np.uint32))
-
-    def code(start, pixel, channel, freq):
-        return decoder.decode(family, _weights(freq))
-
-    images = _run(model, header.count, header.batch, header.labels, code, progress)
+    if model.precision != header.precision:
+        raise ValueError('this .pxpp file was coded from mixtures computed in %s; this model '
+                         'computes in %s: load it with precision=%r'
+                         % (header.precision, model.precision, header.precision))
+    model.require_likelihood()
+    _check_precision(model)
+    decoder = _constriction().stream.queue.RangeDecoder(
+        np.frombuffer(words, '<u4').astype(np.uint32))
+    height, width, _ = model.image_shape
+    out = []
+    total_rows = -(-header.count // header.batch) * height
+    for k, start in enumerate(range(0, header.count, header.batch)):
+        n = min(header.batch, header.count - start)
+        sampler, hook = _sampler(model, n)
+        hook.choose = _Decoder(decoder, header, width, progress, k * height, total_rows)
+        try:
+            out.append(sampler.run(labels=None if header.labels is None
+                                   else header.labels[start:start + n]))
+        except tf.errors.OpError as e:
+            raise hook.choose.error or e
+        finally:
+            error, hook.choose = hook.choose.error, None
+        if error is not None:
+            raise error
+    images = np.concatenate(out)
     if _image_digest(images, header.labels) != header.image_digest:
-        raise ValueError('the decoded images do not match the digest in the file: it was '
-                         'written on a machine that computes this model\'s floats differently, '
-                         'or damaged in a way the checksum missed')
+        raise ValueError('the decoded images do not match the digest in the file: this machine '
+                         'computes the model\'s mixtures further from the encoder\'s than the '
+                         'file\'s margin, or the file was damaged in a way the checksum missed')
     return images
 
 
@@ -330,12 +348,14 @@ def _check_batch(batch):
 # --------------------------------------------------------------- the file
 
 
-def _pack(model, images, labels, names, batch, words):
+def _pack(model, images, labels, names, batch, words, margin, modes):
     count, (h, w, c) = len(images), model.image_shape
     num_classes = model.num_classes or 0
     name_bytes = b'' if names is None else zlib.compress('\n'.join(names).encode('utf-8'), 9)
     parts = [_HEADER.pack(MAGIC, VERSION, model_digest(model), _image_digest(images, labels),
-                          h, w, c, count, batch, num_classes, len(words) // 4, len(name_bytes))]
+                          h, w, c, count, batch, num_classes, len(words) // 4, len(name_bytes),
+                          coding.margin_bits(margin), PRECISIONS.index(model.precision),
+                          *(int(f) for f in modes))]
     if num_classes:
         parts.append(np.asarray(labels, _label_dtype(num_classes)).tobytes())
     parts += [name_bytes, words]
@@ -348,25 +368,34 @@ def _label_dtype(num_classes):
 
 
 def read_header(data):
-    """The Header of a .pxpp file (bytes): shape, count, labels, names, digests.
+    """The Header of a .pxpp file (bytes): shape, count, labels, names, digests, margin.
 
-    Raises ValueError if `data` is not a whole, undamaged .pxpp file.
+    Raises ValueError if `data` is not a whole, undamaged .pxpp file of this version.
     """
     return _unpack(data)[0]
 
-
 def _unpack(data):
     """(Header, the coder's words as bytes) of a whole, undamaged file; else ValueError."""
-    data = bytes(data)
+    try:
+        data = bytes(memoryview(data))  # bytes, bytearray, ...; not a str, None or an int
+    except TypeError:
+        raise TypeError("'data' must be bytes, the contents of a .pxpp file (e.g. "
+                        "open(path, 'rb').read()); got %s" % type(data).__name__) from None
     if len(data) < len(MAGIC) or data[:len(MAGIC)] != MAGIC:
         raise ValueError('not a .pxpp file (it does not start with %r)' % MAGIC.decode())
+    version = data[_VERSION_AT] if len(data) > _VERSION_AT else None
+    if version == 1:
+        raise ValueError('a .pxpp file of version 1, whose code decodes only where the same '
+                         'kernels compute the same floats: this reader knows version %d; '
+                         'decompress it with the version of compress.py that wrote it'
+                         % VERSION)
+    if version is not None and version != VERSION:
+        raise ValueError('.pxpp version %d; this reader knows version %d' % (version, VERSION))
     if len(data) < HEADER_BYTES:
         raise ValueError('truncated .pxpp file: %d bytes, shorter than its header (%d)'
                          % (len(data), HEADER_BYTES))
-    (_, version, model, image, h, w, c, count, batch, num_classes, nwords,
-     nnames) = _HEADER.unpack_from(data)
-    if version != VERSION:
-        raise ValueError('.pxpp version %d; this reader knows version %d' % (version, VERSION))
+    (_, version, model, image, h, w, c, count, batch, num_classes, nwords, nnames, margin_bits,
+     precision, *modes) = _HEADER.unpack_from(data)
     nlabels = count * np.dtype(_label_dtype(num_classes)).itemsize if num_classes else 0
     expected = _HEADER.size + nlabels + nnames + 4 * nwords + 4
     if len(data) != expected:
@@ -375,12 +404,14 @@ def _unpack(data):
     body, (crc,) = data[:-4], struct.unpack('<I', data[-4:])
     if zlib.crc32(body) != crc:
         raise ValueError('damaged .pxpp file: its CRC-32 does not match')
+    if precision >= len(PRECISIONS) or sum(modes) != coding.TOTAL or min(modes) < 1:
+        raise ValueError('damaged .pxpp file: its header holds no valid precision and modes')
     at = _HEADER.size
     labels = (np.frombuffer(data, _label_dtype(num_classes), count, at).astype(np.int32)
               if num_classes else None)
     at += nlabels
     names = zlib.decompress(data[at:at + nnames]).decode('utf-8').split('\n') if nnames else None
     at += nnames
-    header = Header(version, model, image, (h, w, c), count, batch, num_classes, labels, names)
+    header = Header(version, model, image, (h, w, c), count, batch, num_classes, labels, names,
+                    2.0 ** -margin_bits, PRECISIONS[precision], np.array(modes, np.int64))
     return header, data[at:at + 4 * nwords]
-

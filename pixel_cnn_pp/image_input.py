@@ -1,10 +1,13 @@
 """Images from files, for completion (and scoring): PNG or JPEG files, folders, .npz.
 
 One reader for every command that takes a user's own images (sample.py
---complete). A path is an image file, a folder (its .png/.jpg/.jpeg files, by
-name; not its subfolders) or an .npz of uint8 images (its `images` array, else
-`samples` as sample.py writes them, else its only array). Every image comes back
-with a name for messages: the file, or `file.npz[i]`.
+--complete and --score, compress.py --compress). A path is an image file, a folder
+(its .png/.jpg/.jpeg files, by name; not its subfolders) or an .npz of uint8 images
+(its `images` array, else `samples` as sample.py writes them, else its only array).
+Every image comes back with a name for messages: the file, or `file.npz[i]`. An
+image is read exactly as stored or refused by name: 16-bit PNGs, PNGs with an
+alpha channel or a transparent colour, and anything but 1 or 3 channels of 8 bits
+(a palette PNG is read as the RGB colours it shows).
 
     images, names = read_images(['photos/', 'extra.png'])   # uint8 (N, H, W, C)
     images, names = read_images('faces.npz', model.image_shape, '--complete')
@@ -12,6 +15,7 @@ with a name for messages: the file, or `file.npz[i]`.
 """
 
 import os
+import struct
 
 import numpy as np
 
@@ -98,9 +102,12 @@ def _shape(shape):
 
 
 def _read_file(path):
-    """One image file as uint8 (H, W, C), C 1 (grey) or 3 (RGB)."""
+    """One image file as uint8 (H, W, C), C 1 (grey) or 3 (RGB), exactly as stored."""
     import imageio.v3 as iio  # lazily: only readers of image files need it
 
+    refusal = _png_refusal(path)
+    if refusal:
+        raise ValueError('%s: %s' % (path, refusal))
     try:
         image = np.asarray(iio.imread(path))
     except Exception as e:  # imageio's plugins raise many types for a damaged file
@@ -111,14 +118,51 @@ def _read_file(path):
         raise ValueError('%s: %s pixels; 8-bit images are expected' % (path, image.dtype))
     if image.ndim == 2:
         image = image[..., None]
-    if image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
-        raise ValueError('%s: shape %s is not a grey or RGB image' % (path, image.shape))
-    if image.shape[-1] == 4:
-        if (image[..., 3] != 255).any():
-            raise ValueError('%s: has transparent pixels (an alpha channel below 255); the '
-                             'model takes opaque RGB or grey images' % path)
-        image = image[..., :3]
+    if image.ndim != 3 or image.shape[-1] not in (1, 3):
+        raise ValueError('%s: shape %s is not a grey or RGB image (1 or 3 channels)'
+                         % (path, image.shape))
     return image
+
+
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+_PNG_COLOURS = {0: 'grey', 2: 'RGB', 3: 'palette', 4: 'grey-and-alpha', 6: 'RGBA'}
+
+
+def _png_refusal(path):
+    """Why a PNG cannot be read exactly as an opaque 8-bit grey or RGB image, or None.
+
+    Its header says so (the image reader would not: it reduces 16-bit RGB to 8 bits
+    and drops a palette's transparency without a word): 16 bits per channel, an
+    alpha channel, or a transparent colour (a tRNS chunk). None for other files.
+    """
+    try:
+        with open(path, 'rb') as f:
+            if f.read(8) != _PNG_SIGNATURE:
+                return None
+            depth, colour, transparent = None, None, False
+            while True:  # the chunks before the image data: length, type, data, CRC
+                head = f.read(8)
+                if len(head) < 8:
+                    break
+                length, kind = struct.unpack('>I4s', head)
+                if kind in (b'IDAT', b'IEND'):
+                    break
+                if kind == b'IHDR':
+                    depth, colour = struct.unpack('>8xBB', f.read(length)[:10])
+                else:
+                    f.seek(length, 1)
+                transparent |= kind == b'tRNS'
+                f.seek(4, 1)
+    except (OSError, struct.error):
+        return None  # damaged: the image reader says what is wrong with it
+    if depth != 16 and colour not in (4, 6) and not transparent:
+        return None
+    what = ' (with an alpha channel)' if colour in (4, 6) else (
+        ' with a transparent colour (tRNS)' if transparent else '')
+    return ('%s %d-bit %s PNG%s; the model codes opaque 8-bit grey or RGB images, and reading '
+            'this one as one would change it: convert it yourself if that is what you want'
+            % ('an' if depth == 8 else 'a', depth,
+               _PNG_COLOURS.get(colour, 'colour type %s' % colour), what))
 
 
 def _read_npz(path):

@@ -2,7 +2,9 @@
 
 The one grid writer of the project, used by train.py for its samples every
 --save_interval epochs and by sample.py. Files are written to a temporary name
-beside the target and renamed, so a reader never sees half a file.
+beside the target and renamed, so a reader never sees half a file; `png_writer` and
+`npz_writer` give the writing alone, for files.land_together (a grid and its .npz
+that land together or not at all).
 
     grid = tile_images(samples)                 # uint8 (N, H, W, C) -> (rows*(H+1)+1, ...)
     save_image_grid('save/cifar_sample0.png', samples)
@@ -183,6 +185,11 @@ def label_image(image, parts, scale=2, fill=255, ink=0, separator='  '):
 
 def save_png(path, image):
     """Write one uint8 image (H, W, C) or (H, W) as PNG, atomically."""
+    atomic_write(path, png_writer(image))
+
+
+def png_writer(image):
+    """write(path): `image` (uint8 (H, W, C) or (H, W)) as a PNG file, for files.land_together."""
     import imageio.v3 as iio  # lazily: only writers of images need it
 
     image = np.asarray(image)
@@ -191,7 +198,7 @@ def save_png(path, image):
                          % (image.dtype, image.shape))
     if image.ndim == 3 and image.shape[-1] == 1:
         image = image[..., 0]
-    atomic_write(path, lambda tmp: iio.imwrite(tmp, image, extension='.png'))
+    return lambda path: iio.imwrite(path, image, extension='.png')
 
 
 def image_grid(images, max_images=100, columns=None, label=None, scale=1):
@@ -213,10 +220,15 @@ def save_image_grid(path, images, max_images=100, columns=None, label=None, scal
 
 def save_npz(path, **arrays):
     """np.savez(path, **arrays), atomically."""
-    atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
+    atomic_write(path, npz_writer(**arrays))
 
 
-def save_completion_grid(path, originals, completions, label=None, scale=1):
+def npz_writer(**arrays):
+    """write(path): np.savez(path, **arrays), for files.land_together."""
+    return lambda path: np.savez(path, **arrays)
+
+
+def completion_grid(originals, completions, label=None, scale=1):
     """One grid row per original: the original, then its k completions (as image_grid).
 
     `completions` holds image i's k = len(completions) / len(originals) completions
@@ -226,5 +238,5 @@ def save_completion_grid(path, originals, completions, label=None, scale=1):
     k = len(completions) // len(originals)
     rows = np.concatenate([originals[:, None], completions.reshape(
         (len(originals), k) + completions.shape[1:])], axis=1)
-    save_png(path, image_grid(rows.reshape((-1,) + completions.shape[1:]), len(rows) * (k + 1),
-                              columns=k + 1, label=label, scale=scale))
+    return image_grid(rows.reshape((-1,) + completions.shape[1:]), len(rows) * (k + 1),
+                      columns=k + 1, label=label, scale=scale)

@@ -11,17 +11,40 @@ numbered per kind (conv2d_0, ..., dense_0, ..., deconv2d_0, ...), so a checkpoin
 original loads by name (see checkpoints.py).
 """
 
+import collections
 import types
 
 import numpy as np
 import tensorflow as tf
 
-from pixel_cnn_pp import attention, coords, losses, nn, sampling
+from pixel_cnn_pp import attention, coords, losses, mixture, nn
 from pixel_cnn_pp import precision as precisions
 from pixel_cnn_pp.config import ModelConfig
 
 # The original's energy-distance head (-ed): samples per image, noise channels, width.
 ED_SAMPLES, ED_NOISE_CHANNELS, ED_WIDTH = 10, 4, 64
+
+
+class Level(collections.namedtuple('Level', 'up attention downsample down upsample')):
+    """One resolution of the network (level 0 the image's; each next one half as high and wide).
+
+    up: [(u_block, ul_block)], the up pass's gated resnets here, in order;
+    attention: the causal non-local block after them (-nl), or None;
+    downsample: (u_conv, ul_conv), the stride-2 convs into the next level, or None (coarsest);
+    down: [(u_block, ul_block)], the down pass's gated resnets here, in order;
+    upsample: (u_deconv, ul_deconv), the stride-2 deconvs from here into the finer level
+      (after `down`), or None at level 0.
+    """
+
+
+class Network(collections.namedtuple('Network', 'u_init ul_init_down ul_init_right levels out')):
+    """A PixelCNN's layers by resolution (PixelCNN.network), in the order forward uses them.
+
+    u_init, ul_init_down, ul_init_right: the first convs (u: [2, 3] over the rows above;
+    ul: [1, 3] over the row above plus [2, 1] over the column to the left); levels: a Level
+    per resolution, finest first (the down pass walks them coarsest first); out: the 1x1
+    output layer (None for an energy-distance model).
+    """
 
 
 def _generator(seed):
@@ -143,7 +166,7 @@ class PixelCNN(tf.Module):
                             layer(nn.Dense, 2 * ED_WIDTH, c.image_shape[-1], init_scale=0.1)]
         else:
             self.out = layer(nn.Dense, F,
-                             losses.output_channels(c.image_shape[-1], c.nr_logistic_mix))
+                             mixture.output_channels(c.image_shape[-1], c.nr_logistic_mix))
 
     @property
     def config(self):
@@ -153,6 +176,27 @@ class PixelCNN(tf.Module):
     def describe(self):
         """The options as 'name=value, ...', for messages."""
         return self._config.describe()
+
+    @property
+    def network(self):
+        """The layers by resolution (a Network of Levels), for what walks the network step by
+        step, as the cached sampler does: the layer objects forward uses, nothing new.
+
+        Example:
+            for level in model.network.levels:      # finest first
+                for u_block, ul_block in level.up: ...
+        """
+        nr_levels = len(self.up_blocks)
+        attention_at = {level: self.nl_blocks[k] for level, k in self._order.nl_index.items()}
+        levels = tuple(Level(
+            up=self.up_blocks[l], attention=attention_at.get(l),
+            downsample=self.up_strided[l] if l + 1 < nr_levels else None,
+            # The down pass runs coarsest first: its lists are indexed from the coarsest level.
+            down=self.down_blocks[nr_levels - 1 - l],
+            upsample=self.down_strided[nr_levels - 1 - l] if l > 0 else None)
+            for l in range(nr_levels))
+        return Network(self.u_init, self.ul_init_down, self.ul_init_right, levels,
+                       getattr(self, 'out', None))
 
     # ------------------------------------------------------------------ network
 
@@ -343,7 +387,12 @@ class PixelCNN(tf.Module):
         h = self.one_hot(labels) if labels is not None else None
         self.forward(x, h, init=True, progress=progress)
 
-    def _require_likelihood(self):
+    def require_likelihood(self):
+        """Raise ValueError if this model has no likelihood (an energy-distance model, -ed).
+
+        What needs p(x) calls it first: the NLL, the training objective's likelihood, the
+        codec (compression.py).
+        """
         if self.energy_distance:
             raise ValueError('an energy-distance model (-ed) has no likelihood: it learns a '
                              'sampler, so there is no NLL or bits/dim to compute')
@@ -355,10 +404,10 @@ class PixelCNN(tf.Module):
         The network computes in `compute_dtype` (default: the model's precision's),
         the likelihood in float32.
         """
-        self._require_likelihood()
+        self.require_likelihood()
         out = self.forward(x, h, get=get, dropout_p=dropout_p, seed=seed,
                            compute_dtype=compute_dtype)
-        return losses.log_prob_per_pixel(x, out, self.nr_logistic_mix)
+        return mixture.log_prob(mixture.unpack(out, self.nr_logistic_mix, x.shape[-1]), x)
 
     def train_objective(self, x, h=None, get=nn.identity, dropout_p=0.0, seed=None,
                         focal_gamma=0.0, compute_dtype=None):
@@ -388,13 +437,26 @@ class PixelCNN(tf.Module):
             return -tf.reduce_sum(losses.focal_weight(log_p, focal_gamma) * log_p), nll
         return nll, nll
 
-    def _compiled_per_pixel(self, get):
+    def compiled(self, key, build):
+        """What is kept on this model under `key`: build() the first time, the same object after.
+
+        The one place for what is traced or compiled once per model and reused: the NLL's
+        tf.function (key ('nll', get)), the cached samplers (sampling.py, key
+        ('cached_sampler', ...)) and the codec's coding loops (compression.py, key
+        ('coding_sampler', ...)), so that sampling again, every epoch of a training run,
+        traces nothing new. Keys are tuples whose first item names the user.
+
+        Example:
+            fn = model.compiled(('mine', n), lambda: tf.function(...))
+        """
         functions = self._compiled.functions
-        key = ('nll', get)
         if key not in functions:
-            functions[key] = tf.function(_NegLogProbPerPixel(self, get), reduce_retracing=True,
-                                         autograph=False)
+            functions[key] = build()
         return functions[key]
+
+    def _compiled_per_pixel(self, get):
+        return self.compiled(('nll', get), lambda: tf.function(
+            _NegLogProbPerPixel(self, get), reduce_retracing=True, autograph=False))
 
     def nll(self, images, labels=None, per_pixel=False, batch_size=64, averages=None,
             progress=None):
@@ -454,6 +516,8 @@ class PixelCNN(tf.Module):
         Returns:
           uint8 (n, H, W, C).
         """
+        from pixel_cnn_pp import sampling  # the samplers use the model, not the other way
+
         return sampling.sample(self, n, labels=labels, seed=seed, method=method,
                                devices=devices, jit_compile=jit_compile)
 
@@ -471,6 +535,8 @@ class PixelCNN(tf.Module):
         Example:
             halves = model.complete(test_images[:8], known_rows=16, seed=0)
         """
+        from pixel_cnn_pp import sampling
+
         return sampling.complete(self, images, known_rows, labels=labels, seed=seed,
                                  method=method, devices=devices, jit_compile=jit_compile)
 

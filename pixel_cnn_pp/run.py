@@ -48,13 +48,18 @@ def fresh_record():
 class StopRequest:
     """SIGTERM or SIGINT: finish the step, save a checkpoint, stop. A second SIGINT aborts.
 
-    Making one installs the handlers; `signum` is the signal received, or None.
+    Making one installs the handlers; `signum` is the signal received, or None, and
+    `pending()` the signal to stop on now (the loop asks after every step; a cluster's
+    workers agree on it: workers.StopAcrossWorkers).
     """
 
     def __init__(self):
         self.signum = None
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._handle)
+
+    def pending(self):
+        return self.signum
 
     def _handle(self, signum, frame):
         if self.signum is not None and signum == signal.SIGINT:
@@ -95,6 +100,8 @@ class RunOutputs:
         import tensorflow as tf
 
         self.save_dir, self.trainer, self.name, self.chief = save_dir, trainer, name, chief
+        # Samples and their bits are spread over this worker's towers, as training is.
+        self.devices = list(trainer.strategy.extended.worker_devices)
         self.sample_batches, self.seed = sample_batches, seed
         self._invocation = None
         if chief:
@@ -104,7 +111,8 @@ class RunOutputs:
             checkpoints.save_model_config(save_dir, trainer.model)
         self.summaries = Summaries(os.path.join(save_dir, 'tb') if chief else None)
         self.manager = tf.train.CheckpointManager(trainer.checkpoint, save_dir,
-                                                  keep_checkpoints, checkpoint_name='ckpt')
+                                                  keep_checkpoints,
+                                                  checkpoint_name=checkpoints.CHECKPOINT_NAME)
 
     def save(self, record):
         """A checkpoint holding `record` (and the run's name, for sample.py's label); its path
@@ -118,8 +126,9 @@ class RunOutputs:
     def samples(self, epoch, log=print, caption=()):
         """sample_batches global batches from the averaged weights: PNG, .npz, TensorBoard.
 
-        Drawn with seed + epoch. The PNG is upscaled to a viewable size and labelled
-        with the data set, the epoch, `caption` (e.g. the test bits/dim) and the seed.
+        Drawn with seed + epoch, over this worker's towers (each draws its share). The
+        PNG is upscaled to a viewable size and labelled with the data set, the epoch,
+        `caption` (e.g. the test bits/dim) and the seed.
         """
         if not self.chief or not self.sample_batches:
             return
@@ -128,7 +137,8 @@ class RunOutputs:
         model = trainer.averaged_model()
         labels = model.every_class(n)
         start = time.time()
-        samples = sampling.sample(model, n, labels=labels, seed=self.seed + epoch)
+        samples = sampling.sample(model, n, labels=labels, seed=self.seed + epoch,
+                                  devices=self.devices)
         path = os.path.join(self.save_dir, '%s_sample%d' % (self.name, epoch))
         label = [self.name, 'epoch %d' % epoch, *caption, 'seed %d' % (self.seed + epoch)]
         images.save_image_grid(path + '.png', samples, label=label,
@@ -136,8 +146,9 @@ class RunOutputs:
         arrays = dict(samples=samples) if labels is None else dict(samples=samples, labels=labels)
         images.save_npz(path + '.npz', **arrays)
         if not model.energy_distance:  # and where the samples' own bits go (one colour scale)
-            bits = model.nll(samples[:100], None if labels is None else labels[:100],
-                             per_pixel=True) / math.log(2)
+            bits = scoring.nll_on_devices(model, samples[:100],
+                                          None if labels is None else labels[:100],
+                                          self.devices, per_pixel=True) / math.log(2)
             images.save_png(path + '_bits.png', scoring.heatmap_grid(samples[:100], bits)[0])
         self.summaries.image('samples', images.tile_images(samples[:100]),
                              int(trainer.step.numpy()))
@@ -285,7 +296,8 @@ def train_epochs(trainer, loader, batches, test_images, test_labels, record, out
       outputs: a RunOutputs, or anything with its methods.
       save_steps: also save every this many steps (0: only after each epoch).
       sample_interval: draw samples after every this many epochs.
-      stop: a StopRequest (or anything with `signum`), checked after every step.
+      stop: a StopRequest (or anything with its `pending()`), asked after every step
+        and every epoch, at the same points on every worker.
       log: prints a line.
     Raises:
       FloatingPointError: the loss is NaN or Inf (nothing is saved).
@@ -324,8 +336,9 @@ def train_epochs(trainer, loader, batches, test_images, test_labels, record, out
         outputs.history(record['history'])
         if path:
             log('saved %s' % path)
-        if stop is not None and stop.signum is not None:
-            raise Stopped(stop.signum, 'after epoch %d' % epoch, path)
+        signum = stop.pending() if stop is not None else None
+        if signum is not None:
+            raise Stopped(signum, 'after epoch %d' % epoch, path)
     outputs.close()
 
 
@@ -371,14 +384,14 @@ def _train_one_epoch(trainer, loader, batches, record, outputs, epoch, measure, 
         if step % SUMMARY_EVERY == 0 or step == 1:
             outputs.scalars(step, {'train/' + measure: bpd,
                                    'train/learning_rate': trainer.last_step.learning_rate})
-        stopping = stop is not None and stop.signum is not None
+        signum = stop.pending() if stop is not None else None
         last_step = record['epoch_steps'] == len(loader)  # the epoch's save follows
-        if stopping or (save_steps and step % save_steps == 0 and not last_step):
+        if signum is not None or (save_steps and step % save_steps == 0 and not last_step):
             # The loader runs ahead (prefetch): record the images actually used.
             record['loader'] = loader.get_state(position=record['position'])
             path = outputs.save(record)
-            if stopping:
+            if signum is not None:
                 display.close()
-                raise Stopped(stop.signum, 'at step %d' % step, path)
+                raise Stopped(signum, 'at step %d' % step, path)
     display.close()
     return display.rate()

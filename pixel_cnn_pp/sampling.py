@@ -27,13 +27,10 @@ model is a distribution over 8-bit images, and the images it returns are uint8
 (the original feeds back the unquantised float; see README).
 """
 
-import contextlib
-from concurrent import futures
-
 import numpy as np
 import tensorflow as tf
 
-from pixel_cnn_pp import losses, nn
+from pixel_cnn_pp import distribute, mixture, nn
 from pixel_cnn_pp.cached_sampler import CachedSampler
 
 _UNIFORM_EPS = 1e-5  # uniforms in (eps, 1 - eps), as the original
@@ -79,15 +76,13 @@ def _check_method(method):
         raise ValueError("'method' must be one of %s; got %r" % (METHODS, method))
 
 
-def _check_devices(devices, n):
+def check_devices(devices):
+    """`devices` as a list ([None]: TensorFlow's choice), or ValueError if it is not one."""
     if devices is None:
         return [None]
     if isinstance(devices, str) or not devices:
         raise ValueError("'devices' must be a non-empty list of device names (e.g. "
                          "distribute.configure_devices(2)); got %r" % (devices,))
-    if len(devices) > n:
-        raise ValueError("'devices' lists %d devices for %d images: at most one device per "
-                         "image" % (len(devices), n))
     return list(devices)
 
 
@@ -115,7 +110,8 @@ def sample(model, n, labels=None, seed=None, method='fast', get=nn.identity, pro
         bench/sample_speed.py for what it costs and gains).
       devices: optional device names, e.g. distribute.configure_devices(2): the
         images are split over them in near-equal parts (towers) that sample at
-        the same time, each with its own copy of the kernels and caches.
+        the same time, each with its own copy of the kernels and caches; at most
+        one device per image (4 images on 8 devices use the first 4).
     Returns:
       uint8 (n, H, W, C).
 
@@ -167,29 +163,22 @@ def _draw(model, n, labels, seed, method, get, progress, jit_compile, devices, g
     _check_method(method)
     check_seed(seed)
     labels = model.check_labels(labels, n)
-    devices = _check_devices(devices, n)
+    devices = check_devices(devices)
     gumbel, logistic = draw_uniforms(n, model.image_shape, model.nr_logistic_mix, seed)
     naive = method == 'naive' or model.energy_distance
     # The ED head's noise seed (-ed), derived from `seed` so that samples repeat.
     noise_seed = int(np.random.default_rng(seed).integers(2 ** 31))
-    parts = np.array_split(np.arange(n), len(devices))
 
-    def tower(k):
-        index, device = parts[k], devices[k]
+    def tower(k, index, device):  # the images `index` on one device, at the same time
         part = dict(gumbel=gumbel[index], logistic=logistic[index],
                     labels=None if labels is None else labels[index],
                     given=None if given is None else given[index], known_rows=known_rows,
                     progress=progress if k == 0 else None)
-        with tf.device(device) if device else contextlib.nullcontext():
-            if naive:
-                return _naive(model, get=get, noise_seed=noise_seed, **part)
-            return _cached_sampler(model, len(index), get, jit_compile, device).run(**part)
+        if naive:
+            return _naive(model, get=get, noise_seed=noise_seed, **part)
+        return _cached_sampler(model, len(index), get, jit_compile, device).run(**part)
 
-    if len(devices) == 1:
-        return tower(0)
-    # The towers run at the same time: TensorFlow releases the GIL inside its ops.
-    with futures.ThreadPoolExecutor(len(devices)) as pool:
-        return np.concatenate(list(pool.map(tower, range(len(devices)))))
+    return distribute.split_over_devices(n, devices, tower)
 
 
 def _cached_sampler(model, n, get, jit_compile, device):
@@ -198,11 +187,8 @@ def _cached_sampler(model, n, get, jit_compile, device):
     Kept on the model, so that sampling again (every epoch of a training run)
     traces and compiles nothing new.
     """
-    key = ('cached_sampler', n, get, bool(jit_compile), device)
-    samplers = model._compiled.functions
-    if key not in samplers:
-        samplers[key] = CachedSampler(model, n, get, jit_compile)
-    return samplers[key]
+    return model.compiled(('cached_sampler', n, get, bool(jit_compile), device),
+                          lambda: CachedSampler(model, n, get, jit_compile))
 
 
 def sample_naive(model, n, labels=None, seed=None, get=nn.identity, progress=None):
@@ -235,7 +221,7 @@ def _naive(model, gumbel, logistic, labels=None, given=None, known_rows=0, get=n
             step_seed = tf.stack([noise_seed, row * width + col])
             return model.forward(x, h, get=get, seed=step_seed)[0][:, row, col]
         out = model.forward(x, h, get=get)[:, row, col]  # (n, K): only pixel (row, col)
-        return losses.sample_from_mixture(out, nr_mix, channels, g, u)
+        return mixture.draw(mixture.unpack(out, nr_mix, channels), g, u)
 
     images = np.zeros((n, height, width, channels), np.uint8)
     x = np.zeros((n, height, width, channels), np.float32)

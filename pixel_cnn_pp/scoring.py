@@ -9,16 +9,18 @@ shows which regions the model finds surprising. sample.py --score runs
 
     nats = score_files(model, ['photos/'], 'runs/scores')   # scores.csv, scores.png; prints
     grid, (lo, hi) = heatmap_grid(images, bits_per_pixel)    # uint8 RGB, one colour scale
+    nats = nll_on_devices(model, images, devices=['/gpu:0', '/gpu:1'])   # model.nll, spread
 """
 
 import csv
 import io
 import math
+import threading
 
 import numpy as np
 
-from pixel_cnn_pp import image_input, images as image_files
-from pixel_cnn_pp.files import atomic_write
+from pixel_cnn_pp import distribute, image_input, images as image_files
+from pixel_cnn_pp.files import land_together
 from pixel_cnn_pp.losses import bits_per_dim
 
 MAX_GRID_IMAGES = 100  # as the sample grids: the first 100 images
@@ -79,8 +81,8 @@ def grid_scale(height, width):
     return max(1, 64 // max(height, width))
 
 
-def write_csv(path, names, nats, image_shape):
-    """The CSV of scores: file, bits/dim, nats; one row per image, atomically."""
+def _csv_writer(names, nats, image_shape):
+    """write(path): the CSV of scores (file, bits/dim, nats; one row per image)."""
     text = io.StringIO()
     table = csv.writer(text, lineterminator='\n')
     table.writerow(['file', 'bits_per_dim', 'nats'])
@@ -90,11 +92,40 @@ def write_csv(path, names, nats, image_shape):
     def write(tmp):
         with open(tmp, 'w', newline='') as f:
             f.write(text.getvalue())
-    atomic_write(path, write)
+    return write
 
 
-def score_files(model, paths, output, labels=None, batch_size=64, report=print, progress=None):
-    """Score images from files: <output>.csv and <output>.png (the heatmap grid).
+def nll_on_devices(model, images, labels=None, devices=None, per_pixel=False, batch_size=64,
+                   progress=None):
+    """model.nll with the images split over `devices`, which compute their parts at once.
+
+    Each device takes a near-equal run of the images (at most one device per image)
+    and evaluates it in batches of `batch_size`; an image's NLL does not depend on
+    the others, so the numbers are model.nll's (up to float rounding of another
+    batch). devices None: model.nll as it is. `progress(images_done, total)` counts
+    every device's images.
+    """
+    images, labels = model.check_inputs(images, labels)
+    if devices is None or len(images) == 0:
+        return model.nll(images, labels, per_pixel=per_pixel, batch_size=batch_size,
+                         progress=progress)
+    done, lock = {}, threading.Lock()
+
+    def part(k, index, device):
+        def report(count, _):
+            with lock:
+                done[k] = count
+                progress(sum(done.values()), len(images))
+        return model.nll(images[index], None if labels is None else labels[index],
+                         per_pixel=per_pixel, batch_size=batch_size,
+                         progress=report if progress is not None else None)
+
+    return distribute.split_over_devices(len(images), devices, part)
+
+
+def score_files(model, paths, output, labels=None, batch_size=64, report=print, progress=None,
+                devices=None):
+    """Score images from files: <output>.csv and <output>.png (the heatmap grid), together.
 
     Args:
       model: a PixelCNN with a likelihood (not -ed).
@@ -103,6 +134,7 @@ def score_files(model, paths, output, labels=None, batch_size=64, report=print, 
       output: path prefix of the two files.
       labels: for a class-conditional model, one class per image (ints or digit strings).
       batch_size, progress: as model.nll.
+      devices: device names to spread the images over (`nll_on_devices`), or None.
       report: called with each line of the summary (mean, min and max bits/dim, the
         colour scale's range, the files written).
     Returns:
@@ -110,14 +142,14 @@ def score_files(model, paths, output, labels=None, batch_size=64, report=print, 
     """
     images, names = image_input.read_images(paths, model.image_shape, '--score')
     labels = image_input.read_labels(labels, len(images), model.num_classes)
-    per_pixel = model.nll(images, labels, per_pixel=True, batch_size=batch_size,
-                          progress=progress)  # (N, H, W) nats
+    per_pixel = nll_on_devices(model, images, labels, devices, per_pixel=True,
+                               batch_size=batch_size, progress=progress)  # (N, H, W) nats
     nats = per_pixel.sum(axis=(1, 2))
     bpd = bits_per_dim(nats, model.image_shape)
     shown = slice(0, MAX_GRID_IMAGES)
     grid, (lo, hi) = heatmap_grid(images[shown], per_pixel[shown] / np.log(2.0))
-    write_csv(output + '.csv', names, nats, model.image_shape)
-    image_files.save_png(output + '.png', grid)
+    land_together([(output + '.csv', _csv_writer(names, nats, model.image_shape)),
+                   (output + '.png', image_files.png_writer(grid))])  # both, or neither
     for line in [
             'scored %d images: bits/dim mean %.4f, min %.4f (%s), max %.4f (%s)'
             % (len(nats), bpd.mean(), bpd.min(), names[int(bpd.argmin())], bpd.max(),

@@ -7,6 +7,9 @@ its own handlers (the training run's StopRequest saves a checkpoint first).
 
     with signals_raise(MyStop):      # MyStop(signum) is raised on SIGTERM/SIGINT
         ...
+
+`deferred` holds the two signals off for a few lines that must not be cut in two
+(files.land_together renaming finished files into place).
 """
 
 import contextlib
@@ -33,3 +36,27 @@ def signals_raise(exception):
     finally:
         for signum, old in previous.items():
             signal.signal(signum, old)
+
+
+@contextlib.contextmanager
+def deferred():
+    """SIGTERM and SIGINT that arrive inside the block take effect when it ends.
+
+    The handlers in place before (signals_raise's, Python's KeyboardInterrupt, the
+    default end of the process) then run as they would have. Only the main thread
+    can handle signals: elsewhere the block runs unchanged.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = {s: signal.signal(s, lambda signum, frame: caught.append(signum))
+                for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            if old is not None:  # None: not installed from Python, cannot be put back
+                signal.signal(signum, old)
+        if caught:
+            signal.raise_signal(caught[0])

@@ -500,7 +500,7 @@ class Trainer:
         folder = manager.directory
         before = set(os.listdir(folder)) if os.path.isdir(folder) else set()
         try:
-            return manager.save()
+            return manager.save(checkpoint_number=_next_checkpoint_number(manager))
         except (tf.errors.OpError, OSError) as e:  # e.g. "No space left on device"
             _remove_save_debris(folder, before)
             raise CheckpointWriteError(
@@ -530,6 +530,8 @@ class Trainer:
             status.assert_existing_objects_matched()
         except (AssertionError, ValueError) as e:
             raise self._does_not_fit(path, e) from None
+        if not self.loss_scaling:
+            status.expect_partial()  # a float16 checkpoint's loss scale is not used here
         return json.loads(self.progress.numpy().decode('utf-8'))
 
     def _does_not_fit(self, path, error):
@@ -552,6 +554,20 @@ def _spec(value):
     return tf.TensorSpec(value.shape, value.dtype)
 
 
+def _next_checkpoint_number(manager):
+    """One above every checkpoint number the folder holds or its state file names.
+
+    Not the checkpoint's save counter: a float16 trainer resuming a checkpoint written in
+    another precision restores into the layout without the loss scale, so its own counter
+    stays 0, and the counter would name ckpt-1 again (written over). The folder is what
+    must never be written over.
+    """
+    numbers = [number for number, _ in checkpoints.numbered_checkpoints(manager.directory)]
+    numbers += [int(path.rsplit('-', 1)[1]) for path in manager.checkpoints
+                if path.rsplit('-', 1)[-1].isdigit()]
+    return max(numbers, default=0) + 1
+
+
 def _holds_loss_scale(path):
     """True if the checkpoint at `path` has float16's loss scale (False if unreadable:
     restoring then reports the damage)."""
@@ -562,7 +578,19 @@ def _holds_loss_scale(path):
 
 
 def _first_line(error):
-    return (str(error).splitlines() or [''])[0] or type(error).__name__
+    """The error's first line in plain words: for a file error, its cause alone.
+
+    TensorFlow's file errors read '{{function_node __wrapped__SaveV2_...}} <file>;
+    No space left on device [Op:SaveV2]'; the message around this names the folder.
+    """
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    line = (str(error).splitlines() or [''])[0]
+    line = re.sub(r'\{\{function_node [^}]*\}\}|\[Op:\w+\]', '', line).strip()
+    file, separator, cause = line.rpartition('; ')
+    if separator and os.sep in file:
+        line = cause
+    return line or type(error).__name__
 
 
 def _remove_save_debris(folder, before):

@@ -66,3 +66,37 @@ def script_cli(program, module):
         yield run
         flags.FLAGS.unparse_flags()
     return cli
+
+
+def run_main(module, program, *argv):
+    """module.main on this command line in this process, as `python3 <program> argv` runs it
+    (errors and signals become one line on stderr and SystemExit); flags reset after."""
+    from absl import flags
+
+    flags.FLAGS.unparse_flags()
+    try:
+        flags.FLAGS([program] + [str(a) for a in argv])
+        module.main([program])
+    finally:
+        flags.FLAGS.unparse_flags()
+
+
+class Unhandled(Exception):
+    """A signal that reached the test: the program under test did not handle it.
+
+    Wrap a run in signals.signals_raise(Unhandled), so that a program that stopped
+    handling SIGTERM/SIGINT fails the test instead of ending pytest.
+    """
+
+    def __init__(self, signum):
+        super().__init__('signal %d was not handled by the program' % signum)
+
+
+def assert_stopped_with_one_line(stderr, program, signum):
+    """`program` ended on `signum` with its one line on stderr, and no traceback."""
+    import signal
+
+    lines = [line for line in stderr.splitlines() if line.startswith(program + ':')]
+    assert lines == ['%s: stopped by %s (signal %d); no output is left half-written'
+                     % (program, signal.Signals(signum).name, signum)], stderr[-3000:]
+    assert 'Traceback' not in stderr and 'KeyboardInterrupt' not in stderr, stderr[-3000:]

@@ -167,3 +167,97 @@ def test_a_folder_that_cannot_be_made_is_refused_at_once(tmp_path, make, message
                        '--save_dir ' + message):
         files.FolderLock(str(make(tmp_path)), what='--save_dir')
     assert sorted(os.listdir(tmp_path)) == ['file']
+
+
+def test_a_lock_file_that_is_not_ours_is_refused_at_once_saying_how_to_remove_it(tmp_path):
+    lock_file = tmp_path / files.LOCK_FILE
+    lock_file.write_text('hello, I am not a lock')
+    start = time.time()
+    with pytest.raises(ValueError) as refused:
+        files.FolderLock(str(tmp_path), what='--save_dir')
+    message = str(refused.value)
+    assert time.time() - start < 2  # no wait for "another process starting in it"
+    assert message.startswith('--save_dir %s: its lock file %s cannot be read (it holds '
+                              "'hello, I am not a lock', not a lock this program writes)"
+                              % (tmp_path, lock_file)), message
+    assert 'if no train.py, sample.py or compress.py is running there' in message
+    assert 'delete it (rm %s)' % lock_file in message and 'another process' not in message
+    assert lock_file.read_text() == 'hello, I am not a lock'  # left for the user to judge
+    lock_file.write_text(json.dumps([1, 2]))  # whole JSON, but not a lock
+    with pytest.raises(ValueError, match='cannot be read'):
+        files.FolderLock(str(tmp_path))
+
+
+def test_outputs_under_a_file_are_refused_as_a_file_not_a_folder(tmp_path):
+    (tmp_path / 'file').write_text('a file')
+    under = tmp_path / 'file' / 'samples'
+    with pytest.raises(ValueError, match='^--output %s: its folder %s is a file, not a folder$'
+                                         % (under, tmp_path / 'file')):
+        files.output_lock(str(under), '--output')
+    with pytest.raises(ValueError, match='cannot be created: %s is a file, not a folder'
+                                         % (tmp_path / 'file')):
+        files.output_lock(str(tmp_path / 'file' / 'sub' / 'samples'), '--output')
+    assert os.listdir(tmp_path) == ['file']
+
+
+def test_an_output_lock_refuses_a_second_claim_of_the_same_outputs_only(tmp_path):
+    with files.output_lock(str(tmp_path / 'samples'), '--output'):
+        assert os.listdir(tmp_path) == ['samples.lock']
+        with pytest.raises(files.FolderInUse, match=r'^--output %s is in use by another run: '
+                                                    r'pid %d .*pass another --output$'
+                                                    % (tmp_path / 'samples', os.getpid())):
+            files.output_lock(str(tmp_path / 'samples'), '--output')
+        files.output_lock(str(tmp_path / 'other'), '--output').release()
+        files.FolderLock(str(tmp_path)).release()  # the folder itself: free for a run
+    assert os.listdir(tmp_path) == []
+
+
+def test_files_written_together_all_land_or_none(tmp_path):
+    for name in ('a.png', 'a.npz'):
+        (tmp_path / name).write_text('old ' + name)
+
+    def write(text):
+        return lambda tmp: open(tmp, 'w').write(text)
+
+    def fail(tmp):
+        open(tmp, 'w').write('half')
+        raise OSError(28, 'No space left on device')
+
+    with pytest.raises(OSError, match='No space left'):
+        files.land_together([(str(tmp_path / 'a.png'), write('new')),
+                             (str(tmp_path / 'a.npz'), fail)])
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {
+        'a.png': 'old a.png', 'a.npz': 'old a.npz'}  # and no temporary file
+    files.land_together([(str(tmp_path / 'a.png'), write('new')),
+                         (str(tmp_path / 'a.npz'), write('new too'))])
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {
+        'a.png': 'new', 'a.npz': 'new too'}
+    # replace=False: an existing file is not written over; what had landed is removed.
+    with pytest.raises(FileExistsError, match='a.npz exists already'):
+        files.land_together([(str(tmp_path / 'b.png'), write('new')),
+                             (str(tmp_path / 'a.npz'), write('newer'))], replace=False)
+    assert {p.name: p.read_text() for p in tmp_path.iterdir()} == {
+        'a.png': 'new', 'a.npz': 'new too'}
+
+
+def test_a_new_folder_appears_whole_or_not_at_all(tmp_path):
+    target = tmp_path / 'out'
+    with pytest.raises(RuntimeError):
+        with files.new_folder(str(target), '--output') as folder:
+            (tmp_path / folder / 'im0.png').write_text('one of two')
+            assert os.path.basename(folder).startswith('.out-')  # hidden, beside the target
+            raise RuntimeError('stopped half-way')
+    assert os.listdir(tmp_path) == []
+    target.mkdir()  # an empty folder may be filled
+    with files.new_folder(str(target), '--output') as folder:
+        (tmp_path / folder / 'im0.png').write_text('x')
+    assert os.listdir(tmp_path) == ['out'] and os.listdir(target) == ['im0.png']
+    with pytest.raises(ValueError, match=r'^--output %s is a folder that holds 1 file already '
+                                         r'\(e.g. im0.png\): nothing is written over' % target):
+        files.check_new_output(str(target), '--output', folder=True)
+    with pytest.raises(ValueError, match='^--output %s is a file, not a folder$'
+                                         % (target / 'im0.png')):
+        files.check_new_output(str(target / 'im0.png'), '--output', folder=True)
+    with pytest.raises(ValueError, match='^--output %s exists already: nothing is written over'
+                                         % (target / 'im0.png')):
+        files.check_new_output(str(target / 'im0.png'), '--output')

@@ -102,6 +102,7 @@ def test_long_names_parse_with_equals():
     (['-o', ''], '--save_dir'),
     (['-i', ''], '--data_dir'),
     (['--worker_timeout', '-1'], '--worker_timeout'),
+    (['--worker_port', '70000'], '--worker_port'),
 ])
 def test_bad_value_is_refused_naming_the_flag(argv, names):
     with pytest.raises(absl_flags.Error, match=names):
@@ -151,6 +152,7 @@ def _help(script, flag='--help'):
 
 
 TRAINING_ONLY_FLAGS = ['--learning_rate', '--lr_decay', '--save_steps', '--multi_worker',
+                       '--worker_port',
                        '--focal_loss', '--save_interval', '--max_epochs', '--load_params',
                        '--keep_checkpoints', '--polyak_decay', '--dropout_p']
 
@@ -189,6 +191,11 @@ def test_every_flag_belongs_to_train_py_or_sample_py_by_the_rule():
      'which sample.py does not use (python3 sample.py --help lists the flags of sample.py)'),
     ('sample.py', ['--save_steps', '5'], 'sample.py: error: --save_steps is a flag of train.py'),
     ('train.py', ['--checkpoint', 'x'], 'train.py: error: --checkpoint is a flag of sample.py'),
+    ('train.py', ['--compress', 'x'], 'train.py: error: --compress is a flag of compress.py'),
+    ('sample.py', ['--decompress', 'x.pxpp'],
+     'sample.py: error: --decompress is a flag of compress.py'),
+    ('compress.py', ['--decompress', 'x.pxpp', '--score', 'x'],
+     'compress.py: error: --score is a flag of sample.py, which compress.py does not use'),
 ])
 def test_the_other_scripts_flag_is_refused_naming_it(script, argv, message):
     result = subprocess.run([sys.executable, os.path.join(ROOT, script), *argv],

@@ -86,6 +86,33 @@ def test_output_ignores_future_pixels_for_every_option(add_coords, non_local, co
                           positions=[0, 9, 36, 63], seed=1)
 
 
+def test_network_gives_each_layer_once_by_resolution():
+    model = tiny_model((8, 8, 3), nr_resnet=2, non_local=True, nl_levels=(0, 2))
+    net = model.network
+    assert len(net.levels) == 3
+    assert [level.attention is not None for level in net.levels] == [True, False, True]
+    assert net.levels[0].upsample is None and net.levels[-1].downsample is None
+    # The original's down pass has a block more than the up pass at the finer levels: the
+    # up pass's strided convs leave one more u and ul on the stacks to consume there.
+    assert [(len(level.up), len(level.down)) for level in net.levels] == [(2, 3), (2, 3),
+                                                                        (2, 2)]
+    listed = [net.u_init, net.ul_init_down, net.ul_init_right, net.out]
+    for level in net.levels:
+        listed += [layer for pair in level.up + level.down for layer in pair]
+        listed += [level.attention] + list(level.downsample or ()) + list(level.upsample or ())
+    listed = [layer for layer in listed if layer is not None]
+    assert len({id(layer) for layer in listed}) == len(listed) == len(model._order.items)
+    assert {id(layer) for layer in listed} == {id(item) for item in model._order.items}
+
+
+def test_compiled_builds_once_per_key():
+    model = tiny_model((4, 4, 1))
+    built = []
+    for key in ('a', 'a', 'b'):
+        model.compiled(('test', key), lambda key=key: built.append(key) or len(built))
+    assert built == ['a', 'b'] and model.compiled(('test', 'a'), None) == 1
+
+
 def test_class_label_changes_the_likelihood():
     model = tiny_model((8, 8, 3), num_classes=3)
     images = random_images(2, (8, 8, 3))

@@ -12,10 +12,10 @@ from absl import flags as absl_flags
 
 import pixel_cnn_pp
 from pixel_cnn_pp import checkpoints, precision, training
-from pixel_cnn_pp.cached_sampler import CachedSampler
 from pixel_cnn_pp.config import ModelConfig
 from pixel_cnn_pp.training import Trainer
 from tests.conftest import random_images
+from tests.test_cached_sampler import teacher_forced
 from tests.test_checkpoints import _golden
 from tests.test_model import assert_autoregressive, fit, scramble_attention, tiny_model
 from tests.test_sample_cli import GOLDEN_MODEL, cli, golden_prefix  # noqa: F401 (fixtures)
@@ -126,9 +126,8 @@ def test_bfloat16_cached_sampler_is_the_bfloat16_network():
                        precision='bfloat16')
     scramble_attention(model)
     images, labels = random_images(2, (8, 8, 3), seed=5), np.array([0, 2])
-    sampler = CachedSampler(model, 2)
+    cached, sampler = teacher_forced(model, images, labels)
     assert sampler._x.var.dtype == tf.bfloat16  # the caches hold bfloat16 activations
-    cached = sampler.teacher_forced(images, labels)
     full = model.forward(model.scale_images(images), model.one_hot(labels)).numpy()
     assert full.dtype == np.float32
     # The same bfloat16 arithmetic in another order (matmuls for convolutions): measured

@@ -113,7 +113,7 @@ def test_save_steps_record_where_the_loader_is(trainer):
 
 def test_a_signal_saves_the_step_and_stops(trainer):
     loader, outputs = Loader(steps=3), Outputs()
-    stop = type('Stop', (), {'signum': 15})()
+    stop = type('Stop', (), {'pending': lambda self: 15})()
     with pytest.raises(run.Stopped) as stopped:
         _train(trainer, loader, outputs, max_epochs=2, stop=stop)
     assert (stopped.value.signum, stopped.value.where, stopped.value.path) == \

@@ -8,9 +8,11 @@ code and the single error line.
 import json
 import os
 import re
+import signal
 import subprocess
-import types
 import sys
+import time
+import types
 
 import imageio.v3 as iio
 import numpy as np
@@ -19,7 +21,8 @@ import pytest
 import pixel_cnn_pp
 import sample
 from pixel_cnn_pp import images, sampling
-from tests.conftest import random_images, save_tiny_run, script_cli, write_pngs
+from tests.conftest import (Unhandled, assert_stopped_with_one_line, random_images, run_main,
+                            save_tiny_run, script_cli, write_pngs)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GOLDEN_MODEL = ['-q', '1', '-n', '16', '-m', '3']  # the golden cifar_small model's options
@@ -128,7 +131,7 @@ def test_missing_checkpoint_and_unwritable_output_are_refused(cli, golden_prefix
         cli('-o', tmp_path, '--output', tmp_path / 'x')
     blocker = tmp_path / 'a_file'
     blocker.write_text('not a folder')
-    with pytest.raises(ValueError, match='cannot write to .*a_file'):
+    with pytest.raises(ValueError, match='its folder .*a_file is a file, not a folder$'):
         cli('--checkpoint', golden_prefix, *GOLDEN_MODEL, '--output', blocker / 'samples')
 
 
@@ -206,15 +209,16 @@ def test_complete_refuses_bad_images_and_rows(cli, conditional_run, tmp_path, ma
 
 
 def test_nr_gpu_splits_the_images_over_logical_cpu_towers(conditional_run, tmp_path):
-    """sample.py --nr_gpu 2 on a machine without GPUs: two towers, the images of one."""
+    """sample.py --nr_gpu 8 on a machine without GPUs, 3 images: one on each of three towers
+    (an 8-GPU machine's default), the images of one."""
     env = dict(os.environ, CUDA_VISIBLE_DEVICES='')
     out = tmp_path / 'two'
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, 'sample.py'), '--checkpoint', conditional_run,
-         '--nr_gpu', '2', '--num_samples', '3', '-s', '5', '--output', str(out)],
+         '--nr_gpu', '8', '--num_samples', '3', '-s', '5', '--output', str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert 'no GPU visible: 2 towers on 2 logical CPU devices' in result.stdout
+    assert 'no GPU visible: 8 towers on 8 logical CPU devices' in result.stdout
     model = pixel_cnn_pp.load_checkpoint(conditional_run)
     with np.load(str(out) + '.npz') as f:
         np.testing.assert_array_equal(f['samples'], model.sample(3, [0, 1, 2], seed=5))
@@ -269,3 +273,95 @@ def test_into_a_pipe_progress_is_plain_lines_and_the_grid_is_labelled(golden_pre
     tiles = images.upscale(images.tile_images(samples), 4)
     np.testing.assert_array_equal(grid[-tiles.shape[0]:, :tiles.shape[1]], tiles)
     assert (grid[:-tiles.shape[0]] == 0).any()  # the label's ink
+
+
+# ---------------------------------------------------- flags, locks, signals
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--known_rows', 4], r'^--known_rows is for --complete \(the rows kept of each image\)'),
+    (['--complete', 'x.png', '--score', 'x.png'], r'^--score and --complete: give one'),
+    (['--score', 'x.png', '--num_samples', 2], r'^-ns/--num_samples does nothing with --score'),
+    (['--score', 'x.png', '-s', 3], r'^-s/--seed does nothing with --score'),
+    (['--score', 'x.png', '--eval'], r'^--eval does nothing with --score'),
+    (['--eval_images', 5], r'^--eval_images is how many test images --eval uses: give --eval'),
+    (['-i', 'data'], r'^-i/--data_dir is where --eval finds the test set: give --eval'),
+], ids=['known_rows_alone', 'complete_and_score', 'score_num_samples', 'score_seed',
+        'score_eval', 'eval_images_alone', 'data_dir_alone'])
+def test_flags_that_would_be_ignored_are_refused_naming_them(cli, tmp_path, argv, message):
+    with pytest.raises(ValueError, match=message):
+        cli('--checkpoint', tmp_path / 'never_read', '--output', tmp_path / 'x', *argv)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_signal_while_the_grid_and_npz_are_written_leaves_neither(conditional_run, tmp_path,
+                                                                    monkeypatch, capsys):
+    from pixel_cnn_pp.signals import signals_raise
+
+    npz_writer = images.npz_writer
+
+    def write_half_then_stop(**arrays):
+        def write(path):
+            npz_writer(**arrays)(path)
+            os.truncate(path, os.path.getsize(path) // 2)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return write
+
+    monkeypatch.setattr(images, 'npz_writer', write_half_then_stop)
+    (tmp_path / 'out.png').write_bytes(b'an earlier grid')  # sample.py may replace its own
+    with pytest.raises(SystemExit) as stopped, signals_raise(Unhandled):
+        run_main(sample, 'sample.py', '--checkpoint', conditional_run, '--num_samples', 2,
+                 '--method', 'naive', '--output', tmp_path / 'out')
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert_stopped_with_one_line(capsys.readouterr().err, 'sample.py', signal.SIGTERM)
+    # The grid was whole, but without its .npz it does not land: the old grid stays.
+    assert os.listdir(tmp_path) == ['out.png']
+    assert (tmp_path / 'out.png').read_bytes() == b'an earlier grid'
+
+
+# Runs sample.py (argv after the marker path) and stops for 300 s at its first row of
+# sampling, after creating the marker file: a run caught in the middle of its work.
+_PAUSED_SAMPLE_PY = '''
+import sys, time
+marker = sys.argv.pop(1)
+sys.argv[0] = 'sample.py'
+import sample
+from absl import app
+from pixel_cnn_pp import progress
+update = progress.Progress.update
+def pause_while_sampling(self, *args):
+    update(self, *args)
+    if self.label == 'sampling':
+        open(marker, 'w').close()
+        time.sleep(300)
+progress.Progress.update = pause_while_sampling
+app.run(sample.main)
+'''
+
+
+def test_a_second_run_into_the_same_output_is_refused_and_ctrl_c_is_one_line(
+        cli, conditional_run, tmp_path):
+    out, marker = tmp_path / 'shared' / 'samples', tmp_path / 'sampling'
+    first = subprocess.Popen(
+        [sys.executable, '-c', _PAUSED_SAMPLE_PY, str(marker), '--checkpoint', conditional_run,
+         '--num_samples', '2', '--method', 'naive', '--output', str(out)], cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
+    try:
+        deadline = time.time() + 300
+        while not marker.exists() and first.poll() is None and time.time() < deadline:
+            time.sleep(0.1)
+        assert marker.exists(), first.communicate(timeout=60)
+        with pytest.raises(ValueError, match=r'^--output %s is in use by another run: pid %d on '
+                                             r'host .* \(sample.py\), since .*; wait for it to '
+                                             r'end or pass another --output$' % (out, first.pid)):
+            cli('--checkpoint', conditional_run, '--num_samples', 2, '--output', out)
+        first.send_signal(signal.SIGINT)
+        _, stderr = first.communicate(timeout=120)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    assert first.returncode == 130, stderr[-3000:]
+    assert_stopped_with_one_line(stderr, 'sample.py', signal.SIGINT)
+    assert not (tmp_path / 'shared').exists()  # no output, no lock, not the folder it made

@@ -17,7 +17,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from pixel_cnn_pp import PixelCNN, losses, sampling
+from pixel_cnn_pp import PixelCNN, mixture, sampling
 from pixel_cnn_pp.cached_sampler import CachedSampler
 from tests.conftest import random_images
 from tests.test_attention import scramble_attention
@@ -39,8 +39,8 @@ def tie_at(model, image, pixel, gumbel, logistic, label=None):
     r, c = divmod(pixel, width)
     out = model.forward(model.scale_images(image[None]), h).numpy()[0, r, c]  # (K,)
     g, u = gumbel[r, c], logistic[r, c]
-    value = losses.sample_from_mixture(out[None], model.nr_logistic_mix, channels, g[None],
-                                       u[None]).numpy()[0]
+    value = mixture.draw(mixture.unpack(out[None], model.nr_logistic_mix, channels), g[None],
+                         u[None]).numpy()[0]
     levels = (value + 1.0) * 127.5
     edge = float(np.min(np.abs(levels - np.floor(levels) - 0.5)))
     logits = out[:model.nr_logistic_mix] - np.log(-np.log(g))
@@ -162,8 +162,6 @@ def test_bad_arguments_are_refused():
             sampling.sample(unconditional, n)
     with pytest.raises(ValueError, match="'method' must be one of"):
         sampling.sample(unconditional, 1, method='fastest')
-    with pytest.raises(ValueError, match="'devices' lists 3 devices for 2 images"):
-        sampling.sample(unconditional, 2, devices=['/cpu:0'] * 3)
     with pytest.raises(ValueError, match="'devices' must be a non-empty list"):
         sampling.sample(unconditional, 2, devices='/cpu:0')
     for seed in (-1, 'abc', 1.5, True):
@@ -243,8 +241,8 @@ _TOWERS = """
     import json
     import numpy as np
     from pixel_cnn_pp import distribute
-    devices = distribute.configure_devices(2)
-    from pixel_cnn_pp import sampling
+    devices = distribute.configure_devices(8)[:2]
+    from pixel_cnn_pp import sampling, scoring
     from tests.conftest import random_images
     from tests.test_attention import scramble_attention
     from tests.test_model import tiny_model
@@ -269,11 +267,32 @@ _TOWERS = """
     out['placed'] = sorted({s._x.var.device.split('/')[-1]
                             for key, s in model._compiled.functions.items()
                             if key[0] == 'cached_sampler' and key[-1]})
+    # An 8-GPU machine's default (every device) for 4 images, and for one image completed:
+    # at most one device per image.
+    eight = ['/cpu:%d' % i for i in range(8)]
+    used = []
+    real_split = distribute.split_over_devices
+    distribute.split_over_devices = lambda n, devices, work: real_split(
+        n, devices, lambda k, index, device: used.append((device, len(index))) or work(
+            k, index, device))
+    four = sampling.sample(model, 4, labels[:4], seed=9, devices=eight, method='naive')
+    out['four_vs_one'] = assert_differences_start_at_ties(
+        model, sampling.sample(model, 4, labels[:4], seed=9, method='naive'), four, 9, labels[:4])
+    one_completed = sampling.complete(model, given[:1], 4, labels[:1], seed=9, devices=eight,
+                                      method='naive')
+    out['used'] = sorted(u for u in used if u[0])  # not the one-device run (None)
+    distribute.split_over_devices = real_split
+    out['completed_one'] = one_completed.shape[0]
+    # Likelihoods spread the same way: each image's NLL as on one device.
+    images = random_images(11, (8, 8, 3), seed=4)
+    spread = scoring.nll_on_devices(model, images, np.arange(11) % 2, eight, batch_size=2)
+    whole = model.nll(images, np.arange(11) % 2)
+    out['nll_rel_error'] = float(np.abs(spread - whole).max() / np.abs(whole).max())
     print(json.dumps(out))
 """
 
 
-def test_two_towers_draw_the_images_of_one():
+def test_two_towers_draw_the_images_of_one_and_eight_devices_draw_four():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=ROOT)
     result = subprocess.run([sys.executable, '-c', textwrap.dedent(_TOWERS)], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=600)
@@ -285,3 +304,9 @@ def test_two_towers_draw_the_images_of_one():
     for name in ('fast', 'xla', 'naive', 'completion_vs_one'):
         assert len(out[name]) <= 1, '%s: images %s differ from one tower' % (name, out[name])
     assert out['completion_keeps_rows']
+    # 4 images on 8 devices: drawn on the first 4, one each, as on one device; one image
+    # completed on 8 devices: one device.
+    assert [tuple(u) for u in out['used']] == sorted(
+        [('/cpu:%d' % i, 1) for i in range(4)] + [('/cpu:0', 1)]), out['used']
+    assert len(out['four_vs_one']) <= 1 and out['completed_one'] == 1
+    assert out['nll_rel_error'] < 1e-5  # float32 sums over other batches

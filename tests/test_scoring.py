@@ -2,6 +2,7 @@
 
 import csv
 import os
+import signal
 
 import imageio.v3 as iio
 import numpy as np
@@ -10,7 +11,8 @@ import pytest
 import pixel_cnn_pp
 import sample
 from pixel_cnn_pp import scoring
-from tests.conftest import random_images, save_tiny_run, script_cli, write_pngs
+from tests.conftest import (Unhandled, assert_stopped_with_one_line, random_images, run_main,
+                            save_tiny_run, script_cli, write_pngs)
 
 
 
@@ -125,3 +127,30 @@ def test_class_conditional_scores_need_a_label_per_image(cli, tmp_path):
     model = pixel_cnn_pp.load_checkpoint(run)
     np.testing.assert_allclose(values[:, 1], model.nll(images, [2, 0]), rtol=1e-6)
     assert not np.allclose(values[:, 1], model.nll(images, [0, 0]), rtol=1e-4)
+
+
+def test_a_signal_while_the_csv_and_heatmap_are_written_leaves_the_old_pair(
+        run_dir, tmp_path, monkeypatch, capsys):
+    from pixel_cnn_pp import images
+    from pixel_cnn_pp.signals import signals_raise
+
+    folder = write_pngs(tmp_path / 'in', random_images(2, (8, 8, 3), seed=4))
+    old = {'scores.csv': b'file,bits_per_dim,nats\nold,1,2\n', 'scores.png': b'old heatmap'}
+    for name, data in old.items():
+        (tmp_path / name).write_bytes(data)
+    png_writer = images.png_writer
+
+    def write_then_stop(image):
+        def write(path):
+            png_writer(image)(path)  # the heatmap, whole, after the CSV: then SIGTERM
+            os.kill(os.getpid(), signal.SIGTERM)
+        return write
+
+    monkeypatch.setattr(images, 'png_writer', write_then_stop)
+    with pytest.raises(SystemExit) as stopped, signals_raise(Unhandled):
+        run_main(sample, 'sample.py', '--checkpoint', run_dir, '--score', folder,
+                 '--output', tmp_path / 'scores')
+    assert stopped.value.code == 128 + signal.SIGTERM
+    assert_stopped_with_one_line(capsys.readouterr().err, 'sample.py', signal.SIGTERM)
+    assert sorted(os.listdir(tmp_path)) == ['in', 'scores.csv', 'scores.png']
+    assert {name: (tmp_path / name).read_bytes() for name in old} == old

@@ -41,3 +41,17 @@ def test_outside_the_main_thread_the_block_runs_unchanged():
     thread.start()
     thread.join()
     assert seen == [before]
+
+
+@pytest.mark.parametrize('signum', [signal.SIGTERM, signal.SIGINT])
+def test_a_deferred_signal_takes_effect_when_the_block_ends(signum):
+    from pixel_cnn_pp.signals import deferred
+
+    done = []
+    with pytest.raises(Stop) as stopped:
+        with signals_raise(Stop):
+            with deferred():
+                os.kill(os.getpid(), signum)
+                done.append('the rest of the block')
+            done.append('after it')  # not reached: the signal is raised first
+    assert done == ['the rest of the block'] and stopped.value.signum == signum

@@ -556,6 +556,24 @@ def test_64_cpu_towers_are_refused_at_once_naming_the_cores(data_dir, tmp_path):
     assert not (tmp_path / 's').exists()
 
 
+def test_gpus_named_by_cuda_visible_devices_but_not_seen_are_refused_with_tensorflows_reason(
+        data_dir, tmp_path):
+    """No silent fall-back to CPU towers; a user's default start (TF_CPP_MIN_LOG_LEVEL unset)."""
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices('GPU'):
+        pytest.skip('TensorFlow sees GPUs here')
+    result = train(*TINY, '-i', data_dir, '-o', tmp_path / 's', log_level=None,
+                   CUDA_VISIBLE_DEVICES='0,1')
+    line = one_error_line(result)
+    assert line.startswith('train.py: error: GPUs are expected here (CUDA_VISIBLE_DEVICES=0,1) '
+                           'but TensorFlow sees none: '), line
+    # This machine's reason (no driver), or a CPU-only TensorFlow's elsewhere.
+    assert re.search('failed call to cuInit|Could not find cuda drivers|a CPU-only build', line)
+    assert line.endswith('to run on the CPU, set CUDA_VISIBLE_DEVICES= (empty)'), line
+    assert not (tmp_path / 's').exists()
+
+
 def _tf_config_with_a_worker_that_never_starts():
     import socket
 
@@ -628,3 +646,130 @@ def test_r_from_a_truncated_checkpoint_or_a_garbage_config_is_one_line(trained, 
     line = one_error_line(train(*TINY, '-c', '-i', data, '-o', garbage, '-r', '-x', '3'))
     assert '%s (the model options of the checkpoint) cannot be read as JSON' % os.path.join(
         garbage, 'pixelcnn_config.json') in line, line
+
+
+# ------------------------------------------------------------- a cluster of two workers
+
+def _two_local_slurm_tasks():
+    """SLURM_* variables of a job step of 2 tasks on this host, and their first port (the
+    second task listens on the next one): what srun gives each task."""
+    import socket
+
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(('127.0.0.1', 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.create_server(('', port + 1)):
+                break
+        except OSError:
+            continue
+    step = dict(SLURM_STEP_NUM_TASKS='2', SLURM_STEP_NODELIST='localhost',
+                SLURM_STEP_TASKS_PER_NODE='2', SLURM_JOB_ID='1')
+    return [dict(step, SLURM_PROCID=str(rank)) for rank in range(2)], port
+
+
+def _workers(flags_of, envs, log_level='2'):
+    """Start train.py once per worker: flags_of(rank) its flags, envs[rank] its variables."""
+    base = {k: v for k, v in os.environ.items() if k != 'TF_CONFIG'}
+    return [subprocess.Popen([sys.executable, TRAIN] + [str(a) for a in flags_of(rank)],
+                             cwd=ROOT, env=dict(base, TF_CPP_MIN_LOG_LEVEL=log_level, **env),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for rank, env in enumerate(envs)]
+
+
+def _finish(processes, timeout=300):
+    try:
+        return [p.communicate(timeout=timeout) for p in processes]
+    finally:
+        for p in processes:
+            p.kill()
+
+
+def test_a_cluster_stopped_by_sigterm_to_one_worker_stops_together_and_resumes_exactly(
+        data_dir, trained, tmp_path):
+    """Two workers of one tower each under srun (no TF_CONFIG) train the `trained` fixture's
+    run. SIGTERM to worker 1 only: both stop after the same step, the chief saves it, both exit
+    as a stopped run does, without a traceback. Then two wrong restarts are refused on every
+    worker (worker 1 with a folder of its own; worker 1 without -r), and the right one (-r,
+    one folder) ends with the weights of the run that never stopped."""
+    import tensorflow as tf
+
+    save_dir = str(tmp_path / 'shared')
+    # The fixture's flags on 1 tower per worker, without samples (which do not change the
+    # training state, and would trace a sampler in each run).
+    flags = TRAINED[:TRAINED.index('-g')] + ['-g', '1'] + TRAINED[TRAINED.index('-g') + 2:] + [
+        '-i', data_dir, '--multi_worker', '--save_steps', '1', '-ns', '0']
+    envs, port = _two_local_slurm_tasks()
+    workers = _workers(lambda rank: flags + ['-o', save_dir, '--worker_port', port], envs)
+    try:
+        state_file, deadline = os.path.join(save_dir, 'checkpoint'), time.time() + 300
+        while time.time() < deadline and all(w.poll() is None for w in workers):
+            if os.path.exists(state_file):
+                with open(state_file) as f:
+                    if max([int(n) for n in re.findall(r'ckpt-(\d+)', f.read())] or [0]) >= 10:
+                        break
+            time.sleep(0.01)
+        workers[1].send_signal(signal.SIGTERM)
+        outputs = _finish(workers)
+    finally:
+        for w in workers:
+            w.kill()
+    steps = []
+    for w, (out, err) in zip(workers, outputs):
+        assert w.returncode == 128 + signal.SIGTERM, err[-3000:]
+        assert 'Traceback' not in err, err[-3000:]
+        stopped = re.search(r'stopped by signal 15 at step (\d+): saved (\S+|\(not the chief '
+                            r'worker\)); continue with -r', out)
+        assert stopped, out[-3000:]
+        steps.append((int(stopped.group(1)), stopped.group(2)))
+    assert 'all 2 workers connected (' in outputs[0][0] and 'all-reduce: AUTO' in outputs[0][0]
+    (step, path), (other_step, other_path) = steps
+    assert step == other_step and 10 <= step < 16 and other_path == '(not the chief worker)'
+    assert path == tf.train.latest_checkpoint(save_dir)
+    assert int(tf.train.load_checkpoint(path).get_tensor('step/.ATTRIBUTES/VARIABLE_VALUE')) \
+        == step
+
+    # Restarts refused on both workers with one line, before the data are read: worker 1
+    # with another folder (one per machine), and (at the same time, in a copy of the run)
+    # worker 1 without -r.
+    own, copy = str(tmp_path / 'own'), str(tmp_path / 'copy')
+    before = snapshot(save_dir)
+    shutil.copytree(save_dir, copy)
+    (envs_a, port_a), (envs_b, port_b) = _two_local_slurm_tasks(), _two_local_slurm_tasks()
+    refused = _workers(lambda rank: flags + ['-r', '-o', [save_dir, own][rank], '--worker_port',
+                                             port_a, '--worker_timeout', 120], envs_a) + \
+        _workers(lambda rank: flags + ['-o', copy, '--worker_port', port_b, '--worker_timeout',
+                                       120] + ['-r'] * (rank == 0), envs_b)
+    results = _finish(refused)
+    for w, (out, err) in zip(refused, results):
+        assert w.returncode == 1 and 'Traceback' not in err, err[-3000:]
+    lines = [[line for line in err.splitlines() if line.startswith('train.py: error:')]
+             for _, err in results]
+    assert all(len(found) == 1 for found in lines), lines
+    assert lines[0] == lines[1] == [
+        'train.py: error: --multi_worker: worker 1 (localhost:%d) does not see the chief\'s '
+        '--save_dir (it finds no run.lock of the chief\'s run there): every worker needs the '
+        'same --save_dir on a filesystem they share (e.g. NFS), where the chief writes the '
+        'checkpoints and -r reads them on every worker' % (port_a + 1)]
+    assert lines[2] == lines[3] == [
+        'train.py: error: --multi_worker: worker 1 (localhost:%d) was started without -r and '
+        'the chief, worker 0 (localhost:%d), with it: start every worker with the same command'
+        % (port_b + 1, port_b)]
+    assert snapshot(save_dir) == dict(before, **{'flags.json': snapshot(save_dir)['flags.json']})
+    assert not os.path.exists(own)
+
+    # Resumed with -r on both: the run continues exactly.
+    envs, port = _two_local_slurm_tasks()
+    resumed = _workers(lambda rank: flags + ['-r', '-o', save_dir, '--worker_port', port], envs)
+    for w, (out, err) in zip(resumed, _finish(resumed)):
+        assert w.returncode == 0, err[-3000:]
+        assert re.search(r'resuming from .*ckpt-\d+: epoch 1, step %d' % step, out), out[-3000:]
+    want, got = checkpoint_values(trained[0]), checkpoint_values(save_dir)
+    assert set(want) == set(got)
+    for name in want:
+        if isinstance(want[name], bytes):
+            assert got[name] == want[name], name
+        else:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-7,
+                                       err_msg=name)

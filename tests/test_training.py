@@ -87,9 +87,11 @@ def test_a_save_that_fails_on_a_full_disk_leaves_the_last_good_checkpoint(tmp_pa
         with open(os.path.join(prefix + '_temp', 'part-00000-of-00001.data-00000-of-00001'),
                   'wb') as f:
             f.write(b'\0' * 10)
+        # TensorFlow's own text for it (as measured with RLIMIT_FSIZE, "File too large").
         raise tf.errors.ResourceExhaustedError(
-            None, None, '%s_temp/part-00000-of-00001.data-00000-of-00001; No space left on '
-            'device' % prefix)
+            None, None, '{{function_node __wrapped__SaveV2_dtypes_3_device_/job:localhost/'
+            'replica:0/task:0/device:CPU:0}} %s_temp/part-00000-of-00001.data-00000-of-00001.'
+            'tempstate7253123035670188303; No space left on device [Op:SaveV2]' % prefix)
 
     monkeypatch.setattr(trainer.checkpoint, '_write', full_disk)  # what manager.save calls
     with pytest.raises(CheckpointWriteError) as error:
@@ -97,8 +99,9 @@ def test_a_save_that_fails_on_a_full_disk_leaves_the_last_good_checkpoint(tmp_pa
     message = str(error.value)
     assert len(message.splitlines()) == 1
     assert message.startswith('cannot write a checkpoint into %s (' % tmp_path), message
-    assert 'No space left on device' in message and 'last good checkpoint, %s, is kept' % first \
-        in message
+    assert '(No space left on device): ' in message and 'last good checkpoint, %s, is kept' \
+        % first in message
+    assert '{{' not in message and '[Op:' not in message and '_temp' not in message, message
     assert _files(tmp_path) == before  # no ckpt-2_temp/, the state file still names ckpt-1
     assert tf.train.latest_checkpoint(str(tmp_path)) == first
     assert _tiny_trainer().restore(first) == {'epoch': 1}
@@ -177,3 +180,35 @@ def test_each_tower_receives_only_its_own_images_on_its_device():
     assert all(on(d, i) for i, d in enumerate(out["split_devices"])), out["split_devices"]
     # What each tower computes is traced for its 2 images (and labels), not the 4 of the step.
     assert [[2, 4, 4, 3], [2]] in out['towers']
+
+
+def test_resumes_across_precisions_write_the_next_number_and_keep_every_older_checkpoint(
+        tmp_path):
+    # float32 -> float16 -> float16 -> float32, each resuming the newest checkpoint as
+    # train.py -r does. A float16 trainer resuming a float32 checkpoint restores the layout
+    # without the loss scale; its own save counter then stayed 0 and it wrote ckpt-1 again.
+    import hashlib
+
+    from pixel_cnn_pp.config import ModelConfig
+    from pixel_cnn_pp.run import RunOutputs
+
+    def digests():
+        return {name: hashlib.sha256(data).hexdigest()
+                for name, data in _files(tmp_path).items()
+                if data is not None and name.startswith('ckpt-')}
+
+    config = ModelConfig((4, 4, 3), nr_resnet=1, nr_filters=4, nr_logistic_mix=1)
+    before, latest = {}, None
+    for number, precision in enumerate(['float32', 'float16', 'float16', 'float32'], 1):
+        trainer = Trainer(tf.distribute.OneDeviceStrategy('/cpu:0'), config, batch_size=2,
+                          precision=precision)
+        if latest is not None:
+            assert trainer.restore(latest) == {'epoch': number - 1, 'name': 'run'}
+        outputs = RunOutputs(str(tmp_path), trainer, 'run', sample_batches=0, keep_checkpoints=10)
+        latest = outputs.save({'epoch': number})
+        assert latest == str(tmp_path / ('ckpt-%d' % number)), (precision, latest)
+        assert tf.train.latest_checkpoint(str(tmp_path)) == latest
+        after = digests()
+        assert {k: v for k, v in after.items() if k in before} == before, precision
+        assert len(after) > len(before)  # the new checkpoint's files
+        before = after
