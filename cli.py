@@ -67,12 +67,11 @@ def _signals_stop(enabled):
 
 
 def warn_about_precision(precision):
-    """One warning for --precision float16 on a machine without a GPU (slow there)."""
+    """One warning for a --precision this machine computes slowly (float16 without a GPU,
+    bfloat16 on a GPU before compute capability 8.0)."""
     from pixel_cnn_pp import precision as precisions  # first: it imports TensorFlow quietly
 
-    import tensorflow as tf
-
-    warning = precisions.cpu_warning(precision, bool(tf.config.list_physical_devices('GPU')))
+    warning = precisions.warning(precision, precisions.gpu_capabilities())
     if warning:
         print('warning: %s' % warning, file=sys.stderr)
 

@@ -113,14 +113,17 @@ flags.DEFINE_float('worker_timeout', 600, '--multi_worker: seconds to wait for e
                    'TF_CONFIG to start before giving up (0: no limit).', lower_bound=0)
 flags.DEFINE_boolean('jit_compile', False, 'Compile each tower\'s step with XLA (see '
                      'bench/train_throughput.py for which is faster on your machine).')
+# Strict float32 by default here, for sample.py and compress.py; train.py's default is
+# tf32 (TRAIN_PY_HELP).
 flags.DEFINE_enum('precision', 'float32', PRECISIONS,
-                  'What the network computes in: float32 (exactly the original\'s numbers; TF32 '
-                  'off on GPUs), tf32 (GPUs: TF32 in convolutions and matmuls), bfloat16 (CPUs '
-                  'with AVX-512 BF16 or AMX, recent GPUs, TPUs: about twice as fast), float16 '
+                  'What the network computes in: float32 (the default: strict float32, exactly '
+                  'the original\'s numbers, TF32 off on GPUs), tf32 (GPUs of compute capability '
+                  '8.0+: TF32 in convolutions and matmuls), bfloat16 (CPUs with AVX-512 BF16 or '
+                  'AMX, GPUs of compute capability 8.0+, TPUs: about twice as fast), float16 '
                   '(older GPUs, with loss scaling in training). Weights, the likelihood and '
                   'checkpoints stay float32 in every precision.')
 flags.DEFINE_enum('eval_precision', 'float32', PRECISIONS,
-                  'What the test bits/dim of each epoch are computed in (float32 whatever '
+                  'What the test bits/dim of each epoch are computed in (strict float32 whatever '
                   '--precision is, so they compare with the paper\'s).')
 
 # -------------------------------------------------------------------- evaluation
@@ -139,6 +142,12 @@ flags.DEFINE_integer('keep_checkpoints', 3, 'How many recent checkpoints to keep
 # --------------------------------------------------------------- reproducibility
 flags.DEFINE_integer('seed', TRAINING.seed, 'Random seed to use (the samples of epoch e are drawn '
                      'with seed + e).', lower_bound=0, upper_bound=2 ** 32 - 1, short_name='s')
+flags.DEFINE_boolean('deterministic', False, 'Deterministic kernels only '
+                     '(tf.config.experimental.enable_op_determinism): on GPUs a run repeats, '
+                     'and -r continues with the numbers of a run never stopped, at some cost in '
+                     'speed; without it, cuDNN\'s backward passes add in an order that varies '
+                     'from run to run (CPU kernels repeat either way). -r keeps the run\'s '
+                     'setting unless this flag is given.')
 
 
 def _in_open_interval(low, high, low_open=False, high_open=False):
@@ -199,6 +208,18 @@ SHARED_FLAGS = ('data_dir', 'save_dir', 'data_set', 'image_size', 'download',
                 'class_conditional', 'energy_distance', 'add_coords', 'non_local', 'nl_levels',
                 'batch_size', 'nr_gpu', 'jit_compile', 'precision', 'num_samples', 'seed')
 
+# train.py's own help and default of a flag defined above (it applies them before parsing).
+TRAIN_PY_HELP = {
+    'precision': ('What the training steps compute in: tf32 (the default: float32, with TF32 '
+                  'in convolutions and matmuls on GPUs of compute capability 8.0+, several '
+                  'times faster; the same as float32 elsewhere), float32 (strict float32: '
+                  'exactly the original\'s numbers), bfloat16 (CPUs with AVX-512 BF16 or AMX, '
+                  'GPUs of compute capability 8.0+, TPUs: about twice as fast), float16 (older '
+                  'GPUs, with loss scaling). Weights, the likelihood and checkpoints stay '
+                  'float32 in every precision; test bits/dim and samples are strict float32 '
+                  '(--eval_precision).', 'tf32'),
+}
+
 # How sample.py reads a shared flag that it uses otherwise: its help there, and its
 # default there (None: the same). sample.py's --help shows these.
 SAMPLE_PY_HELP = {
@@ -211,9 +232,10 @@ SAMPLE_PY_HELP = {
     'jit_compile': ('Compile the sampler with XLA (slower to start, faster after: see the '
                     'README\'s sampling benchmark).', None),
     'precision': ('What the network computes in when sampling and with --eval/--score: '
-                  'float32 (the default, exact), tf32 (GPUs), bfloat16 (CPUs with AVX-512 BF16 '
-                  'or AMX, recent GPUs: about twice as fast), float16 (older GPUs). The '
-                  'checkpoint is float32 and loads in any.', None),
+                  'float32 (the default: strict float32, whatever trained the checkpoint), '
+                  'tf32 (GPUs), bfloat16 (CPUs with AVX-512 BF16 or AMX, recent GPUs: about '
+                  'twice as fast), float16 (older GPUs). The checkpoint is float32 and loads '
+                  'in any.', None),
 }
 
 

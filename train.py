@@ -46,7 +46,10 @@ ARGUMENTS = {'image_shape': '--data_set/--image_size (image shape)',
 # change them, with a note.
 TRAINING_SETTINGS = ('data_set', 'learning_rate', 'lr_decay', 'batch_size', 'nr_gpu',
                      'dropout_p', 'polyak_decay', 'focal_loss', 'focal_gamma', 'seed',
-                     'precision', 'eval_precision')
+                     'precision', 'eval_precision', 'deterministic')
+# Settings a resumed run keeps from the run so far unless its command line sets them:
+# on GPUs, -r continues exactly only with deterministic kernels, as the run began.
+KEPT_SETTINGS = ('deterministic',)
 
 
 def _train_flags():
@@ -70,6 +73,7 @@ def arguments_from_flags():
     values['nl_levels'] = [int(level) for level in values['nl_levels']]
     args = types.SimpleNamespace(**values)
     args.flag_values = values
+    args.given = {f.name for f in _train_flags() if f.present}  # on this command line
     args.focal_gamma = args.focal_gamma if args.focal_loss else 0.0
     return args
 
@@ -161,6 +165,14 @@ def train_in_save_dir(args, devices, cluster=None):
     folder = RunFolder(args.save_dir)
     latest, start_from = folder.resume_point(args.load_params, args.data_set,
                                              args.init_checkpoint, log=say)
+    if latest:  # -r keeps --deterministic unless this command line says otherwise
+        kept = folder.kept_settings(KEPT_SETTINGS, args.given)
+        args.flag_values.update(kept)
+        vars(args).update(kept)
+    if args.deterministic:  # before the model's first op
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     towers = strategy.num_replicas_in_sync
     train, test = load_data(args, towers)
     config = model_config(args, train)
@@ -170,9 +182,10 @@ def train_in_save_dir(args, devices, cluster=None):
                       lr_decay=args.lr_decay, polyak_decay=args.polyak_decay,
                       focal_gamma=args.focal_gamma, seed=args.seed, jit_compile=args.jit_compile,
                       precision=args.precision, eval_precision=args.eval_precision)
-    print('%s; %d images per step (%d per tower); model: %s'
+    print('%s; %d images per step (%d per tower)%s; model: %s'
           % (distribute.describe_towers(devices, args.multi_worker), trainer.global_batch_size,
-             args.batch_size, trainer.model.describe()))
+             args.batch_size, '; deterministic kernels' if distribute.op_determinism() else '',
+             trainer.model.describe()))
     record = training_run.begin(trainer, train, latest, args.init_batch_size,
                                 start_from=start_from)
     if cluster is not None:  # the chief's weights everywhere; the rest checked equal
@@ -215,4 +228,5 @@ def say(line):
     print(cli.in_flag_words(line, train_flags.TRAIN_FLAGS, ARGUMENTS))
 
 if __name__ == '__main__':
+    cli.use_help(train_flags.TRAIN_PY_HELP)  # before parsing, so that --help shows it
     app.run(main)

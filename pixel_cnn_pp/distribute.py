@@ -276,6 +276,14 @@ def describe_towers(devices, multi_worker=False):
             % (towers, worker, n, os.cpu_count() or 1))
 
 
+def op_determinism():
+    """True when TensorFlow runs deterministic kernels only (enable_op_determinism), read
+    back from TensorFlow (it has no public getter)."""
+    from tensorflow.python.framework import config  # pylint: disable=g-direct-tensorflow-import
+
+    return config.is_op_determinism_enabled()
+
+
 def sampling_devices(nr_gpu=None):
     """The devices sample.py draws on: `nr_gpu` towers (configure_devices), or by default
     every visible GPU, else the CPU. Call it before TensorFlow starts, as configure_devices.

@@ -213,7 +213,9 @@ def train_epochs(trainer, loader, batches, test_images, test_labels, record, out
     Args:
       trainer: a Trainer, initialised or restored (see `begin`).
       loader: the train DataLoader (len() steps per epoch; get_state for checkpoints).
-      batches: callable giving one epoch of the loader's batches (e.g. through tf.data).
+      batches: callable giving a tf.data.Dataset of one epoch of the loader's (global)
+        batches, e.g. `lambda: to_tf_dataset(loader)` (Trainer.distribute gives each tower
+        its share).
       test_images, test_labels: the test set (labels None if unconditional).
       record: the progress record (`begin`'s); updated in place.
       outputs: a RunOutputs, or anything with its methods.
@@ -274,10 +276,10 @@ def _train_one_epoch(trainer, loader, batches, record, outputs, epoch, measure, 
     record.setdefault('epoch_bpd_steps', record['epoch_steps'])
     display = progress_display.Progress('epoch %d' % epoch, len(loader) * global_batch,
                                         unit='images')
-    for batch in batches():
+    for batch in trainer.distribute(batches):  # each tower receives only its own images
         x, y = batch if conditional else (batch, None)
-        objective, nll = (float(v) for v in trainer.train_step(x, y))
-        step = int(trainer.step.numpy())
+        objective, nll = trainer.train_step(x, y)  # the step's one read from the devices
+        step = trainer.last_step.step
         finite = math.isfinite(nll) and math.isfinite(objective)
         # float16's loss scaling skips a step with a non-finite gradient and halves the
         # scale: not a NaN stop (its loss, if not finite, is left out of the mean), unless
@@ -306,7 +308,7 @@ def _train_one_epoch(trainer, loader, batches, record, outputs, epoch, measure, 
                        '%.4f %s' % (running, measure.replace('_per_', '/')))
         if step % SUMMARY_EVERY == 0 or step == 1:
             outputs.scalars(step, {'train/' + measure: bpd,
-                                   'train/learning_rate': float(trainer.learning_rate.numpy())})
+                                   'train/learning_rate': trainer.last_step.learning_rate})
         signum = stop.pending() if stop is not None else None
         last_step = record['epoch_steps'] == len(loader)  # the epoch's save follows
         if signum is not None or (save_steps and step % save_steps == 0 and not last_step):

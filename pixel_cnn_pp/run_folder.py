@@ -260,6 +260,15 @@ class RunFolder:
         return [(name, before[name], settings.get(name)) for name in names
                 if name in before and before[name] != settings.get(name)]
 
+    def kept_settings(self, names, given):
+        """{name: value} of each of `names` recorded by the last invocation and not in
+        `given` (the settings this invocation sets itself): what a resumed run keeps."""
+        invocations = self.invocations()
+        before = invocations[-1].get('flags') if invocations else None
+        if not isinstance(before, dict):
+            return {}
+        return {name: before[name] for name in names if name in before and name not in given}
+
     # ----------------------------------------------------------------- resuming
 
     def resume_point(self, resume=False, data_set=None, start_from=None, log=print):

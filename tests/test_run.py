@@ -81,7 +81,8 @@ def trainer():
 def _train(trainer, loader, outputs, record=None, **kwargs):
     record = record or run.fresh_record()
     lines = []
-    run.train_epochs(trainer, loader, lambda: loader.batches, random_images(3, SHAPE, seed=9),
+    run.train_epochs(trainer, loader, lambda: tf.data.Dataset.from_tensor_slices(loader.batches),
+                     random_images(3, SHAPE, seed=9),
                      None, record, outputs, log=lines.append, **kwargs)
     return record, lines
 
@@ -128,6 +129,27 @@ def test_a_nan_loss_stops_without_saving(trainer):
     with pytest.raises(FloatingPointError, match=r'is nan at step 1 \(epoch 0\).*ckpt-7'):
         _train(trainer, loader, outputs, max_epochs=1)
     assert outputs.saves == []
+
+
+def test_a_step_reads_from_the_devices_once(trainer, monkeypatch):
+    # Every read of a tensor's value on the host (float(), int(), .numpy(), np.asarray)
+    # goes through this one method of TensorFlow's eager tensors.
+    from tensorflow.python.framework import ops
+
+    reads, read = [], ops._EagerTensorBase._numpy
+
+    def counted(tensor):
+        reads.append(tensor.shape)
+        return read(tensor)
+
+    monkeypatch.setattr(ops._EagerTensorBase, '_numpy', counted)
+    counts = []
+    for steps in (3, 6):
+        del reads[:]
+        _train(trainer, Loader(steps=steps), Outputs(), max_epochs=1)
+        counts.append(len(reads))
+    # The epoch's evaluation, samples and save read the same in both: 3 more steps, 3 reads.
+    assert counts[1] - counts[0] == 3, counts
 
 
 def test_a_finished_run_says_so(trainer):

@@ -105,3 +105,12 @@ def test_no_other_module_spells_a_file_name_of_the_run_folder():
     found = subprocess.run(['grep', '-rln', names, 'pixel_cnn_pp/', '--include=*.py'], cwd=ROOT,
                            capture_output=True, text=True).stdout
     assert found.split() == ['pixel_cnn_pp/run_folder.py']
+
+
+def test_a_resumed_run_keeps_deterministic_unless_given(tmp_path):
+    (tmp_path / 'flags.json').write_text(json.dumps(dict(invocations=[
+        dict(flags=dict(deterministic=False)), dict(flags=dict(deterministic=True, seed=1))])))
+    folder = RunFolder(tmp_path)
+    assert folder.kept_settings(('deterministic',), given={'seed'}) == dict(deterministic=True)
+    assert folder.kept_settings(('deterministic',), given={'deterministic'}) == {}  # --no...
+    assert RunFolder(tmp_path / 'none').kept_settings(('deterministic',), given=set()) == {}

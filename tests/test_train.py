@@ -175,7 +175,11 @@ def test_killed_run_resumes_as_if_never_stopped(data_dir, trained, tmp_path):
     flags = TRAINED + ['-i', data_dir]
     killed = str(tmp_path / 'killed')
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-    run = subprocess.Popen([sys.executable, TRAIN] + flags + ['-o', killed, '--save_steps', '1'],
+    # --deterministic: the same numbers as the fixture's run without it (CPU kernels are
+    # deterministic anyway), and TensorFlow's determinism accepts every op of a run; -r
+    # without the flag keeps it.
+    run = subprocess.Popen([sys.executable, TRAIN] + flags + ['-o', killed, '--save_steps', '1',
+                                                              '--deterministic'],
                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     try:
@@ -207,6 +211,9 @@ def test_killed_run_resumes_as_if_never_stopped(data_dir, trained, tmp_path):
     assert re.search(r'resuming from .*ckpt-%d: epoch 1, step \d+' % latest, resumed.stdout), \
         resumed.stdout
 
+    assert '; deterministic kernels;' in resumed.stdout, resumed.stdout  # read back from TF
+    with open(os.path.join(killed, 'flags.json')) as f:
+        assert [i['flags']['deterministic'] for i in json.load(f)['invocations']] == [True, True]
     want, got = checkpoint_values(whole), checkpoint_values(killed)
     assert set(want) == set(got)
     for name in want:  # weights, averages, Adam moments, step, lr, RNG, data position, history
