@@ -166,6 +166,11 @@ class Trainer:
             self.model, self.polyak, loss_scale=self.loss_scale, good_steps=self.good_steps,
             **state) if self.loss_scaling else self._checkpoint_without_scale)
 
+        self._compile(jit_compile)
+        self._averaged_model = None
+        self.last_step = None  # the StepNumbers of the last train_step
+
+    def _compile(self, jit_compile):
         # What each tower computes, traced once and called by every tower (see _shared).
         self._tower_gradients = tf.function(self._tower_gradients_fn, jit_compile=jit_compile,
                                             **_NOT_INLINED)
@@ -177,8 +182,6 @@ class Trainer:
         self._test_fn = tf.function(self._test_step_fn, autograph=False)
         self._finite_fn = tf.function(
             lambda: tf.reduce_all([tf.reduce_all(tf.math.is_finite(w)) for w in self.weights]))
-        self._averaged_model = None
-        self.last_step = None  # the StepNumbers of the last train_step
 
     # ------------------------------------------------------------------ set-up
 
