@@ -28,8 +28,8 @@ import time
 from absl import app
 
 import cli
-import sample
-from data.loader import DataError
+import flags as all_flags
+from pixel_cnn_pp.data.loader import DataError
 
 PXPP = '.pxpp'
 
@@ -122,7 +122,7 @@ def run(args):
         # empty folder for --decompress's PNGs).
         files.check_new_output(args.output, '--output',
                                folder=bool(args.decompress) and not args.output.endswith('.npz'))
-        model, prefix = sample.load_model(args)
+        model, prefix = cli.load_model(args)
         print('loaded %s (%s%s)' % (prefix, model.describe(),
                                     ', Polyak averages' if args.use_ema else ', raw weights'))
         (compress_images if args.compress else decompress_file)(args, model)
@@ -137,13 +137,13 @@ SAMPLING_FLAGS = ('complete', 'known_rows', 'score', 'eval', 'eval_images', 'met
 def arguments_from_flags():
     """sample.py's arguments (the checkpoint, --labels, --output, ...) and compress.py's own."""
     cli.refuse_flags_of('sample.py', SAMPLING_FLAGS, 'compress.py')
-    args = sample.read_flags('compress.py')
+    args = cli.read_checkpoint_flags('compress.py',
+                                     all_flags.sample_flags() + all_flags.COMPRESS_FLAGS)
     if args.precision != 'float32':
         # The decoder must compute exactly the encoder's floats, on any machine.
         raise ValueError('--precision %s: compress.py codes in float32 only (the decoder must '
                          'compute exactly the floats the encoder did, on any machine)'
                          % args.precision)
-    args.compress, args.decompress = sample.FLAGS.compress, sample.FLAGS.decompress
     stored = [name for name in ('labels', 'batch_size') if name in args.present]
     if args.decompress and stored:
         raise ValueError('%s is stored in the .pxpp file: --decompress takes it from there; '
@@ -154,7 +154,8 @@ def arguments_from_flags():
 # OSError: a file that cannot be written (a full disk names it), an output that appeared
 # meanwhile (FileExistsError).
 main = cli.main_for('compress.py', arguments_from_flags, run,
-                    errors=(ValueError, OSError, DataError), stop_on_signals=True)
+                    errors=(ValueError, OSError, DataError), stop_on_signals=True,
+                    flag_names=all_flags.sample_flags() + all_flags.COMPRESS_FLAGS)
 
 if __name__ == '__main__':
     app.run(main)

@@ -25,12 +25,18 @@ import math
 
 from absl import flags
 
-from data.loader import DATA_SETS
+from pixel_cnn_pp.config import NL_LEVELS as LEVELS
+from pixel_cnn_pp.config import NONLINEARITIES, TRAINING, ModelConfig
+from pixel_cnn_pp.data.loader import DATA_SETS
 
-# Choices spelled out, not read from pixel_cnn_pp (config.NONLINEARITIES, sampling.METHODS):
-# importing the package starts TensorFlow, and --help or a bad flag should answer at once.
+# The defaults are the configs': the model options' ModelConfig's, the training settings'
+# TRAINING (pixel_cnn_pp/config.py, which imports no TensorFlow).
+MODEL = ModelConfig()
+# Choices spelled out, not read from pixel_cnn_pp (sampling.METHODS, precision.PRECISIONS):
+# importing those modules starts TensorFlow, and --help or a bad flag should answer at once.
 # tests/test_flags.py holds them equal.
 PRECISIONS = ['float32', 'tf32', 'bfloat16', 'float16']  # precision.PRECISIONS, for both flags
+NL_LEVELS = [str(level) for level in LEVELS]  # the network's levels (config.NR_LEVELS)
 
 # ---------------------------------------------------------------------- data I/O
 flags.DEFINE_string('data_dir', '~/pxpp/data', 'Location for the dataset (data sets that '
@@ -40,7 +46,7 @@ flags.DEFINE_string('save_dir', '~/pxpp/save', 'Location for parameter checkpoin
 flags.DEFINE_enum('data_set', 'cifar', sorted(DATA_SETS),
                   'Data set: cifar (CIFAR-10), imagenet (Small ImageNet 32 or 64), mnist, folder '
                   '(your images in <data_dir>/train and <data_dir>/test), or patches (the small '
-                  'offline set bundled in data/patches).', short_name='d')
+                  'offline set bundled in pixel_cnn_pp/data/patches).', short_name='d')
 flags.DEFINE_integer('save_interval', 20, 'Every how many epochs to write samples, and after the '
                      'first and the last (the samples of epoch e are drawn with --seed + e; a '
                      'checkpoint is written after every epoch).', lower_bound=1, short_name='t')
@@ -58,39 +64,39 @@ flags.DEFINE_boolean('download', True, 'cifar and mnist: download missing files 
                      '(--nodownload: fail instead).')
 
 # ------------------------------------------------------------------------- model
-flags.DEFINE_integer('nr_resnet', 5, 'Number of residual blocks per stage of the model.',
-                     lower_bound=1, short_name='q')
-flags.DEFINE_integer('nr_filters', 160, 'Number of filters to use across the model. Higher = '
-                     'larger model.', lower_bound=1, short_name='n')
-flags.DEFINE_integer('nr_logistic_mix', 10, 'Number of logistic components in the mixture. '
-                     'Higher = more flexible model.', lower_bound=1, short_name='m')
-flags.DEFINE_enum('resnet_nonlinearity', 'concat_elu', ['concat_elu', 'elu', 'relu'],
-                  'Which nonlinearity to use in the ResNet layers.', short_name='z')
-flags.DEFINE_boolean('class_conditional', False, 'Condition generative model on labels?',
-                     short_name='c')
-flags.DEFINE_boolean('energy_distance', False, 'Use energy distance in place of likelihood.',
-                     short_name='ed')
-flags.DEFINE_boolean('add_coords', False, 'CoordConv: add two coordinate channels to the '
-                     'input.', short_name='ac')
-flags.DEFINE_boolean('non_local', False, 'Add causal self-attention (non-local) blocks at the '
-                     'resolutions of --nl_levels.', short_name='nl')
-flags.DEFINE_list('nl_levels', ['1', '2'], 'With -nl: resolutions that get an attention block, '
-                  'comma-separated: 0 full, 1 half, 2 quarter.')
+flags.DEFINE_integer('nr_resnet', MODEL.nr_resnet, 'Number of residual blocks per stage of the '
+                     'model.', lower_bound=1, short_name='q')
+flags.DEFINE_integer('nr_filters', MODEL.nr_filters, 'Number of filters to use across the model. '
+                     'Higher = larger model.', lower_bound=1, short_name='n')
+flags.DEFINE_integer('nr_logistic_mix', MODEL.nr_logistic_mix, 'Number of logistic components in '
+                     'the mixture. Higher = more flexible model.', lower_bound=1, short_name='m')
+flags.DEFINE_enum('resnet_nonlinearity', MODEL.resnet_nonlinearity, list(NONLINEARITIES), 'Which '
+                  'nonlinearity to use in the ResNet layers.', short_name='z')
+flags.DEFINE_boolean('class_conditional', bool(MODEL.num_classes), 'Condition generative model on '
+                     'labels?', short_name='c')
+flags.DEFINE_boolean('energy_distance', MODEL.energy_distance, 'Use energy distance in place of '
+                     'likelihood.', short_name='ed')
+flags.DEFINE_boolean('add_coords', MODEL.add_coords, 'CoordConv: add two coordinate channels to '
+                     'the input.', short_name='ac')
+flags.DEFINE_boolean('non_local', MODEL.non_local, 'Add causal self-attention (non-local) blocks '
+                     'at the resolutions of --nl_levels.', short_name='nl')
+flags.DEFINE_list('nl_levels', [str(level) for level in MODEL.nl_levels], 'With -nl: resolutions '
+                  'that get an attention block, comma-separated: 0 full, 1 half, 2 quarter.')
 flags.DEFINE_boolean('focal_loss', False, 'Train on the focal objective, each pixel\'s NLL '
                      'weighted by (1 - p)^gamma (reported bits/dim stay the plain NLL).',
                      short_name='fl')
 flags.DEFINE_float('focal_gamma', 2.0, 'gamma of -fl (>= 0; 0 is the plain NLL).')
 
 # ------------------------------------------------------------------ optimization
-flags.DEFINE_float('learning_rate', 0.001, 'Base learning rate.', short_name='l')
-flags.DEFINE_float('lr_decay', 0.999995, 'Learning rate decay, applied every step of the '
+flags.DEFINE_float('learning_rate', TRAINING.learning_rate, 'Base learning rate.', short_name='l')
+flags.DEFINE_float('lr_decay', TRAINING.lr_decay, 'Learning rate decay, applied every step of the '
                    'optimization.', short_name='e')
-flags.DEFINE_integer('batch_size', 16, 'Batch size during training per GPU (per tower).',
-                     lower_bound=1, short_name='b')
-flags.DEFINE_integer('init_batch_size', 16, 'How much data to use for data-dependent '
-                     'initialization.', lower_bound=1, short_name='u')
-flags.DEFINE_float('dropout_p', 0.5, 'Dropout strength (i.e. 1 - keep_prob). 0 = No dropout, '
-                   'higher = more dropout.', short_name='p')
+flags.DEFINE_integer('batch_size', TRAINING.batch_size, 'Batch size during training per GPU (per '
+                     'tower).', lower_bound=1, short_name='b')
+flags.DEFINE_integer('init_batch_size', TRAINING.init_batch_size, 'How much data to use for '
+                     'data-dependent initialization.', lower_bound=1, short_name='u')
+flags.DEFINE_float('dropout_p', MODEL.dropout_p, 'Dropout strength (i.e. 1 - keep_prob). 0 = No '
+                   'dropout, higher = more dropout.', short_name='p')
 flags.DEFINE_integer('max_epochs', 5000, 'How many epochs to run in total?', lower_bound=1,
                      short_name='x')
 flags.DEFINE_integer('nr_gpu', 8, 'How many GPUs to distribute the training across (towers; on '
@@ -107,19 +113,22 @@ flags.DEFINE_float('worker_timeout', 600, '--multi_worker: seconds to wait for e
                    'TF_CONFIG to start before giving up (0: no limit).', lower_bound=0)
 flags.DEFINE_boolean('jit_compile', False, 'Compile each tower\'s step with XLA (see '
                      'bench/train_throughput.py for which is faster on your machine).')
+# Strict float32 by default here, for sample.py and compress.py; train.py's default is
+# tf32 (TRAIN_PY_HELP).
 flags.DEFINE_enum('precision', 'float32', PRECISIONS,
-                  'What the network computes in: float32 (exactly the original\'s numbers; TF32 '
-                  'off on GPUs), tf32 (GPUs: TF32 in convolutions and matmuls), bfloat16 (CPUs '
-                  'with AVX-512 BF16 or AMX, recent GPUs, TPUs: about twice as fast), float16 '
+                  'What the network computes in: float32 (the default: strict float32, exactly '
+                  'the original\'s numbers, TF32 off on GPUs), tf32 (GPUs of compute capability '
+                  '8.0+: TF32 in convolutions and matmuls), bfloat16 (CPUs with AVX-512 BF16 or '
+                  'AMX, GPUs of compute capability 8.0+, TPUs: about twice as fast), float16 '
                   '(older GPUs, with loss scaling in training). Weights, the likelihood and '
                   'checkpoints stay float32 in every precision.')
 flags.DEFINE_enum('eval_precision', 'float32', PRECISIONS,
-                  'What the test bits/dim of each epoch are computed in (float32 whatever '
+                  'What the test bits/dim of each epoch are computed in (strict float32 whatever '
                   '--precision is, so they compare with the paper\'s).')
 
 # -------------------------------------------------------------------- evaluation
-flags.DEFINE_float('polyak_decay', 0.9995, 'Exponential decay rate of the sum of previous model '
-                   'iterates during Polyak averaging.')
+flags.DEFINE_float('polyak_decay', TRAINING.polyak_decay, 'Exponential decay rate of the sum of '
+                   'previous model iterates during Polyak averaging.')
 flags.DEFINE_integer('num_samples', 1, 'How many batches (of batch_size x nr_gpu images) of '
                      'samples to output each time samples are written; 0: none. (sample.py\'s '
                      '--num_samples counts images.)', lower_bound=0, short_name='ns')
@@ -131,8 +140,14 @@ flags.DEFINE_integer('keep_checkpoints', 3, 'How many recent checkpoints to keep
                      lower_bound=1)
 
 # --------------------------------------------------------------- reproducibility
-flags.DEFINE_integer('seed', 1, 'Random seed to use (the samples of epoch e are drawn with seed '
-                     '+ e).', lower_bound=0, upper_bound=2 ** 32 - 1, short_name='s')
+flags.DEFINE_integer('seed', TRAINING.seed, 'Random seed to use (the samples of epoch e are drawn '
+                     'with seed + e).', lower_bound=0, upper_bound=2 ** 32 - 1, short_name='s')
+flags.DEFINE_boolean('deterministic', False, 'Deterministic kernels only '
+                     '(tf.config.experimental.enable_op_determinism): on GPUs a run repeats, '
+                     'and -r continues with the numbers of a run never stopped, at some cost in '
+                     'speed; without it, cuDNN\'s backward passes add in an order that varies '
+                     'from run to run (CPU kernels repeat either way). -r keeps the run\'s '
+                     'setting unless this flag is given.')
 
 
 def _in_open_interval(low, high, low_open=False, high_open=False):
@@ -157,11 +172,12 @@ flags.register_validator('data_dir', bool, message='-i/--data_dir must name a fo
 
 
 def _valid_levels(levels):
-    return bool(levels) and all(level in ('0', '1', '2') for level in levels)
+    return bool(levels) and all(level in NL_LEVELS for level in levels)
 
 
 flags.register_validator('nl_levels', _valid_levels,
-                         message='--nl_levels must list resolutions among 0, 1, 2 (e.g. 1,2)')
+                         message='--nl_levels must list resolutions among %s (e.g. 1,2)'
+                         % ', '.join(NL_LEVELS))
 
 
 @flags.multi_flags_validator(
@@ -192,6 +208,18 @@ SHARED_FLAGS = ('data_dir', 'save_dir', 'data_set', 'image_size', 'download',
                 'class_conditional', 'energy_distance', 'add_coords', 'non_local', 'nl_levels',
                 'batch_size', 'nr_gpu', 'jit_compile', 'precision', 'num_samples', 'seed')
 
+# train.py's own help and default of a flag defined above (it applies them before parsing).
+TRAIN_PY_HELP = {
+    'precision': ('What the training steps compute in: tf32 (the default: float32, with TF32 '
+                  'in convolutions and matmuls on GPUs of compute capability 8.0+, several '
+                  'times faster; the same as float32 elsewhere), float32 (strict float32: '
+                  'exactly the original\'s numbers), bfloat16 (CPUs with AVX-512 BF16 or AMX, '
+                  'GPUs of compute capability 8.0+, TPUs: about twice as fast), float16 (older '
+                  'GPUs, with loss scaling). Weights, the likelihood and checkpoints stay '
+                  'float32 in every precision; test bits/dim and samples are strict float32 '
+                  '(--eval_precision).', 'tf32'),
+}
+
 # How sample.py reads a shared flag that it uses otherwise: its help there, and its
 # default there (None: the same). sample.py's --help shows these.
 SAMPLE_PY_HELP = {
@@ -204,9 +232,10 @@ SAMPLE_PY_HELP = {
     'jit_compile': ('Compile the sampler with XLA (slower to start, faster after: see the '
                     'sampling speed in docs/benchmarks.md).', None),
     'precision': ('What the network computes in when sampling and with --eval/--score: '
-                  'float32 (the default, exact), tf32 (GPUs), bfloat16 (CPUs with AVX-512 BF16 '
-                  'or AMX, recent GPUs: about twice as fast), float16 (older GPUs). The '
-                  'checkpoint is float32 and loads in any.', None),
+                  'float32 (the default: strict float32, whatever trained the checkpoint), '
+                  'tf32 (GPUs), bfloat16 (CPUs with AVX-512 BF16 or AMX, recent GPUs: about '
+                  'twice as fast), float16 (older GPUs). The checkpoint is float32 and loads '
+                  'in any.', None),
 }
 
 

@@ -23,7 +23,6 @@ the model flags default to the original's and --data_set sets the image shape.
 
 import os
 import time
-import types
 
 import numpy as np
 from absl import app
@@ -31,10 +30,7 @@ from absl import flags as absl_flags
 
 import cli
 import flags as all_flags
-from data import pretrained
-from data.loader import DataError, get_loader, loader_options
-
-FLAGS = absl_flags.FLAGS
+from pixel_cnn_pp.data.loader import DataError
 
 DEFAULT_NUM_SAMPLES = 16
 DEFAULT_COMPLETIONS = 4  # per image, with --complete
@@ -47,37 +43,14 @@ for _name in all_flags.sample_flags():
 def arguments_from_flags():
     """Every flag of sample.py as a plain namespace; flags it would ignore are refused by name."""
     cli.refuse_flags_of('compress.py', all_flags.COMPRESS_FLAGS, 'sample.py')
-    args = read_flags('sample.py')
-    refuse_ignored_flags(args)
-    return args
-
-
-def read_flags(program):
-    """sample.py's flags (compress.py reads them too) as a plain namespace (the one place
-    FLAGS is read); train.py's flags are refused, naming `program`."""
-    names = all_flags.sample_flags()
-    cli.refuse_flags_of('train.py', [n for n in all_flags.TRAIN_FLAGS if n not in names],
-                        program)
-    from pixel_cnn_pp.config import TRAINING_ONLY, ModelConfig
-
-    values = {name: FLAGS[name].value for name in names}
-    args = types.SimpleNamespace(**values)
-    args.present = {name for name in values if FLAGS[name].present}
-    args.data_dir = os.path.expanduser(args.data_dir)
-    args.save_dir = os.path.expanduser(args.save_dir)
+    args = cli.read_checkpoint_flags('sample.py', all_flags.sample_flags())
     if 'num_samples' not in args.present:
         args.num_samples = DEFAULT_COMPLETIONS if args.complete else DEFAULT_NUM_SAMPLES
-    args.pretrained_url = (args.pretrained_url or os.environ.get(pretrained.URL_ENV)
-                           or pretrained.PRETRAINED_URL)
-    args.cache_dir = os.path.expanduser(args.cache_dir or os.environ.get(pretrained.CACHE_ENV)
-                                        or pretrained.DEFAULT_CACHE_DIR)
     if args.output is None:
         args.output = os.path.join(args.save_dir, 'scores' if args.score else '%s_seed%d' % (
             'completions' if args.complete else 'samples', args.seed))
     args.output = os.path.expanduser(args.output)
-    # The model options given by a flag of their name (sampling has no use for dropout).
-    args.model_options = {name: values[name] for name in ModelConfig.field_names()
-                          if name in args.present and name not in TRAINING_ONLY}
+    refuse_ignored_flags(args)
     return args
 
 
@@ -108,51 +81,6 @@ def refuse_ignored_flags(args):
                          % (cli.spelled(unused[0]), _EVAL_ONLY[unused[0]]))
 
 
-# ------------------------------------------------------------------ the model
-
-
-def _tf1_options(args, prefix):
-    """ModelConfig fields for a TF1 checkpoint from the flags given (the rest: the original's)."""
-    from pixel_cnn_pp import checkpoints
-
-    options = dict(args.model_options)
-    shape = pretrained.tf1_image_shape(args.data_set, args.image_size)
-    if shape and ('data_set' in args.present or args.eval):
-        options['image_shape'] = shape
-    if args.class_conditional:
-        options['num_classes'] = checkpoints.openai_num_classes(prefix, '-c/--class_conditional')
-    return options
-
-
-def load_model(args):
-    """(model, checkpoint prefix) from --pretrained, --checkpoint or --save_dir."""
-    from pixel_cnn_pp import checkpoints  # first: it imports TensorFlow quietly
-
-    import tensorflow as tf
-
-    from pixel_cnn_pp.progress import download_display
-
-    if args.pretrained:
-        path = pretrained.fetch_pretrained(args.pretrained, args.pretrained_url, args.cache_dir,
-                                           args.checksum, progress=download_display)
-    else:
-        path = os.path.expanduser(args.checkpoint) if args.checkpoint else args.save_dir
-    prefix = checkpoints.resolve(path)
-    hint = ('; delete %s to extract it again from the archive'
-            % os.path.join(args.cache_dir, args.pretrained) if args.pretrained else '')
-    try:
-        options = (_tf1_options(args, prefix) if checkpoints.is_openai_checkpoint(prefix)
-                   else args.model_options)
-        model = checkpoints.load_checkpoint(prefix, use_ema=args.use_ema,
-                                            precision=args.precision, **options)
-    except checkpoints.DamagedCheckpoint as e:
-        raise ValueError('%s%s' % (e, hint)) from None
-    except (tf.errors.OpError, IndexError, RuntimeError) as e:  # TF's reader, on bad files
-        raise ValueError('checkpoint %s is damaged or truncated (%s)%s'
-                         % (prefix, (str(e).splitlines() or [type(e).__name__])[0], hint)) from None
-    return model, prefix
-
-
 # ---------------------------------------------------------------- the outputs
 
 
@@ -178,12 +106,10 @@ def evaluate(args, model, devices):
     """Test bits/dim of the model on --data_set (the first --eval_images images, or all),
     the images split over `devices`."""
     from pixel_cnn_pp import bits_per_dim, scoring
-    from pixel_cnn_pp.progress import Progress, download_display
+    from pixel_cnn_pp.progress import Progress
 
-    opts = loader_options(args.data_set, args.image_size, args.download, download_display)
     # Batches are made below (the last one may be short), so the loader only holds the arrays.
-    test = get_loader(args.data_set, args.data_dir, 'test', 1,
-                      return_labels=bool(model.num_classes), **opts)
+    test = cli.data_loader(args, 'test', 1, return_labels=bool(model.num_classes))
     shape = tuple(int(d) for d in test.get_observation_size())
     if shape != tuple(model.image_shape):
         raise ValueError('--eval: the %s test images are %s, but the model takes %s'
@@ -232,7 +158,7 @@ def _load_and_draw(args):
     # Towers first: logical CPU devices can only be made before TensorFlow starts.
     devices = distribute.sampling_devices(args.nr_gpu if 'nr_gpu' in args.present else None)
     cli.warn_about_precision(args.precision)
-    model, prefix = load_model(args)
+    model, prefix = cli.load_model(args, args.eval)
     print(distribute.describe_towers(devices))
     print('loaded %s (%s%s)' % (prefix, model.describe(),
                                 ', Polyak averages' if args.use_ema else ', raw weights'))
@@ -279,7 +205,8 @@ def _load_and_draw(args):
 # OSError: a file that cannot be written (a full disk names it), an output that appeared
 # meanwhile (FileExistsError).
 main = cli.main_for('sample.py', arguments_from_flags, run,
-                    errors=(ValueError, OSError, DataError), stop_on_signals=True)
+                    errors=(ValueError, OSError, DataError), stop_on_signals=True,
+                    flag_names=all_flags.sample_flags())
 
 if __name__ == '__main__':
     cli.use_help(all_flags.SAMPLE_PY_HELP)  # before parsing, so that --help shows it

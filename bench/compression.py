@@ -7,7 +7,7 @@ encoding and decoding images/s, beside another checkout's codec in the same run.
 
 The model: the latest checkpoint in --train_dir, or, when it holds none, one trained
 there first by CODEC_COMMAND (10 epochs of the bundled patches,
-about 25 minutes on 2 cores). On the first --images bundled test patches (data/patches,
+about 25 minutes on 2 cores). On the first --images bundled test patches (-d patches,
 32x32x3, never trained on) it reports, in bits/dim:
 
 - the model's NLL (model.nll, Polyak-averaged weights),
@@ -44,7 +44,10 @@ sys.path.insert(0, ROOT)
 
 from bench import results  # noqa: E402
 
-from pixel_cnn_pp import bits_per_dim, checkpoints, compression, load_checkpoint  # noqa: E402
+from pixel_cnn_pp import bits_per_dim, compression, loading  # noqa: E402
+from pixel_cnn_pp.data import patches_data  # noqa: E402
+
+PATCHES = patches_data.PATH  # read before --time_one puts another checkout first
 
 CODEC_COMMAND = ['train.py', '-d', 'patches', '-q', '1', '-n', '32', '-g', '1', '-x', '10',
                  '--polyak_decay', '0.995']
@@ -53,12 +56,12 @@ CODEC_COMMAND = ['train.py', '-d', 'patches', '-q', '1', '-n', '32', '-g', '1', 
 def checkpoint(train_dir):
     """The latest checkpoint in train_dir, training the codec model there if there is none."""
     try:
-        return checkpoints.resolve(train_dir), None
+        return loading.resolve(train_dir), None
     except FileNotFoundError:
         pass
     start = time.perf_counter()
     subprocess.run([sys.executable] + CODEC_COMMAND + ['-o', train_dir], cwd=ROOT, check=True)
-    return checkpoints.resolve(train_dir), time.perf_counter() - start
+    return loading.resolve(train_dir), time.perf_counter() - start
 
 
 def tiled(images):
@@ -98,8 +101,10 @@ def time_codec(code_root, prefix, count, batch):
     import pixel_cnn_pp
     from pixel_cnn_pp import compression as codec
 
-    model = pixel_cnn_pp.load_checkpoint(prefix)
-    with np.load(os.path.join(ROOT, 'data', 'patches', 'patches_32x32.npz')) as f:
+    # This checkout's load, or load_checkpoint in a checkout from before it.
+    load = getattr(pixel_cnn_pp, 'load', None) or pixel_cnn_pp.load_checkpoint
+    model = load(prefix)
+    with np.load(PATCHES) as f:
         images = f['testx'][:count]
     # Traced before timing: the encoder's functions on these images, the decoder's loop for
     # a batch (count is a multiple of batch, so there is no shorter last batch).
@@ -121,13 +126,14 @@ def default_size_checkpoint(folder):
     written as our checkpoint in `folder` (the speed of the codec does not need training)."""
     import pixel_cnn_pp
     from pixel_cnn_pp import checkpoints as ck
+    from pixel_cnn_pp.run_folder import RunFolder
 
     model = pixel_cnn_pp.PixelCNN((32, 32, 3), seed=1)
-    with np.load(os.path.join(ROOT, 'data', 'patches', 'patches_32x32.npz')) as f:
+    with np.load(PATCHES) as f:
         model.initialize(f['trainx'][:16])
     ck.training_checkpoint(model, pixel_cnn_pp.PolyakAverage(model.weights)).write(
         os.path.join(folder, 'ckpt-1'))
-    ck.save_model_config(folder, model)
+    RunFolder(folder).save_model_config(model.config)
     return os.path.join(folder, 'ckpt-1')
 
 
@@ -184,8 +190,8 @@ def main():
         return
 
     prefix, train_seconds = checkpoint(args.train_dir)
-    model = load_checkpoint(prefix)
-    with np.load(os.path.join(ROOT, 'data', 'patches', 'patches_32x32.npz')) as f:
+    model = loading.load(prefix)
+    with np.load(PATCHES) as f:
         images = f['testx'][:args.images]
     n, dims = len(images), images.size
     rows, nll, data = sizes(model, images, args.batch)

@@ -1,7 +1,7 @@
 """Does -ac / -nl pay? Equal-sized models, same steps, same data: test bits/dim and step time.
 
 Trains a PixelCNN++ (train.py's Trainer on one device) with no extension, with
-CoordConv (-ac), with causal non-local blocks (-nl) and with both, on the bundled offline patches (data/patches), each for
+CoordConv (-ac), with causal non-local blocks (-nl) and with both, on the bundled offline patches (-d patches), each for
 the same number of steps from the same seed and data order, then reports the test
 bits/dim with the Polyak-averaged weights and the mean time of a training step.
 
@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import results  # noqa: E402
 
-from data.loader import get_loader  # noqa: E402
+from pixel_cnn_pp.data.loader import get_loader  # noqa: E402
 from pixel_cnn_pp import ModelConfig, bits_per_dim, distribute  # noqa: E402
 
 VARIANTS = [('none', {}), ('-ac', dict(add_coords=True)), ('-nl', dict(non_local=True)),

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import results  # noqa: E402
 
-from data.loader import get_loader, to_tf_dataset  # noqa: E402
+from pixel_cnn_pp.data.loader import get_loader, to_tf_dataset  # noqa: E402
 # Kept: each format's writer lives beside the test that checks its reader against it; the
 # bench (run from a checkout) borrows them rather than keep a second copy that could drift.
 from tests.test_data_cifar import write_cifar  # noqa: E402

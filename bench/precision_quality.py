@@ -1,7 +1,7 @@
 """Does bfloat16 training keep the quality? float32 against bfloat16, same steps, same data.
 
 Trains the same PixelCNN++ (train.py's Trainer on one device; nr_resnet 1, nr_filters
-32 by default) on the bundled offline patches (data/patches) once per precision, from
+32 by default) on the bundled offline patches (-d patches) once per precision, from
 the same seed and data order, then reports the test bits/dim of the Polyak-averaged
 weights, evaluated in float32 for every precision (the Trainer's default
 eval_precision), and the median step time. The goal: bfloat16 within 0.02 bits/dim

@@ -119,6 +119,25 @@ def compression_speed(line):
         yield [name, number(r['encode'], 2), number(r['decode'], 2)]
 
 
+def towers(line):
+    """A row per checkout and tower count; the ratios as the line holds them, else computed
+    from the medians as the bench computes them (first step / first step at the fewest
+    towers; images/s / (N/N0 x images/s at N0))."""
+    figures = line['figures']
+    names = {'after': 'this checkout', 'before': '`--before`'}
+    for code, rows in figures['medians'].items():
+        counts = sorted(rows, key=int)
+        base = rows[counts[0]]
+        for n in counts:
+            r = rows[n]
+            yield [names.get(code, code), n, number(r['first_step_s'], 1),
+                   number(r.get('first_step_vs_1_tower',
+                                r['first_step_s'] / base['first_step_s']), 2, '×'),
+                   number(r['images_per_s'], 2),
+                   percent(r.get('scaling_efficiency', r['images_per_s'] / (
+                       int(n) / int(counts[0]) * base['images_per_s'])))]
+
+
 def sampler_agreement(line):
     for r in line['figures']['runs']:
         yield [r['model'], '%d' % r['seed'], '%d' % r['images'], '%d' % r['equal']]
@@ -161,6 +180,8 @@ TABLES = {
     'compression_sizes': ('compression', ['', 'bytes', 'bits/dim'], compression_sizes),
     'compression_speed': ('compression', ['model / codec', 'encode, images/s',
                                           'decode, images/s'], compression_speed),
+    'towers': ('towers', ['code', 'towers', 'first step, s', '÷ fewest towers', 'images/s',
+                          'scaling efficiency'], towers),
     'sampler_agreement': ('sampler_agreement', ['model', 'seed', 'images', 'equal'],
                           sampler_agreement),
     'main_command': ('main_command', ['epoch', 'train bits/dim', 'test bits/dim', 'epoch took',

@@ -56,10 +56,9 @@ def main():
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(',')]
     models = [('golden cifar_small (1x16, 3 mix)',
-               pixel_cnn_pp.load_checkpoint(GOLDEN, nr_resnet=1, nr_filters=16,
-                                            nr_logistic_mix=3))]
+               pixel_cnn_pp.load(GOLDEN, nr_resnet=1, nr_filters=16, nr_logistic_mix=3))]
     if args.checkpoint:
-        models.append((args.checkpoint, pixel_cnn_pp.load_checkpoint(args.checkpoint)))
+        models.append((args.checkpoint, pixel_cnn_pp.load(args.checkpoint)))
     rows, total_equal, total = [], 0, 0
     print('| model | seed | images | equal | differing: (image, first pixel, values) | naive s |')
     print('| --- | --- | --- | --- | --- | --- |')

@@ -133,7 +133,7 @@ def build_trainer(devices, config, jit, precision='float32'):
 
 def step_seconds(trainer, images, labels):
     start = time.perf_counter()
-    nll = trainer.train_step(images, labels)[1].numpy()
+    nll = trainer.train_step(images, labels)[1]
     if not np.isfinite(nll):
         raise FloatingPointError('the training loss is %s' % nll)
     return time.perf_counter() - start

@@ -1,7 +1,8 @@
-"""Cuts the bundled offline data set, data/patches/patches_32x32.npz, from four photographs.
+"""Cuts the bundled offline data set, pixel_cnn_pp/data/patches/patches_32x32.npz, from four
+photographs.
 
 The photos are the public-domain / CC0 ones that scikit-image ships (astronaut, chelsea,
-coffee, rocket; sources and licences in data/patches/SOURCES.md). From each photo:
+coffee, rocket; sources and licences in pixel_cnn_pp/data/patches/SOURCES.md). From each photo:
 
   - the right-most 20% of its width is reserved for the test set: TEST_PER_PHOTO 32x32
     patches are taken there, on a grid with stride 8;
@@ -17,7 +18,7 @@ The label of a patch is the index of its photo (0..3).
 Only needed to rebuild the file; scikit-image is not a requirement of the project:
 
     pip install scikit-image
-    python data/make_patches.py            # writes data/patches/patches_32x32.npz
+    python data/make_patches.py            # writes pixel_cnn_pp/data/patches/patches_32x32.npz
 """
 
 import argparse
@@ -33,7 +34,8 @@ TRAIN_PER_PHOTO = 1000
 TEST_PER_PHOTO = 250
 MIN_RANGE = 8
 SEED = 0
-OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'patches', 'patches_32x32.npz')
+OUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'pixel_cnn_pp',
+                   'data', 'patches', 'patches_32x32.npz')
 
 
 def test_strip_start(width):

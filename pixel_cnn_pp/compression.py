@@ -46,7 +46,7 @@ import tensorflow as tf
 
 from pixel_cnn_pp import coding, mixture
 from pixel_cnn_pp.cached_sampler import CachedSampler
-from pixel_cnn_pp.config import TRAINING_ONLY
+from pixel_cnn_pp.config import TRAINING_ONLY, check_integer
 
 MAGIC = b'PXPP'
 VERSION = 2
@@ -340,9 +340,7 @@ def _short(model):
 
 
 def _check_batch(batch):
-    if isinstance(batch, bool) or int(batch) != batch or batch < 1:
-        raise ValueError("'batch' must be a positive integer, got %r" % (batch,))
-    return int(batch)
+    return check_integer('batch', batch)
 
 
 # --------------------------------------------------------------- the file

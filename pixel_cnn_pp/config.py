@@ -8,7 +8,7 @@ network, its flag in flags.py.
 
     config = ModelConfig(image_shape=(32, 32, 3), nr_resnet=1, nr_filters=32)
     model = PixelCNN(config)
-    text = config.to_json()                    # stored as pixelcnn_config.json
+    text = config.to_json()                    # stored in a run folder (RunFolder)
     ModelConfig.from_json(text).diff(config)   # {} : nothing differs
 
 Plain Python: TensorFlow is needed only to check an attention block's size.
@@ -19,7 +19,10 @@ import json
 from typing import Tuple
 
 NONLINEARITIES = ('concat_elu', 'elu', 'relu')  # nn.NONLINEARITIES implements each
-NL_LEVELS = (0, 1, 2)  # full, half and quarter resolution
+# The network's resolutions, each half as high and wide as the one before (the original's
+# three: full, half and quarter). network.py lays the levels out from this number alone.
+NR_LEVELS = 3
+NL_LEVELS = tuple(range(NR_LEVELS))  # where an attention block may go
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +30,8 @@ class ModelConfig:
     """The options of a PixelCNN++ network, checked when made.
 
     Attributes:
-      image_shape: (H, W, C), H and W positive multiples of 4, C 3 (RGB) or 1.
+      image_shape: (H, W, C), H and W positive multiples of 2^(NR_LEVELS - 1) (4), C 3
+        (RGB) or 1.
       nr_resnet: gated resnet blocks per resolution (original: 5).
       nr_filters: channels of every hidden layer (original: 160).
       nr_logistic_mix: mixture components per pixel (original: 10).
@@ -38,7 +42,7 @@ class ModelConfig:
       add_coords: CoordConv (-ac): two coordinate channels added to the input.
       non_local: causal self-attention blocks (-nl) on the hidden streams.
       nl_levels: resolutions that get a block with non_local: 0 full, 1 half,
-        2 quarter (kept sorted, without repeats).
+        2 quarter, ... (NL_LEVELS; kept sorted, without repeats).
       energy_distance: the original's energy-distance generator head (-ed)
         instead of the mixture likelihood (such a model has no likelihood).
 
@@ -65,12 +69,12 @@ class ModelConfig:
         def set_(name, value):
             object.__setattr__(self, name, value)
 
-        set_('image_shape', tuple(_integer('image_shape', d, 1) for d in self.image_shape))
+        set_('image_shape', tuple(check_integer('image_shape', d, 1) for d in self.image_shape))
         for name in ('nr_resnet', 'nr_filters', 'nr_logistic_mix'):
-            set_(name, _integer(name, getattr(self, name), 1))
-        set_('num_classes', _integer('num_classes', self.num_classes, 0))
-        set_('nl_levels', tuple(sorted(set(_integer('nl_levels', v, 0)
-                                               for v in _sequence('nl_levels', self.nl_levels)))))
+            set_(name, check_integer(name, getattr(self, name), 1))
+        set_('num_classes', check_integer('num_classes', self.num_classes, 0))
+        set_('nl_levels', tuple(sorted(set(check_integer('nl_levels', v, 0)
+                                           for v in _sequence('nl_levels', self.nl_levels)))))
         for name in ('add_coords', 'non_local', 'energy_distance'):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError("'%s' must be True or False; got %r" % (name, getattr(self, name)))
@@ -86,10 +90,11 @@ class ModelConfig:
         if c not in (1, 3):
             raise ValueError("'image_shape' must have 3 (RGB) or 1 channel; got %r"
                              % (self.image_shape,))
-        if h % 4 or w % 4:
-            raise ValueError("'image_shape' height and width must be positive multiples of 4 "
-                             "(the network works at 3 resolutions, halving twice); got %r"
-                             % (self.image_shape,))
+        multiple = 2 ** (NR_LEVELS - 1)
+        if h % multiple or w % multiple:
+            raise ValueError("'image_shape' height and width must be positive multiples of %d "
+                             "(the network works at %d resolutions, halving %d times); got %r"
+                             % (multiple, NR_LEVELS, NR_LEVELS - 1, self.image_shape))
         if self.resnet_nonlinearity not in NONLINEARITIES:
             raise ValueError("'resnet_nonlinearity' must be one of %s; got %r"
                              % (list(NONLINEARITIES), self.resnet_nonlinearity))
@@ -97,8 +102,9 @@ class ModelConfig:
             raise ValueError("'dropout_p' must be in [0, 1); got %r" % (self.dropout_p,))
         if self.non_local:
             if not self.nl_levels or any(v not in NL_LEVELS for v in self.nl_levels):
-                raise ValueError("'nl_levels' must be a non-empty subset of 0 (full resolution), "
-                                 "1 (half), 2 (quarter); got %r" % (self.nl_levels,))
+                raise ValueError("'nl_levels' must be a non-empty subset of %s (0 full resolution, "
+                                 "1 half, 2 quarter, ...); got %r"
+                                 % (', '.join(map(str, NL_LEVELS)), self.nl_levels))
             from pixel_cnn_pp import attention  # TensorFlow: only for a model with -nl
 
             for level in self.nl_levels:
@@ -179,6 +185,22 @@ class ModelConfig:
 TRAINING_ONLY = ('dropout_p',)
 
 
+@dataclasses.dataclass(frozen=True)
+class TrainingDefaults:
+    """The original train.py's training settings: the defaults of Trainer, PolyakAverage
+    and train.py's flags (which read them here, so they are said once)."""
+
+    batch_size: int = 16  # images per tower and step
+    init_batch_size: int = 16  # images of the data-dependent init
+    learning_rate: float = 1e-3
+    lr_decay: float = 0.999995  # the learning rate is multiplied by it before every step
+    polyak_decay: float = 0.9995
+    seed: int = 1
+
+
+TRAINING = TrainingDefaults()
+
+
 def _check_length(image_shape):
     if isinstance(image_shape, (str, bytes)):
         raise ValueError("'image_shape' must be a sequence of 3 integers (height, width, "
@@ -198,15 +220,22 @@ def _sequence(name, value):
     return value
 
 
-def _integer(name, value, low):
-    """int(value) if it is a whole number >= low (strings of digits too, as flags give them)."""
+def check_integer(name, value, low=1, meaning=None):
+    """int(value) if it is a whole number >= low (1 or 0), else ValueError naming `name`.
+
+    The one check of a count the library is given ('batch_size', 'nr_filters', ...);
+    strings of digits pass too, as flags and JSON give them; True and False do not.
+    `meaning` is said after the rule: "'batch_size' must be a positive integer (images
+    per tower); got 0".
+    """
     try:
         number = int(value)
-        whole = not isinstance(value, bool) and number == float(value)
+        whole = type(value).__name__ not in ('bool', 'bool_') and number == float(value)
     except (TypeError, ValueError):
         whole = False
     if not whole or number < low:
-        raise ValueError("'%s' must be %s integer%s; got %r"
+        raise ValueError("'%s' must be %s integer%s%s; got %r"
                          % (name, 'a positive' if low else 'a non-negative',
-                            '' if name != 'nl_levels' else 's', value))
+                            '' if name != 'nl_levels' else 's',
+                            ' (%s)' % meaning if meaning else '', value))
     return number

@@ -23,8 +23,10 @@ each take their own GPUs (`worker_gpus`).
 """
 
 import contextlib
+import functools
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -36,8 +38,26 @@ from concurrent import futures
 import numpy as np
 import tensorflow as tf
 
-from pixel_cnn_pp import _startup
-from pixel_cnn_pp.signals import signals_raise
+from pixel_cnn_pp.config import check_integer
+from pixel_cnn_pp.signals import Stopped, signals_raise
+
+# What TensorFlow said while it started, when a program's entry point captured it
+# (cli.py does, to hide its notices): the lines saying why it found no GPU, and whether
+# its lines went on to stderr. A program that captured nothing leaves these as they are:
+# TensorFlow's lines went to stderr.
+STARTUP = dict(gpu_notes=[], lines_shown=True)
+# The start-up lines that say why no GPU was found.
+_GPU_REASONS = re.compile(
+    r'failed call to cuInit|Could not find cuda drivers|Skipping registering GPU devices'
+    r'|Cannot dlopen some GPU libraries|Could not load dynamic library|no CUDA-capable device')
+
+
+def note_startup_lines(lines, shown):
+    """Keep what TensorFlow's start-up `lines` (captured by the caller, without their log
+    prefix) say about GPUs, for `visible_gpus` to quote; `shown`: whether the caller
+    passed TensorFlow's lines on to stderr."""
+    STARTUP.update(gpu_notes=[line for line in lines if _GPU_REASONS.search(line)],
+                   lines_shown=shown)
 
 
 def _visible_gpus_note():
@@ -64,9 +84,7 @@ def check_tower_count(nr_gpu, num_gpus, cpu_cores=None):
     With no GPU at all (num_gpus == 0) the CPU is split into `nr_gpu` logical
     devices, up to `max_cpu_towers(cpu_cores)` (cpu_cores: os.cpu_count()).
     """
-    if isinstance(nr_gpu, bool) or int(nr_gpu) != nr_gpu or nr_gpu < 1:
-        raise ValueError('--nr_gpu must be a positive integer (towers, one per GPU); got %r'
-                         % (nr_gpu,))
+    nr_gpu = check_integer('nr_gpu', nr_gpu, meaning='towers, one per GPU')
     cores = cpu_cores if cpu_cores is not None else os.cpu_count() or 1
     limit = max_cpu_towers(cores)
     if not num_gpus and nr_gpu > limit:
@@ -112,10 +130,10 @@ def no_gpu_reason(notes, is_cuda_build, lines_shown):
     """TensorFlow's reason for seeing no GPU, in one phrase.
 
     Args:
-      notes: its start-up lines about GPUs (_startup.GPU_NOTES), e.g. "failed call to
+      notes: its start-up lines about GPUs (STARTUP['gpu_notes']), e.g. "failed call to
         cuInit: ...".
       is_cuda_build: tf.sysconfig.get_build_info()['is_cuda_build'].
-      lines_shown: TensorFlow's own lines went to stderr (TF_CPP_MIN_LOG_LEVEL is set).
+      lines_shown: TensorFlow's own lines went to stderr (nothing hid them).
     """
     if not is_cuda_build:
         return ('this TensorFlow is a CPU-only build (pip install "tensorflow[and-cuda]" '
@@ -141,9 +159,9 @@ def visible_gpus():
     evidence = gpu_evidence(os.environ.get('CUDA_VISIBLE_DEVICES'),
                             os.path.exists(NVIDIA_DRIVER_FILE), shutil.which('nvidia-smi'))
     if evidence:
-        reason = no_gpu_reason(_startup.GPU_NOTES,
+        reason = no_gpu_reason(STARTUP['gpu_notes'],
                                tf.sysconfig.get_build_info().get('is_cuda_build', False),
-                               not _startup.lines_captured)
+                               STARTUP['lines_shown'])
         raise ValueError('GPUs are expected here (%s) but TensorFlow sees none: %s. Not '
                          'falling back to the CPU; to run on the CPU, set CUDA_VISIBLE_DEVICES= '
                          '(empty)' % (evidence, reason))
@@ -258,6 +276,14 @@ def describe_towers(devices, multi_worker=False):
             % (towers, worker, n, os.cpu_count() or 1))
 
 
+def op_determinism():
+    """True when TensorFlow runs deterministic kernels only (enable_op_determinism), read
+    back from TensorFlow (it has no public getter)."""
+    from tensorflow.python.framework import config  # pylint: disable=g-direct-tensorflow-import
+
+    return config.is_op_determinism_enabled()
+
+
 def sampling_devices(nr_gpu=None):
     """The devices sample.py draws on: `nr_gpu` towers (configure_devices), or by default
     every visible GPU, else the CPU. Call it before TensorFlow starts, as configure_devices.
@@ -310,7 +336,7 @@ def make_strategy(devices, multi_worker=False, worker_timeout=600, log=None, clu
     Raises:
       ValueError: no cluster (neither TF_CONFIG nor srun), or not one with this task.
       WorkersNotReady: a worker did not answer within `worker_timeout`.
-      WaitStopped: SIGTERM or SIGINT arrived while waiting.
+      signals.Stopped: SIGTERM or SIGINT arrived while waiting.
     """
     if multi_worker or cluster is not None:
         log = log or _print_now
@@ -444,14 +470,6 @@ class WorkersNotReady(TimeoutError):
     """A worker of the cluster did not answer within the time allowed."""
 
 
-class WaitStopped(Exception):
-    """SIGTERM or SIGINT (`signum`) ended the wait for the workers."""
-
-    def __init__(self, signum):
-        super().__init__('stopped by signal %d while waiting for the workers' % signum)
-        self.signum = signum
-
-
 def cluster_of_tf_config(text):
     """([(task name, 'host:port')] of every training task, this task's name) from TF_CONFIG.
 
@@ -506,14 +524,15 @@ def wait_for_workers(tasks, me, timeout, log=None, poll_seconds=0.2, source='TF_
       source: where the cluster was read (messages name it).
     Raises:
       WorkersNotReady: naming the workers that did not answer in time.
-      WaitStopped: on SIGTERM or SIGINT.
+      signals.Stopped: on SIGTERM or SIGINT ('while waiting for the workers').
       ValueError: this task's own port is taken by another program.
     """
     log = log or _print_now
     addresses = dict(tasks)
     others = [name for name, _ in tasks if name != me]
     deadline = time.monotonic() + timeout if timeout else None
-    with signals_raise(WaitStopped), contextlib.closing(_listen(addresses[me], me, source)):
+    stopped = functools.partial(Stopped, where='while waiting for the workers')
+    with signals_raise(stopped), contextlib.closing(_listen(addresses[me], me, source)):
         log('waiting for workers %s ... (this is %s, %s; up to %s)'
             % (', '.join('%s (%s)' % (addresses[n], n) for n in others) or '(none)', me,
                addresses[me], '%g s, --worker_timeout' % timeout if timeout else 'no time limit'))

@@ -23,10 +23,12 @@ import tempfile
 import time
 
 
-def _umask():
+def give_usual_mode(path, folder=False):
+    """Give a file (or folder) made by mkstemp (mkdtemp), which are private to their owner,
+    the mode any new file (folder) gets here: readable by whoever may read its folder."""
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    os.chmod(path, (0o777 if folder else 0o666) & ~mask)
 
 
 def atomic_write(path, write, replace=True):
@@ -57,7 +59,7 @@ def land_together(writes, replace=True):
         for path, write in writes:
             temporaries.append(_temporary_beside(path))
             write(temporaries[-1])
-            os.chmod(temporaries[-1], 0o666 & ~_umask())
+            give_usual_mode(temporaries[-1])
         with signals.deferred():
             for tmp, (path, _) in zip(temporaries, writes):
                 _rename(tmp, path, replace)
@@ -115,7 +117,7 @@ def new_folder(path, what='folder'):
                            suffix='.partial')
     try:
         yield tmp
-        os.chmod(tmp, 0o777 & ~_umask())
+        give_usual_mode(tmp, folder=True)
         with signals.deferred():
             try:
                 os.rename(tmp, path)  # onto an empty folder: replaces it; else fails
@@ -157,7 +159,6 @@ def write_json(path, value):
 
 # ------------------------------------------------------------------ a folder's lock
 
-LOCK_FILE = 'run.lock'
 _LOCK_START = '{"pid": '  # how every lock this module writes begins (json.dump of its dict)
 
 
@@ -169,7 +170,7 @@ class FolderLock:
     """An exclusive claim of a folder by this process, for as long as it runs in it.
 
     Taking it creates the folder if needed (which also shows that it can be written),
-    then `<folder>/run.lock` with an exclusive create (O_CREAT | O_EXCL: of two
+    then `<folder>/<lock_name>` with an exclusive create (O_CREAT | O_EXCL: of two
     processes, one succeeds), holding this process's pid, host, start time and a
     token. A lock that exists already is:
       - refused (FolderInUse) if its process is alive on this host, naming its pid;
@@ -184,14 +185,15 @@ class FolderLock:
     `release()` (or leaving the `with` block) removes the lock, and the folders the
     lock created if nothing else was written into them.
 
-        with FolderLock(save_dir, what='--save_dir'):
+        with FolderLock(save_dir, 'train.lock', what='--save_dir'):
             ...                     # nothing else can run in save_dir meanwhile
 
     Args:
       folder: the folder to claim.
+      lock_name: the lock file's name in the folder (a run folder's: RunFolder.lock;
+        output_lock's claims outputs).
       what: how messages name the folder (e.g. the flag that gave it).
       log: prints a line (the note when a stale lock is replaced).
-      lock_name: the lock file's name in the folder (output_lock claims outputs).
       claims: what messages say is claimed (default: the folder).
     Raises:
       FolderInUse: another live process holds the folder.
@@ -199,7 +201,7 @@ class FolderLock:
         one of ours (says why).
     """
 
-    def __init__(self, folder, what='folder', log=print, lock_name=LOCK_FILE, claims=None):
+    def __init__(self, folder, lock_name, what='folder', log=print, claims=None):
         self.folder, self.what, self.log = os.fspath(folder), what, log
         if not self.folder:
             raise ValueError('%s is empty: give a folder' % what)
@@ -349,7 +351,7 @@ def output_lock(prefix, what):
     """
     prefix = os.fspath(prefix)
     folder, name = os.path.split(os.path.abspath(prefix))
-    return FolderLock(folder, what, lock_name=name + '.lock', claims=prefix)
+    return FolderLock(folder, name + '.lock', what, claims=prefix)
 
 
 def _make_folders(folder, subject):

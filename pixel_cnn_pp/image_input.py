@@ -40,7 +40,7 @@ def read_images(paths, shape=None, what='images'):
             if not files:
                 raise ValueError('%s: a folder without .png/.jpg/.jpeg images' % path)
             for f in files:
-                images.append(_read_file(os.path.join(path, f)))
+                images.append(read_image_file(os.path.join(path, f)))
                 names.append(os.path.join(path, f))
         elif not os.path.exists(path):
             raise ValueError('%s: no such file or folder' % path)
@@ -49,7 +49,7 @@ def read_images(paths, shape=None, what='images'):
             images.extend(batch)
             names.extend('%s[%d]' % (path, i) for i in range(len(batch)))
         else:
-            images.append(_read_file(path))
+            images.append(read_image_file(path))
             names.append(path)
     if not images:
         raise ValueError('no images given')
@@ -101,23 +101,32 @@ def _shape(shape):
     return '%dx%dx%d (%s)' % (h, w, c, {1: 'one channel', 3: 'RGB'}.get(c, '%d channels' % c))
 
 
-def _read_file(path):
-    """One image file as uint8 (H, W, C), C 1 (grey) or 3 (RGB), exactly as stored."""
+def read_image_file(path, drop_alpha=False):
+    """One image file (PNG, JPEG) as uint8 (H, W, C), C 1 (grey) or 3 (RGB).
+
+    The one image-file reader of the project. By default the image is read exactly as
+    stored or refused (`_png_refusal`: 16 bits, alpha, a transparent colour); with
+    drop_alpha (a data set's images: the model sees grey or RGB) an alpha channel is
+    dropped instead. Raises ValueError naming the path: unreadable, not 8-bit, not an
+    image of 1 or 3 channels (2 or 4 with drop_alpha).
+    """
     import imageio.v3 as iio  # lazily: only readers of image files need it
 
-    refusal = _png_refusal(path)
+    refusal = None if drop_alpha else _png_refusal(path)
     if refusal:
         raise ValueError('%s: %s' % (path, refusal))
     try:
         image = np.asarray(iio.imread(path))
     except Exception as e:  # imageio's plugins raise many types for a damaged file
-        raise ValueError('%s: not a readable image (%s)' % (path, str(e).splitlines()[0]
-                                                            if str(e) else type(e).__name__)) \
+        raise ValueError('%s: not a readable image (%s); a PNG or JPEG file is expected'
+                         % (path, str(e).splitlines()[0] if str(e) else type(e).__name__)) \
             from None
     if image.dtype != np.uint8:
         raise ValueError('%s: %s pixels; 8-bit images are expected' % (path, image.dtype))
     if image.ndim == 2:
         image = image[..., None]
+    if drop_alpha and image.ndim == 3 and image.shape[-1] in (2, 4):
+        image = image[..., :-1]
     if image.ndim != 3 or image.shape[-1] not in (1, 3):
         raise ValueError('%s: shape %s is not a grey or RGB image (1 or 3 channels)'
                          % (path, image.shape))

@@ -11,15 +11,16 @@ that land together or not at all).
     save_image_grid('save/cifar_sample3.png', samples, label=['cifar', 'epoch 3'],
                     scale=viewing_scale(samples.shape[1:3]))   # 4x for 32x32, a label above
 
-A label is drawn with a 5x7 bitmap font of this file's own (lower-case letters,
-digits and a little punctuation), so labelling needs no font files and no imaging
-library beyond the PNG writer.
+A label is drawn in Pillow's own font (`PIL.ImageFont.load_default`: Aileron,
+scalable, shipped inside Pillow, which comes with imageio), so labelling needs no font
+file of the system's.
 """
 
 import math
 
 import numpy as np
 
+from pixel_cnn_pp.config import check_integer
 from pixel_cnn_pp.files import atomic_write
 
 
@@ -51,9 +52,7 @@ def tile_images(images, columns=None, border=1, fill=255):
     n, h, w, c = images.shape
     if columns is None:
         columns = int(math.ceil(math.sqrt(n)))
-    if int(columns) != columns or columns < 1:
-        raise ValueError("'columns' must be a positive integer, got %r" % (columns,))
-    columns = int(columns)
+    columns = check_integer('columns', columns)
     rows = int(math.ceil(n / columns))
     grid = np.full((rows * (h + border) + border, columns * (w + border) + border, c), fill,
                    np.uint8)
@@ -74,111 +73,67 @@ def viewing_scale(image_size, target=128):
 
 def upscale(image, factor):
     """Nearest-neighbour: every pixel of a (H, W, ...) array becomes a factor x factor block."""
-    if int(factor) != factor or factor < 1:
-        raise ValueError("'factor' must be a positive integer, got %r" % (factor,))
-    factor = int(factor)
+    factor = check_integer('factor', factor)
     return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
 
 
-# The font: 5 columns x 7 rows per character, '#' ink, and an 8th row for the descenders
-# of g, p, q and y; each character takes 6 columns (one of space). Upper-case letters
-# are drawn lower-case; a character it lacks, as '?'.
-_GLYPH_ROWS, _GLYPH_COLUMNS = 8, 5
-_FONT_SOURCE = {
-    'a': '..... ..... .###. ....# .#### #...# .####',
-    'b': '#.... #.... ####. #...# #...# #...# ####.',
-    'c': '..... ..... .#### #.... #.... #.... .####',
-    'd': '....# ....# .#### #...# #...# #...# .####',
-    'e': '..... ..... .###. #...# ##### #.... .###.',
-    'f': '..##. .#..# .#... ###.. .#... .#... .#...',
-    'g': '..... ..... .#### #...# #...# .#### ....# .###.',
-    'h': '#.... #.... #.##. ##..# #...# #...# #...#',
-    'i': '..#.. ..... .##.. ..#.. ..#.. ..#.. .###.',
-    'j': '...#. ..... ..##. ...#. ...#. #..#. .##..',
-    'k': '#.... #.... #..#. #.#.. ##... #.#.. #..#.',
-    'l': '.##.. ..#.. ..#.. ..#.. ..#.. ..#.. .###.',
-    'm': '..... ..... ##.#. #.#.# #.#.# #.#.# #.#.#',
-    'n': '..... ..... #.##. ##..# #...# #...# #...#',
-    'o': '..... ..... .###. #...# #...# #...# .###.',
-    'p': '..... ..... ####. #...# #...# ####. #.... #....',
-    'q': '..... ..... .#### #...# #...# .#### ....# ....#',
-    'r': '..... ..... #.##. ##..# #.... #.... #....',
-    's': '..... ..... .#### #.... .###. ....# ####.',
-    't': '.#... .#... ###.. .#... .#... .#..# ..##.',
-    'u': '..... ..... #...# #...# #...# #..## .##.#',
-    'v': '..... ..... #...# #...# #...# .#.#. ..#..',
-    'w': '..... ..... #...# #...# #.#.# #.#.# .#.#.',
-    'x': '..... ..... #...# .#.#. ..#.. .#.#. #...#',
-    'y': '..... ..... #...# #...# #...# .#### ....# .###.',
-    'z': '..... ..... ##### ...#. ..#.. .#... #####',
-    '0': '.###. #...# #..## #.#.# ##..# #...# .###.',
-    '1': '..#.. .##.. ..#.. ..#.. ..#.. ..#.. .###.',
-    '2': '.###. #...# ....# ...#. ..#.. .#... #####',
-    '3': '##### ...#. ..#.. ...#. ....# #...# .###.',
-    '4': '...#. ..##. .#.#. #..#. ##### ...#. ...#.',
-    '5': '##### #.... ####. ....# ....# #...# .###.',
-    '6': '..##. .#... #.... ####. #...# #...# .###.',
-    '7': '##### ....# ...#. ..#.. .#... .#... .#...',
-    '8': '.###. #...# #...# .###. #...# #...# .###.',
-    '9': '.###. #...# #...# .#### ....# ...#. .##..',
-    ' ': '..... ..... ..... ..... ..... ..... .....',
-    '.': '..... ..... ..... ..... ..... .##.. .##..',
-    ',': '..... ..... ..... ..... .##.. ..#.. .#...',
-    ':': '..... .##.. .##.. ..... .##.. .##.. .....',
-    '/': '..... ....# ...#. ..#.. .#... #.... .....',
-    '-': '..... ..... ..... ##### ..... ..... .....',
-    '+': '..... ..#.. ..#.. ##### ..#.. ..#.. .....',
-    '=': '..... ..... ##### ..... ##### ..... .....',
-    '_': '..... ..... ..... ..... ..... ..... #####',
-    '(': '...#. ..#.. .#... .#... .#... ..#.. ...#.',
-    ')': '.#... ..#.. ...#. ...#. ...#. ..#.. .#...',
-    '%': '##... ##..# ...#. ..#.. .#... #..## ...##',
-    '?': '.###. #...# ....# ...#. ..#.. ..... ..#..',
-}
-_FONT = {char: np.array([[c == '#' for c in row] for row in (rows + ' .....').split()[:8]],
-                        bool)
-         for char, rows in _FONT_SOURCE.items()}
+LABEL_SIZE = 16  # pixels: the labels' font size (about the original grid's 4x-upscaled pixels)
 
 
-def render_text(text, scale=1):
-    """A bool mask (8*scale, 6*len(text)*scale) of `text` in the built-in font, True = ink."""
-    glyphs = [_FONT.get(char, _FONT.get(char.lower(), _FONT['?'])) for char in text]
-    gap = np.zeros((_GLYPH_ROWS, 1), bool)
-    mask = np.concatenate([np.concatenate([g, gap], axis=1) for g in glyphs], axis=1) \
-        if glyphs else np.zeros((_GLYPH_ROWS, 0), bool)
-    return upscale(mask, scale)
+def _font(size):
+    from PIL import ImageFont  # lazily: only labels need it
+
+    return ImageFont.load_default(size)
 
 
-def text_width(text, scale=1):
-    """Pixels `render_text(text, scale)` takes across."""
-    return (_GLYPH_COLUMNS + 1) * len(text) * scale
+def render_text(text, size=LABEL_SIZE):
+    """uint8 (line height, width) coverage of `text` in Pillow's font: 0 none, 255 all ink.
+
+    The height is the font's line height at `size` pixels (ascent and descent), the
+    same for every text; the width, the text's advance, rounded up.
+    """
+    from PIL import Image, ImageDraw
+
+    font = _font(size)
+    ascent, descent = font.getmetrics()
+    canvas = Image.new('L', (max(1, math.ceil(font.getlength(text))), ascent + descent), 0)
+    ImageDraw.Draw(canvas).text((0, 0), text, fill=255, font=font)
+    return np.asarray(canvas)
 
 
-def label_image(image, parts, scale=2, fill=255, ink=0, separator='  '):
+def text_width(text, size=LABEL_SIZE):
+    """Pixels `render_text(text, size)` takes across."""
+    return render_text(text, size).shape[1]
+
+
+def label_image(image, parts, size=LABEL_SIZE, fill=255, ink=0, separator='  '):
     """`image` (H, W, C) with a strip of text above it: `parts` joined on lines that fit.
 
     Parts are put on one line, `separator` between them, while the line fits the
     image's width; then a new line starts. A part wider than the image widens the
     canvas (the image stays at the top left of its region, the rest `fill`). The
-    rows below the strip hold `image` unchanged.
+    rows below the strip hold `image` unchanged. The text is `ink` on `fill`, its
+    edges blended (Pillow's anti-aliasing).
     """
     image = np.asarray(image)
-    margin, leading = 2 * scale, 3 * scale  # left and top margin; space between lines
+    margin = leading = max(1, size // 4)  # around the text; between lines
     lines = []
     for part in (str(p) for p in parts):
-        if lines and margin + text_width(lines[-1] + separator + part, scale) <= image.shape[1]:
+        if lines and 2 * margin + text_width(lines[-1] + separator + part, size) <= \
+                image.shape[1]:
             lines[-1] += separator + part
         else:
             lines.append(part)
-    # A glyph's column of space is the right margin.
-    width = max([image.shape[1]] + [margin + text_width(line, scale) for line in lines])
-    strip = np.zeros((margin + len(lines) * (_GLYPH_ROWS * scale + leading), width), bool)
-    for k, line in enumerate(lines):
-        mask = render_text(line, scale)
-        top = margin + k * (_GLYPH_ROWS * scale + leading)
-        strip[top:top + mask.shape[0], margin:margin + mask.shape[1]] = mask
+    rendered = [render_text(line, size) for line in lines]
+    height = rendered[0].shape[0] if rendered else 0
+    width = max([image.shape[1]] + [2 * margin + r.shape[1] for r in rendered])
+    coverage = np.zeros((margin + len(lines) * (height + leading), width), np.float64)
+    for k, text in enumerate(rendered):
+        top = margin + k * (height + leading)
+        coverage[top:top + height, margin:margin + text.shape[1]] = text / 255.0
+    strip = np.rint(fill + (ink - fill) * coverage).astype(np.uint8)
     out = np.full((strip.shape[0] + image.shape[0], width) + image.shape[2:], fill, np.uint8)
-    out[:strip.shape[0]][strip] = ink
+    out[:strip.shape[0]] = strip.reshape(strip.shape + (1,) * (image.ndim - 2))
     out[strip.shape[0]:, :image.shape[1]] = image
     return out
 

@@ -22,7 +22,8 @@ Layout of the network output l, (..., K) with M components (`output_channels` gi
   l[..., :M]                          mixture logits
   l[..., M:] reshaped to (C, 3M) RGB  per channel: means | log_scales | coefficients
                          (C, 2M) 1ch  per channel: means | log_scales
-Values are on the model's scale: level j is (j - 127.5) / 127.5, in [-1, 1].
+Values are on the model's scale: level j is (j - 127.5) / 127.5, in [-1, 1] (`to_value`;
+`to_level` is the way back, the quantisation every sampler applies to its draws).
 """
 
 import collections
@@ -44,6 +45,18 @@ class Mixture(collections.namedtuple('Mixture', 'logits means log_scales coeffs'
     channel; coeffs (..., 3, M) after tanh for RGB (coeffs[..., 0, :] green's on red,
     [..., 1, :] blue's on red, [..., 2, :] blue's on green), None for one channel.
     """
+
+
+def to_value(levels):
+    """Levels 0..255 (float, TensorFlow or NumPy) -> the model's scale, in [-1, 1], as the
+    original scales its images: (level - 127.5) / 127.5, in the levels' dtype."""
+    return (levels - 127.5) / 127.5
+
+
+def to_level(x):
+    """Values on the model's scale (TensorFlow) -> the nearest of the LEVELS levels, float
+    0..255: what a sampler keeps of a draw (rounded half to even, as np.rint; clipped)."""
+    return tf.clip_by_value(tf.round((x + 1.0) * 127.5), 0.0, LEVELS - 1.0)
 
 
 def output_channels(num_channels, nr_logistic_mix):

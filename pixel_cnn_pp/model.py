@@ -1,55 +1,80 @@
 """The PixelCNN++ network (Salimans, Karpathy, Chen, Kingma 2017) as a tf.Module.
 
 The up pass and the down pass below read like Figure 2 of the paper: two
-streams, u (everything above) and ul (above and to the left), through three
-resolutions with nr_resnet gated resnet blocks each, skip connections from the
-up pass into the down pass, and a 1x1 output layer giving the parameters of a
-mixture of discretized logistics at every pixel.
+streams, u (everything above) and ul (above and to the left), through the
+resolutions network.py describes (the original's three) with nr_resnet gated
+resnet blocks each, skip connections from the up pass into the down pass, and a
+1x1 output layer giving the parameters of a mixture of discretized logistics at
+every pixel. The model creates the layers network.describe lays out, and walks
+the same description to run them.
 
 Layers are created in the order in which openai/pixel-cnn creates them, and
 numbered per kind (conv2d_0, ..., dense_0, ..., deconv2d_0, ...), so a checkpoint of the
 original loads by name (see checkpoints.py).
 """
 
-import collections
 import types
 
 import numpy as np
 import tensorflow as tf
 
-from pixel_cnn_pp import attention, coords, losses, mixture, nn
+from pixel_cnn_pp import attention, coords, losses, mixture, network, nn
 from pixel_cnn_pp import precision as precisions
-from pixel_cnn_pp.config import ModelConfig
+from pixel_cnn_pp.config import ModelConfig, check_integer
 
 # The original's energy-distance head (-ed): samples per image, noise channels, width.
 ED_SAMPLES, ED_NOISE_CHANNELS, ED_WIDTH = 10, 4, 64
 
 
-class Level(collections.namedtuple('Level', 'up attention downsample down upsample')):
-    """One resolution of the network (level 0 the image's; each next one half as high and wide).
-
-    up: [(u_block, ul_block)], the up pass's gated resnets here, in order;
-    attention: the causal non-local block after them (-nl), or None;
-    downsample: (u_conv, ul_conv), the stride-2 convs into the next level, or None (coarsest);
-    down: [(u_block, ul_block)], the down pass's gated resnets here, in order;
-    upsample: (u_deconv, ul_deconv), the stride-2 deconvs from here into the finer level
-      (after `down`), or None at level 0.
-    """
-
-
-class Network(collections.namedtuple('Network', 'u_init ul_init_down ul_init_right levels out')):
-    """A PixelCNN's layers by resolution (PixelCNN.network), in the order forward uses them.
-
-    u_init, ul_init_down, ul_init_right: the first convs (u: [2, 3] over the rows above;
-    ul: [1, 3] over the row above plus [2, 1] over the column to the left); levels: a Level
-    per resolution, finest first (the down pass walks them coarsest first); out: the 1x1
-    output layer (None for an energy-distance model).
-    """
-
-
 def _generator(seed):
     return (tf.random.Generator.from_seed(seed) if seed is not None
             else tf.random.Generator.from_non_deterministic_state())
+
+
+class _Maker:
+    """Creates a model's layers one after another: numbered per kind (nn.Namer), with weights
+    drawn from `rng`, listed in `created` (the creation order named_weights follows)."""
+
+    def __init__(self, rng, created):
+        self.namer, self.rng, self.created = nn.Namer(), rng, created
+
+    def add(self, item):
+        self.created.append(item)
+        return item
+
+    def __call__(self, cls, *args, **kwargs):
+        return self.add(cls(self.namer, *args, rng=self.rng, **kwargs))
+
+    def pairs(self, specs):
+        """The gated resnets of network.Pairs (u, then ul), options from the description; a
+        block's auxiliary input has F channels per value it names."""
+        def block(options, aux):
+            return self(nn.GatedResnet, aux_channels=options['num_filters'] * len(aux), **options)
+        return tuple(p._replace(u=block(p.u, p.u_aux), ul=block(p.ul, p.ul_aux)) for p in specs)
+
+
+class _ForwardPairs:
+    """Runs a forward pass's gated resnet pairs (network.Pair): a u block, then a ul block,
+    each given the auxiliary input its pair names; numbers the blocks in order (the dropout
+    seed of block k folds k into the pass's seed) and reports progress after each."""
+
+    def __init__(self, net, h, get, init, dropout_p, seed, progress):
+        self.h, self.get, self.init, self.dropout_p, self.seed = h, get, init, dropout_p, seed
+        self.progress, self.done = progress, 0
+        self.total = 2 * sum(len(level.up) + len(level.down) for level in net.levels)
+
+    def __call__(self, p, u, ul, u_skips=None, ul_skips=None):
+        u = self._block(p.u, u, network.auxiliary(p.u_aux, skips=u_skips))
+        return u, self._block(p.ul, ul, network.auxiliary(p.ul_aux, u, ul_skips))
+
+    def _block(self, block, x, a):
+        self.done += 1
+        seed = (None if self.dropout_p <= 0
+                else tf.random.experimental.stateless_fold_in(self.seed, self.done))
+        out = block(x, a, self.h, self.get, self.init, self.dropout_p, seed)
+        if self.progress is not None:
+            self.progress(self.done, self.total)
+        return out
 
 
 class PixelCNN(tf.Module):
@@ -111,62 +136,63 @@ class PixelCNN(tf.Module):
         # The extensions draw from their own generator, so that with the same
         # seed the original layers get the same weights with or without them.
         rng, ext_rng = _generator(seed), _generator(None if seed is None else seed + 1)
-        # Creation order of every layer and block (not tracked by tf.Module).
-        self._order = types.SimpleNamespace(items=[], nl_index={})
-        self._build(c, nn.Namer(), rng, ext_rng)
+        # Every layer in creation order, and the network view (not tracked by tf.Module).
+        self._layers = types.SimpleNamespace(created=[], network=None)
+        self._build(c, rng, ext_rng)
         self._compiled = types.SimpleNamespace(functions={})  # not tracked by tf.Module
 
-    def _build(self, c, namer, rng, ext_rng):
-        """Every layer and block, created in the original's order (forward() uses them)."""
-        F, R, K = c.nr_filters, c.nr_resnet, c.num_classes
+    def _build(self, c, rng, ext_rng):
+        """Every layer network.describe(c) lays out, created in the original's order."""
+        F, make = c.nr_filters, _Maker(rng, self._layers.created)
         # The channels network_input gives (the image, then what is known up front).
         in_channels = self.network_input(tf.zeros((1,) + c.image_shape)).shape[-1]
-
-        def created(item):
-            self._order.items.append(item)
-            return item
-
-        def u_block(aux):  # a gated resnet of the u stream (sees above)
-            return created(nn.GatedResnet(namer, F, nn.DownShiftedConv2d, c.resnet_nonlinearity,
-                                          aux, K, rng))
-
-        def ul_block(aux):  # a gated resnet of the ul stream (sees above and left)
-            return created(nn.GatedResnet(namer, F, nn.DownRightShiftedConv2d,
-                                          c.resnet_nonlinearity, aux, K, rng))
-
-        def layer(cls, *args, **kwargs):
-            return created(cls(namer, *args, rng=rng, **kwargs))
-
-        self.u_init = layer(nn.DownShiftedConv2d, in_channels, F, (2, 3))
-        self.ul_init_down = layer(nn.DownShiftedConv2d, in_channels, F, (1, 3))
-        self.ul_init_right = layer(nn.DownRightShiftedConv2d, in_channels, F, (2, 1))
-        self.up_blocks, self.up_strided, self.nl_blocks = [], [], []
-        for level in range(3):
-            self.up_blocks.append([(u_block(0), ul_block(F)) for _ in range(R)])
-            if c.non_local and level in c.nl_levels:
-                self._order.nl_index[level] = len(self.nl_blocks)
-                self.nl_blocks.append(created(attention.CausalSelfAttention(
-                    'nonlocal_%d' % len(self.nl_blocks), F, max(F // 2, 8), ext_rng)))
-            if level < 2:
-                self.up_strided.append((layer(nn.DownShiftedConv2d, F, F, stride=(2, 2)),
-                                        layer(nn.DownRightShiftedConv2d, F, F, stride=(2, 2))))
-        self.down_blocks, self.down_strided = [], []
-        for level in range(3):
-            reps = R if level == 0 else R + 1
-            self.down_blocks.append([(u_block(F), ul_block(2 * F)) for _ in range(reps)])
-            if level < 2:
-                self.down_strided.append((
-                    layer(nn.DownShiftedDeconv2d, F, F, stride=(2, 2)),
-                    layer(nn.DownRightShiftedDeconv2d, F, F, stride=(2, 2))))
+        self.u_init = make(nn.DownShiftedConv2d, in_channels, F, (2, 3))
+        self.ul_init_down = make(nn.DownShiftedConv2d, in_channels, F, (1, 3))
+        self.ul_init_right = make(nn.DownRightShiftedConv2d, in_channels, F, (2, 1))
+        levels = self._build_levels(network.describe(c), F, make, ext_rng)
+        out = None
         if c.energy_distance:
             # The original's -ed head: noise-fed 1x1 layers giving image samples.
-            self.ed_head = [layer(nn.Dense, F, ED_WIDTH),
-                            layer(nn.Dense, ED_NOISE_CHANNELS, ED_WIDTH),
-                            layer(nn.Dense, 2 * ED_WIDTH, ED_WIDTH),
-                            layer(nn.Dense, 2 * ED_WIDTH, c.image_shape[-1], init_scale=0.1)]
+            self.ed_head = [make(nn.Dense, F, ED_WIDTH),
+                            make(nn.Dense, ED_NOISE_CHANNELS, ED_WIDTH),
+                            make(nn.Dense, 2 * ED_WIDTH, ED_WIDTH),
+                            make(nn.Dense, 2 * ED_WIDTH, c.image_shape[-1], init_scale=0.1)]
         else:
-            self.out = layer(nn.Dense, F,
-                             mixture.output_channels(c.image_shape[-1], c.nr_logistic_mix))
+            out = self.out = make(nn.Dense, F,
+                                  mixture.output_channels(c.image_shape[-1], c.nr_logistic_mix))
+        self._layers.network = network.Network(self.u_init, self.ul_init_down,
+                                               self.ul_init_right, levels, out)
+
+    def _build_levels(self, levels, F, make, ext_rng):
+        """The levels' layers (the description's Levels with the layers in place): the up pass
+        finest first (pairs, attention, stride-2 convs down), then the down pass coarsest first
+        (pairs, stride-2 deconvs up). The lists up_blocks, up_strided, nl_blocks (finest
+        first), down_blocks and down_strided (coarsest first) are what our checkpoints name.
+        """
+        levels = list(levels)
+        self.up_blocks, self.up_strided, self.nl_blocks = [], [], []
+        for l, level in enumerate(levels):
+            up, block, strided = make.pairs(level.up), None, None
+            self.up_blocks.append([(p.u, p.ul) for p in up])
+            if level.attention is not None:
+                block = make.add(attention.CausalSelfAttention(
+                    'nonlocal_%d' % len(self.nl_blocks), rng=ext_rng, **level.attention))
+                self.nl_blocks.append(block)
+            if level.downsample is not None:  # into the next level
+                strided = (make(nn.DownShiftedConv2d, F, F, stride=(2, 2)),
+                           make(nn.DownRightShiftedConv2d, F, F, stride=(2, 2)))
+                self.up_strided.append(strided)
+            levels[l] = level._replace(up=up, attention=block, downsample=strided)
+        self.down_blocks, self.down_strided = [], []
+        for l, level in reversed(list(enumerate(levels))):
+            down, strided = make.pairs(level.down), None
+            self.down_blocks.append([(p.u, p.ul) for p in down])
+            if level.upsample is not None:  # into the level before
+                strided = (make(nn.DownShiftedDeconv2d, F, F, stride=(2, 2)),
+                           make(nn.DownRightShiftedDeconv2d, F, F, stride=(2, 2)))
+                self.down_strided.append(strided)
+            levels[l] = level._replace(down=down, upsample=strided)
+        return tuple(levels)
 
     @property
     def config(self):
@@ -179,24 +205,15 @@ class PixelCNN(tf.Module):
 
     @property
     def network(self):
-        """The layers by resolution (a Network of Levels), for what walks the network step by
-        step, as the cached sampler does: the layer objects forward uses, nothing new.
+        """The layers by resolution (network.Network of network.Levels): network.describe's
+        description of this model with its layers in place. What forward runs and the
+        cached sampler walks step by step.
 
         Example:
             for level in model.network.levels:      # finest first
-                for u_block, ul_block in level.up: ...
+                for pair in level.up: pair.u, pair.ul, pair.ul_aux ...
         """
-        nr_levels = len(self.up_blocks)
-        attention_at = {level: self.nl_blocks[k] for level, k in self._order.nl_index.items()}
-        levels = tuple(Level(
-            up=self.up_blocks[l], attention=attention_at.get(l),
-            downsample=self.up_strided[l] if l + 1 < nr_levels else None,
-            # The down pass runs coarsest first: its lists are indexed from the coarsest level.
-            down=self.down_blocks[nr_levels - 1 - l],
-            upsample=self.down_strided[nr_levels - 1 - l] if l > 0 else None)
-            for l in range(nr_levels))
-        return Network(self.u_init, self.ul_init_down, self.ul_init_right, levels,
-                       getattr(self, 'out', None))
+        return self._layers.network
 
     # ------------------------------------------------------------------ network
 
@@ -208,7 +225,7 @@ class PixelCNN(tf.Module):
         which the original does not have, are 'model/nonlocal_<k>/<wq|wk|wv|wo|bo>'.
         """
         out = []
-        for item in self._order.items:
+        for item in self._layers.created:
             if isinstance(item, nn.GatedResnet):
                 for layer in item.layers:
                     out.extend(('model/%s/%s' % (layer.scope, n), v) for n, v in layer.weights)
@@ -223,8 +240,6 @@ class PixelCNN(tf.Module):
         """The trainable variables in the original's creation order."""
         return [v for _, v in self.named_weights()]
 
-    # Over 60 lines with its docstring: the up and down pass stay in one piece, to be
-    # read against Figure 2 of the paper.
     def forward(self, x, h=None, get=nn.identity, init=False, dropout_p=0.0, seed=None,
                 progress=None, compute_dtype=None):
         """The network: mixture parameters at every pixel.
@@ -246,59 +261,41 @@ class PixelCNN(tf.Module):
           float (B, H, W, 10*M) for RGB, (B, H, W, 3*M) for one channel; with
           energy_distance, a list of ED_SAMPLES samples (B, H, W, C) in [-1, 1].
         """
-        block_index = [0]
-
-        def block_seed():
-            block_index[0] += 1
-            if dropout_p <= 0:
-                return None
-            return tf.random.experimental.stateless_fold_in(seed, block_index[0])
-
-        total_blocks = 2 * sum(len(level) for level in self.up_blocks + self.down_blocks)
-
-        def gr(block, x, a=None):
-            out = block(x, a, h, get, init, dropout_p, block_seed())
-            if progress is not None:
-                progress(block_index[0], total_blocks)
-            return out
-
+        net = self.network
+        pair = _ForwardPairs(net, h, get, init, dropout_p, seed, progress)
         dtype = tf.float32 if init else (compute_dtype or self.compute_dtype)
         # Every layer computes in its input's dtype: casting the input sets the precision.
         x_pad = tf.cast(self.network_input(x), dtype)
 
         # ---- up pass: keep every u and ul on a stack for the down pass
-        u_list = [nn.down_shift(self.u_init(x_pad, get, init))]
-        ul_list = [nn.down_shift(self.ul_init_down(x_pad, get, init))
-                   + nn.right_shift(self.ul_init_right(x_pad, get, init))]
-        for level in range(3):
-            for u_block, ul_block in self.up_blocks[level]:
-                u_list.append(gr(u_block, u_list[-1]))
-                ul_list.append(gr(ul_block, ul_list[-1], u_list[-1]))
-            if level in self._order.nl_index:  # causal attention over this resolution
-                block = self.nl_blocks[self._order.nl_index[level]]
-                ul_list[-1] = block(ul_list[-1], u_list[-1], get)
-            if level < 2:  # halve the resolution
-                u_conv, ul_conv = self.up_strided[level]
+        u_list = [nn.down_shift(net.u_init(x_pad, get, init))]
+        ul_list = [nn.down_shift(net.ul_init_down(x_pad, get, init))
+                   + nn.right_shift(net.ul_init_right(x_pad, get, init))]
+        for level in net.levels:
+            for p in level.up:
+                u, ul = pair(p, u_list[-1], ul_list[-1])
+                u_list.append(u)
+                ul_list.append(ul)
+            if level.attention is not None:  # causal attention over this resolution
+                ul_list[-1] = level.attention(ul_list[-1], u_list[-1], get)
+            if level.downsample is not None:  # halve the resolution
+                u_conv, ul_conv = level.downsample
                 u_list.append(u_conv(u_list[-1], get, init))
                 ul_list.append(ul_conv(ul_list[-1], get, init))
 
         # ---- down pass: consume the stacks, upsampling between resolutions
         u, ul = u_list.pop(), ul_list.pop()
-        for level in range(3):
-            for u_block, ul_block in self.down_blocks[level]:
-                u = gr(u_block, u, u_list.pop())
-                ul = gr(ul_block, ul, tf.concat([u, ul_list.pop()], axis=-1))
-            if level < 2:  # double the resolution
-                u_deconv, ul_deconv = self.down_strided[level]
+        for level in reversed(net.levels):
+            for p in level.down:
+                u, ul = pair(p, u, ul, u_list, ul_list)
+            if level.upsample is not None:  # double the resolution
+                u_deconv, ul_deconv = level.upsample
                 u = u_deconv(u, get, init)
                 ul = ul_deconv(ul, get, init)
         assert not u_list and not ul_list
-        # The output layer in float32: the mixture's means need finer steps than a
-        # bin (1/127.5), which bfloat16's 8-bit mantissa does not have near 1.
-        ul = tf.cast(ul, tf.float32)
         if self.energy_distance:
-            return self._energy_distance_samples(ul, get, init, seed)
-        return self.out(tf.nn.elu(ul), get, init)
+            return self._energy_distance_samples(tf.cast(ul, tf.float32), get, init, seed)
+        return network.head(ul, lambda z: net.out(z, get, init))
 
     def network_input(self, x):
         """What the first convs see: the image's C channels first, then what is known up front.
@@ -332,7 +329,7 @@ class PixelCNN(tf.Module):
 
     def scale_images(self, images):
         """uint8 (N, H, W, C) -> float32 in [-1, 1], as the original: (x - 127.5) / 127.5."""
-        return (tf.cast(images, tf.float32) - 127.5) / 127.5
+        return mixture.to_value(tf.cast(images, tf.float32))
 
     def one_hot(self, labels):
         """int labels (N,) -> float one-hot (N, num_classes), or None if unconditional."""
@@ -474,10 +471,7 @@ class PixelCNN(tf.Module):
         """
         if not isinstance(per_pixel, (bool, np.bool_)):
             raise ValueError("'per_pixel' must be True or False; got %r" % (per_pixel,))
-        if isinstance(batch_size, (bool, np.bool_)) \
-                or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError("'batch_size' must be a positive integer (images per forward pass); "
-                             "got %r" % (batch_size,))
+        batch_size = check_integer('batch_size', batch_size, meaning='images per forward pass')
         images, labels = self.check_inputs(images, labels)
         fn = self._compiled_per_pixel(averages.average if averages is not None else nn.identity)
         out = []

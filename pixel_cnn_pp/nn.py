@@ -12,10 +12,15 @@ use for it: the identity for the raw weights, or a Polyak average's lookup (the
 original's `get_var_maybe_avg`). Passing `init=True` runs the data-dependent
 initialisation of that layer on the batch instead (eagerly, once).
 
-The arithmetic is written once, here, for both users: the forward pass calls a
-layer, which is `apply(pad(x), kernel(get))`; the cached sampler
-(cached_sampler.py) computes `kernel(get)` once per run and applies it to the
-positions a step computes, and finishes a resnet block with the block's `gate`.
+Each layer in two forms, written here once for both users: the full form (a layer
+called on whole maps, `apply(pad(x), kernel(get))`, what the forward pass uses) and the
+incremental form beside it (the output at one row or one position from the inputs its
+window needs, what the cached sampler (cached_sampler.py) uses, with kernels it computes
+once per run): `DownShiftedConv2d.row`, `Conv2d.at` with `kernel_rows`,
+`DownShiftedDeconv2d.rows_from`, `DownRightShiftedDeconv2d.taps`, `down_shift_row`,
+`right_shift_at`. tests/test_nn.py holds each to its full form. The gated resnet's
+composition is written once too (`GatedResnet.compose`), taking its convolutions as
+functions of either form.
 
 Precision (precision.py): a layer computes in the dtype of its input. The
 variables and the weight normalisation stay float32; `apply` casts the float32
@@ -90,6 +95,18 @@ def right_shift(x):
     return tf.pad(x[:, :, :-1], [[0, 0], [0, 0], [1, 0], [0, 0]])
 
 
+def down_shift_row(above, i):
+    """Incremental down_shift: its row i from its input's row i - 1, `above` (B, W, C)
+    (anything at i = 0, where zeros enter)."""
+    return above * tf.cast(i > 0, above.dtype)
+
+
+def right_shift_at(left, j):
+    """Incremental right_shift: its position (i, j) from its input's (i, j - 1), `left`
+    (B, C) (anything at j = 0, where zeros enter)."""
+    return left * tf.cast(j > 0, left.dtype)
+
+
 class _WeightNorm(tf.Module):
     """Shared parts of a weight-normalised layer: V, g, b and the data-dependent init."""
 
@@ -152,6 +169,24 @@ class Conv2d(_WeightNorm):
     def __call__(self, x, get=identity, init=False):
         out = self.apply(self.pad(x), self.kernel(get))
         return self._initialize(out, [0, 1, 2]) if init else out
+
+    def kernel_rows(self, get=identity):
+        """([W_0, ..., W_kh-1], b): the kernel by kernel row, W_k (kw * in, F), for `at`."""
+        W, b = self.kernel(get)
+        return [tf.reshape(W[k], [-1, W.shape[-1]]) for k in range(W.shape[0])], b
+
+    def at(self, window, W, b=None):
+        """Incremental form: the output at one position, (..., F), from its window.
+
+        window (..., k * kw * in): k rows of the position's (padded) input window, each row's
+        kw positions side by side; W: the matching kernel rows of `kernel_rows`, stacked
+        ((k * kw * in, F)). An output is a sum over its window's rows, so rows known early
+        may be multiplied early and the rest added later (b, the bias, only once).
+        """
+        # `@`, not tf.matmul: the two name the op differently, and TensorFlow's graph
+        # optimisation of the cached sampler then differs in the last bit; `@` keeps it.
+        out = window @ cast(W, window.dtype)
+        return out if b is None else out + cast(b, window.dtype)
 
 
 class Deconv2d(_WeightNorm):
@@ -240,6 +275,20 @@ class DownShiftedConv2d(Conv2d):
     def pad(self, x):
         return tf.pad(x, self.padding)
 
+    def pad_row(self, row):
+        """One input row (B, W, C) padded as `pad` pads its columns: (B, W + kw - 1, C)."""
+        return tf.pad(row, [[0, 0], self.padding[2], [0, 0]])
+
+    def row(self, above, row, kernel):
+        """Incremental form: output row i, (B, W / stride, F), from the input rows it sees.
+
+        above: the kh - 1 input rows before row stride * i, (B, kh - 1, W + kw - 1, C),
+        zeros above the map (None for kh = 1); row: input row stride * i, (B, W + kw - 1, C);
+        both padded by `pad_row`. kernel: `kernel(get)`.
+        """
+        rows = row[:, None] if above is None else tf.concat([above, row[:, None]], 1)
+        return self.apply(rows, kernel)[:, 0]
+
 
 class DownRightShiftedConv2d(Conv2d):
     """Conv that sees only rows above and columns to the left (default kernel [2, 2])."""
@@ -270,6 +319,13 @@ class DownShiftedDeconv2d(Deconv2d):
         side = (kw - 1) // 2
         return out[:, :out.shape[1] - kh + 1, side:out.shape[2] - side]
 
+    def rows_from(self, row, kernel):
+        """Incremental form: the output rows s*i .. s*i + s - 1, (B, s, W * s, F), from input
+        row i (B, W, C). With kernel height = stride s no other input row reaches them."""
+        if self.filter_size[0] != self.stride[1]:
+            raise NotImplementedError('rows_from needs kernel height = stride')
+        return self.crop(self.apply(row[:, None], kernel))
+
 
 class DownRightShiftedDeconv2d(Deconv2d):
     """Upsampling counterpart of DownRightShiftedConv2d (default kernel [2, 2]).
@@ -285,6 +341,21 @@ class DownRightShiftedDeconv2d(Deconv2d):
     def crop(self, out):
         kh, kw = self.filter_size
         return out[:, :out.shape[1] - kh + 1, :out.shape[2] - kw + 1]
+
+    def tap_kernel(self, get=identity):
+        """(W, b) for `taps`: the kernel (kh, kw, F, in) as (in, kh * kw * F), taps row-major."""
+        W, b = self.kernel(get)
+        return tf.reshape(tf.transpose(W, [3, 0, 1, 2]), [W.shape[3], -1]), b
+
+    def taps(self, value, kernel):
+        """Incremental form: what input position (i, j), value (B, in), gives the outputs
+        (s*i + a, s*j + c), one per kernel tap (a, c): (B, kh * kw, F), taps row-major. With
+        the kernel the size of the stride s, no other input reaches them. kernel: tap_kernel."""
+        if self.filter_size != self.stride[1:3]:
+            raise NotImplementedError('taps needs a kernel the size of the stride')
+        W, b = cast(kernel, value.dtype)
+        return tf.reshape(tf.matmul(value, W), [-1, W.shape[1] // self.num_filters,
+                                                self.num_filters]) + b
 
 
 class GatedResnet(tf.Module):
@@ -317,15 +388,33 @@ class GatedResnet(tf.Module):
 
     def __call__(self, x, a=None, h=None, get=identity, init=False, dropout_p=0.0,
                  dropout_seed=None):
+        aux = None if a is None else self.aux_term(a, lambda z: self.nin_a(z, get, init))
+        dropout = (lambda c: _dropout(c, dropout_p, dropout_seed)) if dropout_p > 0 else None
+        return self.compose(x, lambda z: self.conv1(z, get, init),
+                            lambda z: self.conv2(z, get, init), aux, self.label_bias(h, get),
+                            dropout)
+
+    def compose(self, x, conv1, conv2, aux=None, label_bias=None, dropout=None):
+        """The block's output from x and its convolutions given as functions, in either form.
+
+        conv1, conv2: the block's convs as functions of their input (the layers on whole
+        maps, or a row's or a position's incremental form); aux: the auxiliary input's term
+        `aux_term(a, ...)`, or None; label_bias: `label_bias(h)`, or None; dropout: a
+        function applied after the first conv's nonlinearity (training), or None.
+        """
         f = self.nonlinearity
-        c1 = self.conv1(f(x), get, init)
-        if a is not None:
-            c1 += self.nin_a(f(a), get, init)
+        c1 = conv1(f(x))
+        if aux is not None:
+            c1 += aux
         c1 = f(c1)
-        if dropout_p > 0:
-            c1 = _dropout(c1, dropout_p, dropout_seed)
-        c2 = self.conv2(c1, get, init)
-        return self.gate(x, c2, self.label_bias(h, get))
+        if dropout is not None:
+            c1 = dropout(c1)
+        return self.gate(x, conv2(c1), label_bias)
+
+    def aux_term(self, a, nin):
+        """The auxiliary input a's term of the first conv, nin(f(a)); `nin` is the layer
+        nin_a as a function (either form)."""
+        return nin(self.nonlinearity(a))
 
     def label_bias(self, h, get=identity):
         """h . hw, (B, 2F), the class's term of the second conv; None if unconditional."""

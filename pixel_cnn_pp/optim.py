@@ -6,7 +6,10 @@ learning rate by `lr_decay` before every step, and keeps exponential moving
 averages (decay 0.9995) of every weight for testing and sampling.
 """
 
+import numpy as np
 import tensorflow as tf
+
+from pixel_cnn_pp.config import TRAINING
 
 
 def decayed_learning_rate(learning_rate, lr_decay, step):
@@ -39,30 +42,40 @@ class Adam(tf.Module):
         self.m = [tf.Variable(tf.zeros_like(v), trainable=False, name='m') for v in variables]
         self.v = [tf.Variable(tf.zeros_like(v), trainable=False, name='v') for v in variables]
 
-    def apply_gradients(self, grads, variables, learning_rate):
-        """One update of `variables` (the same list, in the same order, as at creation)."""
-        if len(grads) != len(self.m):
-            raise ValueError('Adam was built for %d variables, got %d gradients'
-                             % (len(self.m), len(grads)))
-        # The step's scalars once, not once per weight (the same float32 values: each
-        # weight's update is the same operations on the same numbers). Per-weight copies
-        # of them were a third of the traced update (hundreds of weights per tower), which
-        # a run traces, and Grappler optimises, before its first step.
+    def apply_gradients(self, grads, variables, learning_rate, slots=None):
+        """One update of `variables` (the same list, in the same order, as at creation).
+
+        grads: one gradient per variable, or all of them as one vector
+          (`stack_by_shape(grads)`).
+        slots: (t, m, v) to update instead of this Adam's own (a tower's copies of them).
+        """
+        t_var, m_slots, v_slots = slots or (self.t, self.m, self.v)
+        if isinstance(grads, (list, tuple)):
+            if len(grads) != len(self.m):
+                raise ValueError('Adam was built for %d variables, got %d gradients'
+                                 % (len(self.m), len(grads)))
+            grads = stack_by_shape(grads)
+        # The step's scalars once, and each group of weights of one shape updated as one
+        # stacked tensor: the same operations on the same numbers as weight by weight, in
+        # a fraction of the operations (hundreds of weights, a dozen operations each),
+        # which a run traces, and Grappler optimises for every tower's device, before its
+        # first step; and a fraction of the kernels every step.
         f32 = lambda x: tf.constant(x, tf.float32)  # noqa: E731
         b1, b2, eps = f32(self.beta1), f32(self.beta2), f32(self.eps)
         one_minus_b1, one_minus_b2 = f32(1.0 - self.beta1), f32(1.0 - self.beta2)
-        t = self.t.read_value()
+        t = t_var.read_value()
         correction1 = 1.0 - tf.pow(b1, t)
         correction2 = 1.0 - tf.pow(b2, t)
-        for p, g, m, v in zip(variables, grads, self.m, self.v):
+        for group, g in zip(same_shape_groups(variables), unstack_by_shape(grads, variables)):
+            p, m, v = (tf.stack([x[k] for k in group]) for x in (variables, m_slots, v_slots))
             m_t = b1 * m + one_minus_b1 * g
             v_t = b2 * v + one_minus_b2 * tf.square(g)
             m_hat = m_t / correction1
             v_hat = v_t / correction2
-            m.assign(m_t)
-            v.assign(v_t)
-            p.assign_sub(learning_rate * m_hat / tf.sqrt(v_hat + eps))
-        self.t.assign_add(1.0)
+            _assign(group, m_slots, m_t)
+            _assign(group, v_slots, v_t)
+            _assign(group, variables, p - learning_rate * m_hat / tf.sqrt(v_hat + eps))
+        t_var.assign_add(1.0)
 
 
 class PolyakAverage(tf.Module):
@@ -77,7 +90,7 @@ class PolyakAverage(tf.Module):
         model.forward(x, get=polyak.average)
     """
 
-    def __init__(self, variables, decay=0.9995):
+    def __init__(self, variables, decay=TRAINING.polyak_decay):
         super().__init__(name='polyak')
         if not 0 <= decay < 1:
             raise ValueError("'polyak_decay' must be in [0, 1); got %r" % (decay,))
@@ -88,11 +101,14 @@ class PolyakAverage(tf.Module):
         # A bound dict.get, not a dict: tf.Module would try to checkpoint a dict.
         self._find = {v.ref(): s for v, s in zip(self._variables, self.shadows)}.get
 
-    def update(self):
-        """Move every average towards its weight's current value."""
+    def update(self, variables=None, shadows=None):
+        """Move every average towards its weight's current value (variables, shadows: a
+        tower's copies to use instead). Weights of one shape at once, as Adam does."""
+        variables, shadows = variables or self._variables, shadows or self.shadows
         rate = tf.constant(1.0 - self.decay, tf.float32)  # once, not once per weight
-        for v, s in zip(self._variables, self.shadows):
-            s.assign_sub(rate * (s - v))
+        for group in same_shape_groups(variables):
+            v, s = (tf.stack([x[k] for k in group]) for x in (variables, shadows))
+            _assign(group, shadows, s - rate * (s - v))
 
     def reset(self):
         """Restart the averages from the weights' current values."""
@@ -107,3 +123,31 @@ class PolyakAverage(tf.Module):
         """Overwrite the weights with their averages (for a model used only to evaluate)."""
         for v, s in zip(self._variables, self.shadows):
             v.assign(s)
+
+
+def same_shape_groups(variables):
+    """The indices of `variables` grouped by shape, each group and group in first-seen order."""
+    groups = {}
+    for k, var in enumerate(variables):
+        groups.setdefault(tuple(var.shape), []).append(k)
+    return list(groups.values())
+
+
+def stack_by_shape(tensors):
+    """Tensors (one per variable) as one vector: the tensors of each `same_shape_groups` group
+    stacked, flattened, and the groups concatenated."""
+    return tf.concat([tf.reshape(tf.stack([tensors[k] for k in group]), [-1])
+                      for group in same_shape_groups(tensors)], 0)
+
+
+def unstack_by_shape(vector, variables):
+    """`stack_by_shape`'s vector for `variables` as one stacked tensor per group."""
+    groups = same_shape_groups(variables)
+    shapes = [(len(group),) + tuple(variables[group[0]].shape) for group in groups]
+    parts = tf.split(vector, [int(np.prod(shape)) for shape in shapes])
+    return [tf.reshape(part, shape) for part, shape in zip(parts, shapes)]
+
+
+def _assign(group, variables, stacked):
+    for k, value in zip(group, tf.unstack(stacked)):
+        variables[k].assign(value)

@@ -128,7 +128,7 @@ class Progress:
 
 
 def download_display(name, total_bytes):
-    """The display data/download.py draws a download with (its `progress` callback)."""
+    """The display pixel_cnn_pp/data/download.py draws a download with (its `progress` callback)."""
     return Progress(name, total_bytes, unit='MiB', scale=2.0 ** -20)
 
 

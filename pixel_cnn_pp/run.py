@@ -5,7 +5,7 @@ sets: the caller hands in a DataLoader and a function giving its batches). What 
 run writes goes through a `RunOutputs`; the loop decides when.
 
     trainer = Trainer(strategy, config, batch_size=16)
-    outputs = RunOutputs(save_dir, trainer, name='cifar', sample_batches=1, seed=1)
+    outputs = RunOutputs(RunFolder(save_dir), trainer, name='cifar', sample_batches=1, seed=1)
     record = begin(trainer, loader, resume_from=None, init_batch_size=16)
     train_epochs(trainer, loader, lambda: to_tf_dataset(loader), test_images, test_labels,
                  record, outputs, max_epochs=10, stop=StopRequest())
@@ -19,19 +19,18 @@ the loader's state, the history), so `begin(..., resume_from=path)` continues ex
 """
 
 import contextlib
-import json
 import math
 import os
 import signal
-import socket
 import sys
 import time
 
 import numpy as np
 
-from pixel_cnn_pp import checkpoints, files, images, progress as progress_display, sampling, \
-    scoring
+from pixel_cnn_pp import images, progress as progress_display, sampling, scoring
 from pixel_cnn_pp.losses import bits_per_dim
+from pixel_cnn_pp.run_folder import RunFolder
+from pixel_cnn_pp.signals import Stopped
 from pixel_cnn_pp.summaries import Summaries
 from pixel_cnn_pp.training import MIN_LOSS_SCALE
 
@@ -68,51 +67,38 @@ class StopRequest:
         self.signum = signum
 
 
-class Stopped(Exception):
-    """The run stopped on a signal after saving: `signum`, `where` ('at step 12'), `path`."""
-
-    def __init__(self, signum, where, path):
-        super().__init__('stopped by signal %d %s: saved %s' % (signum, where, path))
-        self.signum, self.where, self.path = signum, where, path
-
-
 class RunOutputs:
-    """What a run writes into `save_dir`: checkpoints, summaries in tb/, samples, history.
+    """What a run writes into its folder: checkpoints, summaries, samples, history, journal.
 
     Only the chief worker writes (`chief=False`: a worker of a multi-worker run whose
     files would duplicate the chief's); every worker still takes part in saving.
 
     Args:
-      save_dir: the run's folder.
+      folder: the run's RunFolder (or its path).
       trainer: the Trainer being run.
-      name: prefix of the sample and history files (the data set: cifar_sample3.png,
-        test_bpd_cifar.npz).
+      name: what the sample and history files are named after (the data set).
       sample_batches: samples drawn per sampling, in global batches (0: none).
       seed: samples of epoch e are drawn with seed + e.
       keep_checkpoints: how many recent checkpoints to keep.
-      settings: a JSON-ready dict (the command line of the run) recorded in flags.json
-        as one more invocation of the run (see `FLAGS_FILE`); `recording_outcome`
-        adds how it ended.
+      settings: a JSON-ready dict (the command line of the run) recorded in the folder's
+        journal as one more invocation of the run; `recording_outcome` adds how it ended.
     """
 
-    def __init__(self, save_dir, trainer, name, sample_batches=1, seed=1, keep_checkpoints=3,
+    def __init__(self, folder, trainer, name, sample_batches=1, seed=1, keep_checkpoints=3,
                  chief=True, settings=None):
-        import tensorflow as tf
-
-        self.save_dir, self.trainer, self.name, self.chief = save_dir, trainer, name, chief
+        self.folder = folder if isinstance(folder, RunFolder) else RunFolder(folder)
+        self.trainer, self.name, self.chief = trainer, name, chief
         # Samples and their bits are spread over this worker's towers, as training is.
         self.devices = list(trainer.strategy.extended.worker_devices)
         self.sample_batches, self.seed = sample_batches, seed
         self._invocation = None
         if chief:
-            os.makedirs(save_dir, exist_ok=True)
+            os.makedirs(self.folder.path, exist_ok=True)
             if settings is not None:
-                self._invocation = record_invocation(save_dir, settings)
-            checkpoints.save_model_config(save_dir, trainer.model)
-        self.summaries = Summaries(os.path.join(save_dir, 'tb') if chief else None)
-        self.manager = tf.train.CheckpointManager(trainer.checkpoint, save_dir,
-                                                  keep_checkpoints,
-                                                  checkpoint_name=checkpoints.CHECKPOINT_NAME)
+                self._invocation = self.folder.record_invocation(settings)
+            self.folder.save_model_config(trainer.model.config)
+        self.summaries = Summaries(self.folder.summaries_dir() if chief else None)
+        self.manager = self.folder.checkpoint_manager(trainer.checkpoint, keep_checkpoints)
 
     def save(self, record):
         """A checkpoint holding `record` (and the run's name, for sample.py's label); its path
@@ -139,7 +125,7 @@ class RunOutputs:
         start = time.time()
         samples = sampling.sample(model, n, labels=labels, seed=self.seed + epoch,
                                   devices=self.devices)
-        path = os.path.join(self.save_dir, '%s_sample%d' % (self.name, epoch))
+        path = self.folder.samples_prefix(self.name, epoch)
         label = [self.name, 'epoch %d' % epoch, *caption, 'seed %d' % (self.seed + epoch)]
         images.save_image_grid(path + '.png', samples, label=label,
                                scale=images.viewing_scale(samples.shape[1:3]))
@@ -158,7 +144,7 @@ class RunOutputs:
 
     def history(self, history):
         if self.chief:
-            images.save_npz(os.path.join(self.save_dir, 'test_bpd_%s.npz' % self.name),
+            images.save_npz(self.folder.history_file(self.name),
                             test_bpd=np.array(history['test_bpd']),
                             train_bpd=np.array(history['train_bpd']),
                             epoch=np.array(history['epoch']))
@@ -168,11 +154,11 @@ class RunOutputs:
 
     @contextlib.contextmanager
     def recording_outcome(self):
-        """Record in flags.json how the block ended: finished, stopped by a signal, or failed."""
+        """Record in the journal how the block ended: finished, stopped by a signal, or failed."""
         try:
             yield
         except Stopped as e:
-            self._finish('stopped by signal %d %s: saved %s' % (e.signum, e.where, e.path))
+            self._finish(str(e))
             raise
         except BaseException as e:
             self._finish('failed: %s' % ((str(e).splitlines() or [''])[0] or type(e).__name__))
@@ -182,71 +168,10 @@ class RunOutputs:
     def _finish(self, outcome):
         if self._invocation is not None:
             try:
-                record_outcome(self.save_dir, self._invocation, outcome)
+                self.folder.record_outcome(self._invocation, outcome)
             except OSError as e:  # e.g. the disk is full: the error being reported matters more
                 print('warning: could not record the outcome in %s: %s'
-                      % (os.path.join(self.save_dir, FLAGS_FILE), e), file=sys.stderr)
-
-
-# flags.json: the first invocation's settings at the top level (as it always held them),
-# and under "invocations" every invocation's settings, start, host, pid and outcome.
-FLAGS_FILE = 'flags.json'
-_UNRECORDED = 'unknown (recorded before flags.json kept every invocation)'
-
-
-def read_invocations(save_dir):
-    """Every recorded invocation of the run in `save_dir` ([] if none), oldest first.
-
-    Each is a dict with 'flags' (the settings), and where recorded 'started',
-    'ended', 'host', 'pid' and 'outcome'. A flags.json written before invocations
-    were kept gives one entry, its settings.
-    """
-    try:
-        with open(os.path.join(save_dir, FLAGS_FILE)) as f:
-            stored = json.load(f)
-    except (OSError, ValueError):
-        return []
-    if not isinstance(stored, dict):
-        return []
-    invocations = stored.get('invocations')
-    if isinstance(invocations, list):
-        return [i for i in invocations if isinstance(i, dict)]
-    return [dict(flags=stored, outcome=_UNRECORDED)]
-
-
-def record_invocation(save_dir, settings):
-    """Append an invocation ('running', now) to flags.json; returns its index.
-
-    The first invocation's settings stay at the top level of the file. An earlier
-    invocation still 'running' (another process: it held the folder's lock and is
-    gone) is marked as having ended without recording how.
-    """
-    path = os.path.join(save_dir, FLAGS_FILE)
-    invocations = read_invocations(save_dir)
-    for earlier in invocations:
-        if earlier.get('outcome') == 'running':
-            earlier['outcome'] = 'ended without recording how (killed, or the machine stopped)'
-    invocations.append(dict(flags=settings, started=_now(), host=socket.gethostname(),
-                            pid=os.getpid(), outcome='running'))
-    first = invocations[0]['flags']
-    files.write_json(path, dict(first if isinstance(first, dict) else {},
-                                invocations=invocations))
-    return len(invocations) - 1
-
-
-def record_outcome(save_dir, index, outcome):
-    """Set the outcome (and end time) of invocation `index` in flags.json."""
-    invocations = read_invocations(save_dir)
-    if index >= len(invocations):
-        return
-    invocations[index].update(outcome=outcome, ended=_now())
-    first = invocations[0]['flags']
-    files.write_json(os.path.join(save_dir, FLAGS_FILE),
-                     dict(first if isinstance(first, dict) else {}, invocations=invocations))
-
-
-def _now():
-    return time.strftime('%Y-%m-%d %H:%M:%S %z')
+                      % (self.folder.journal_file(), e), file=sys.stderr)
 
 
 def begin(trainer, loader, resume_from=None, init_batch_size=16, start_from=None, log=print):
@@ -288,7 +213,9 @@ def train_epochs(trainer, loader, batches, test_images, test_labels, record, out
     Args:
       trainer: a Trainer, initialised or restored (see `begin`).
       loader: the train DataLoader (len() steps per epoch; get_state for checkpoints).
-      batches: callable giving one epoch of the loader's batches (e.g. through tf.data).
+      batches: callable giving a tf.data.Dataset of one epoch of the loader's (global)
+        batches, e.g. `lambda: to_tf_dataset(loader)` (Trainer.distribute gives each tower
+        its share).
       test_images, test_labels: the test set (labels None if unconditional).
       record: the progress record (`begin`'s); updated in place.
       outputs: a RunOutputs, or anything with its methods.
@@ -299,7 +226,7 @@ def train_epochs(trainer, loader, batches, test_images, test_labels, record, out
       log: prints a line.
     Raises:
       FloatingPointError: the loss is NaN or Inf (nothing is saved).
-      Stopped: a signal stopped the run after saving.
+      signals.Stopped: a signal stopped the run after saving (`saved`, `path`).
     """
     # An energy-distance model has no likelihood: the original prints its loss, scaled
     # the same way, as bits_per_dim; here it is named for what it is.
@@ -336,7 +263,7 @@ def train_epochs(trainer, loader, batches, test_images, test_labels, record, out
             log('saved %s' % path)
         signum = stop.pending() if stop is not None else None
         if signum is not None:
-            raise Stopped(signum, 'after epoch %d' % epoch, path)
+            raise Stopped(signum, 'after epoch %d' % epoch, path, saved=True)
     outputs.close()
 
 
@@ -349,10 +276,10 @@ def _train_one_epoch(trainer, loader, batches, record, outputs, epoch, measure, 
     record.setdefault('epoch_bpd_steps', record['epoch_steps'])
     display = progress_display.Progress('epoch %d' % epoch, len(loader) * global_batch,
                                         unit='images')
-    for batch in batches():
+    for batch in trainer.distribute(batches):  # each tower receives only its own images
         x, y = batch if conditional else (batch, None)
-        objective, nll = (float(v) for v in trainer.train_step(x, y))
-        step = int(trainer.step.numpy())
+        objective, nll = trainer.train_step(x, y)  # the step's one read from the devices
+        step = trainer.last_step.step
         finite = math.isfinite(nll) and math.isfinite(objective)
         # float16's loss scaling skips a step with a non-finite gradient and halves the
         # scale: not a NaN stop (its loss, if not finite, is left out of the mean), unless
@@ -381,7 +308,7 @@ def _train_one_epoch(trainer, loader, batches, record, outputs, epoch, measure, 
                        '%.4f %s' % (running, measure.replace('_per_', '/')))
         if step % SUMMARY_EVERY == 0 or step == 1:
             outputs.scalars(step, {'train/' + measure: bpd,
-                                   'train/learning_rate': float(trainer.learning_rate.numpy())})
+                                   'train/learning_rate': trainer.last_step.learning_rate})
         signum = stop.pending() if stop is not None else None
         last_step = record['epoch_steps'] == len(loader)  # the epoch's save follows
         if signum is not None or (save_steps and step % save_steps == 0 and not last_step):
@@ -390,6 +317,6 @@ def _train_one_epoch(trainer, loader, batches, record, outputs, epoch, measure, 
             path = outputs.save(record)
             if signum is not None:
                 display.close()
-                raise Stopped(signum, 'at step %d' % step, path)
+                raise Stopped(signum, 'at step %d' % step, path, saved=True)
     display.close()
     return display.rate()

@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from pixel_cnn_pp import distribute, mixture, nn
 from pixel_cnn_pp.cached_sampler import CachedSampler
+from pixel_cnn_pp.config import check_integer
 
 _UNIFORM_EPS = 1e-5  # uniforms in (eps, 1 - eps), as the original
 METHODS = ('fast', 'naive')
@@ -51,15 +52,8 @@ def draw_uniforms(n, image_shape, nr_mix, seed=None):
     return gumbel.astype(np.float32), logistic.astype(np.float32)
 
 
-def quantize(x):
-    """float in [-1, 1] -> uint8 0..255 (nearest level)."""
-    return np.clip(np.rint((np.asarray(x) + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
 def check_num_samples(n):
-    if isinstance(n, bool) or int(n) != n or n < 1:
-        raise ValueError("the number of samples must be a positive integer; got %r" % (n,))
-    return int(n)
+    return check_integer('n', n, meaning='the number of samples')
 
 
 def check_seed(seed):
@@ -217,11 +211,12 @@ def _naive(model, gumbel, logistic, labels=None, given=None, known_rows=0, get=n
 
     @tf.function(autograph=False)
     def pixel(x, row, col, g, u):
+        """The levels (n, C) drawn at pixel (row, col) given the image x so far."""
         if model.energy_distance:  # the head's first sample is the pixel's value
             step_seed = tf.stack([noise_seed, row * width + col])
-            return model.forward(x, h, get=get, seed=step_seed)[0][:, row, col]
+            return mixture.to_level(model.forward(x, h, get=get, seed=step_seed)[0][:, row, col])
         out = model.forward(x, h, get=get)[:, row, col]  # (n, K): only pixel (row, col)
-        return mixture.draw(mixture.unpack(out, nr_mix, channels), g, u)
+        return mixture.to_level(mixture.draw(mixture.unpack(out, nr_mix, channels), g, u))
 
     images = np.zeros((n, height, width, channels), np.uint8)
     x = np.zeros((n, height, width, channels), np.float32)
@@ -230,10 +225,10 @@ def _naive(model, gumbel, logistic, labels=None, given=None, known_rows=0, get=n
             if row < known_rows:
                 images[:, row, col] = given[:, row, col]
             else:
-                value = pixel(tf.constant(x), tf.constant(row), tf.constant(col),
+                level = pixel(tf.constant(x), tf.constant(row), tf.constant(col),
                               gumbel[:, row, col], logistic[:, row, col])
-                images[:, row, col] = quantize(value.numpy())
-            x[:, row, col] = (images[:, row, col].astype(np.float32) - 127.5) / 127.5
+                images[:, row, col] = level.numpy().astype(np.uint8)
+            x[:, row, col] = mixture.to_value(images[:, row, col].astype(np.float32))
         if progress is not None:
             progress(row + 1, height)
     return images

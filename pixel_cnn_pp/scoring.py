@@ -52,7 +52,8 @@ def heatmap_grid(images, bits, columns=None):
     Returns:
       (grid, (lo, hi)): uint8 RGB; the pairs tiled as images.tile_images tiles (pixels
       enlarged `grid_scale(H, W)` times, 1-pixel white borders), then a colour bar
-      from lo (left) to hi (right), the smallest and largest bits per pixel in the grid.
+      from lo (left) to hi (right), the smallest and largest bits per pixel in the grid,
+      with its scale written under it (lo, the middle, hi: "bits per pixel").
     """
     images = np.asarray(images)
     bits = np.asarray(bits, np.float64)
@@ -73,7 +74,30 @@ def heatmap_grid(images, bits, columns=None):
     height, width = max(4, h * factor // 4), grid.shape[1] - 2
     bar = np.full((height + 1, grid.shape[1], 3), 255, np.uint8)
     bar[:height, 1:-1] = colour_scale(np.linspace(0.0, 1.0, width))[None]
-    return np.concatenate([grid, bar]), (lo, hi)
+    return np.concatenate([grid, bar, _bar_scale(grid.shape[1], lo, hi)]), (lo, hi)
+
+
+BAR_TEXT_SIZE = 12  # pixels: the font size of the numbers under the colour bar
+
+
+def _bar_scale(width, lo, hi, size=BAR_TEXT_SIZE, ink=64):
+    """uint8 RGB rows (`width` wide) under the colour bar: a tick and the bits per pixel at
+    its left end, middle and right end, then the unit, in Pillow's font (images.render_text)."""
+    ticks = [(1, lo), (width // 2, (lo + hi) / 2), (width - 2, hi)]
+    texts = [image_files.render_text('%.2f' % value, size) for _, value in ticks]
+    unit = image_files.render_text('bits per pixel', size)
+    tick, line = max(2, size // 4), texts[0].shape[0]
+    coverage = np.zeros((tick + 2 * line + 2, width))
+    for (x, _), text, align in zip(ticks, texts, (0.0, 0.5, 1.0)):
+        coverage[:tick, x] = 255  # a tick under the bar
+        left = int(round(min(max(x - align * (text.shape[1] - 1), 0), width - text.shape[1])))
+        coverage[tick:tick + line, left:left + text.shape[1]] = np.maximum(
+            coverage[tick:tick + line, left:left + text.shape[1]], text[:, :width - left])
+    left = max(0, (width - unit.shape[1]) // 2)
+    coverage[tick + line + 1:tick + 2 * line + 1, left:left + unit.shape[1]] = \
+        unit[:, :width - left]
+    rows = np.rint(255 + (ink - 255) * coverage / 255.0).astype(np.uint8)
+    return np.repeat(rows[..., None], 3, axis=-1)
 
 
 def grid_scale(height, width):

@@ -5,8 +5,13 @@ file would stay, a listening socket stay open). Used by train.py around a whole
 run and by distribute.wait_for_workers around its wait; code inside may install
 its own handlers (the training run's StopRequest saves a checkpoint first).
 
-    with signals_raise(MyStop):      # MyStop(signum) is raised on SIGTERM/SIGINT
+    with signals_raise(Stopped):     # Stopped(signum) is raised on SIGTERM/SIGINT
         ...
+    with signals_raise(functools.partial(Stopped, where='while waiting')):
+        ...
+
+`Stopped` is the one exception a signal stops the project's programs with: raised by
+`signals_raise`, and by the training run after it saved (pixel_cnn_pp/run.py).
 
 `deferred` holds the two signals off for a few lines that must not be cut in two
 (files.land_together renaming finished files into place).
@@ -15,6 +20,17 @@ its own handlers (the training run's StopRequest saves a checkpoint first).
 import contextlib
 import signal
 import threading
+
+
+class Stopped(Exception):
+    """SIGTERM or SIGINT (`signum`) stopped the work `where` it was ('at step 12', 'while
+    waiting for the workers'); `saved`: whether a checkpoint was saved first (at `path`,
+    None on a worker of a cluster that is not the chief)."""
+
+    def __init__(self, signum, where=None, path=None, saved=False):
+        super().__init__('stopped by signal %d%s%s' % (signum, ' ' + where if where else '',
+                                                       ': saved %s' % path if saved else ''))
+        self.signum, self.where, self.path, self.saved = signum, where, path, saved
 
 
 @contextlib.contextmanager

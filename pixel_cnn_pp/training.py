@@ -6,8 +6,9 @@ the dropout seed generator, and a JSON record of the epoch, the data loader's
 position and the history), all in one tf.train.Checkpoint.
 
 One training step on a global batch of towers x batch_size images:
-  1. every tower takes its slice of the batch (tower i: images [i*b, (i+1)*b), as
-     the original's np.split) and a dropout seed folded from the step's seed and i;
+  1. every tower receives only its slice of the batch (tower i: images [i*b, (i+1)*b),
+     as the original's np.split), on its device (`distribute` prefetches it there),
+     and a dropout seed folded from the step's seed and i;
   2. it computes its summed NLL in nats and the gradients of it;
   3. the gradients are SUMMED over towers by an all-reduce (the original adds the
      towers' gradients on gpu:0; no averaging);
@@ -15,10 +16,12 @@ One training step on a global batch of towers x batch_size images:
      the weights, so the copies stay equal without being broadcast.
 Bits/dim of the step = total nats / (towers * b * H * W * C * ln 2).
 
-Precision (precision.py): the forward and backward pass run in `precision`; the
-gradients reach the float32 Adam and Polyak averages as float32. Test bits/dim are
-computed in `eval_precision`, float32 by default whatever the training precision,
-so that they compare with the paper's. In float16, whose largest value is 65504,
+Precision (precision.py): the forward and backward pass run in `precision`, by
+default 'tf32' (float32, with TF32 in convolutions and matmuls on GPUs that have
+it, switched on during the training steps only); the gradients reach the float32
+Adam and Polyak averages as float32. Test bits/dim are computed in
+`eval_precision`, strict float32 by default whatever the training precision, so
+that they compare with the paper's; so are the samples of a 'tf32' run. In float16, whose largest value is 65504,
 the loss is scaled before the backward pass (dynamic loss scaling, written here
 because the optimizer is our own): the gradients are divided by the scale again;
 a step whose gradients are not all finite is skipped (weights, moments and
@@ -30,23 +33,26 @@ double it. The scale and the count of good steps are in the checkpoint.
                       batch_size=16)
     trainer.initialize(init_images)                 # data-dependent init, averages reset
     objective, nll = trainer.train_step(images)     # uint8 (towers*16, 32, 32, 3)
+    for x in trainer.distribute(lambda: dataset):   # tf.data of global batches: each
+        trainer.train_step(x)                       # tower receives only its 16 images
     nats, count = trainer.evaluate(test_images)     # averaged weights, dropout off
 
 The library never reads flags or data sets: train.py does, and hands plain values in.
 """
 
+import collections
 import json
 import os
 import re
-import shutil
 
 import numpy as np
 import tensorflow as tf
 
-from pixel_cnn_pp import checkpoints, optim
+from pixel_cnn_pp import checkpoints, loading, optim
 from pixel_cnn_pp import precision as precisions
-from pixel_cnn_pp.config import ModelConfig
+from pixel_cnn_pp.config import TRAINING, ModelConfig, check_integer
 from pixel_cnn_pp.model import PixelCNN
+from pixel_cnn_pp.run_folder import RunFolder
 
 _SUM = tf.distribute.ReduceOp.SUM
 _MEAN = tf.distribute.ReduceOp.MEAN
@@ -59,6 +65,29 @@ _MEAN = tf.distribute.ReduceOp.MEAN
 INITIAL_LOSS_SCALE = 2.0 ** 15
 MIN_LOSS_SCALE = 2.0 ** -14
 LOSS_SCALE_GROWTH = 2000
+
+# The towers' functions are called, not inlined into the step: their body is optimised once
+# per device instead of as part of a step graph holding every tower's copy of it.
+_NOT_INLINED = dict(autograph=False, experimental_attributes={'_noinline': True})
+
+
+# What train_step brings back to the host, in one read: the summed objective and NLL in
+# nats, the step number, its learning rate, and the loss scale of a skipped float16 step
+# (None if it was not skipped).
+StepNumbers = collections.namedtuple('StepNumbers', 'objective nll step learning_rate skipped_at')
+
+
+def _check_arguments(batch_size, learning_rate, lr_decay, focal_gamma):
+    """Trainer's numeric arguments checked (a ValueError names the first that is not valid);
+    returns batch_size as an int."""
+    batch_size = check_integer('batch_size', batch_size, meaning='images per tower')
+    if not learning_rate > 0:
+        raise ValueError('learning_rate must be > 0; got %r' % (learning_rate,))
+    if not 0 < lr_decay <= 1:
+        raise ValueError('lr_decay must be in (0, 1]; got %r' % (lr_decay,))
+    if focal_gamma < 0:
+        raise ValueError('focal_gamma must be >= 0; got %r' % (focal_gamma,))
+    return batch_size
 
 
 class Trainer:
@@ -80,23 +109,18 @@ class Trainer:
       seed: initial weights and the dropout seed stream.
       jit_compile: compile each tower's forward and backward pass with XLA.
       precision: what the training forward and backward pass compute in
-        (precision.py: float32, tf32, bfloat16, float16; float16 with loss scaling).
-      eval_precision: what `evaluate` computes test NLLs in (float32 by default,
-        whatever `precision` is).
+        (precision.py: tf32, the default, float32, bfloat16, float16; float16 with
+        loss scaling). TF32 is on during the training steps only: outside them the
+        trainer leaves it off, so what else runs (evaluation, sampling) is strict.
+      eval_precision: what `evaluate` computes test NLLs in (strict float32 by
+        default, whatever `precision` is).
     """
 
-    def __init__(self, strategy, config, batch_size, learning_rate=1e-3,
-                 lr_decay=0.999995, polyak_decay=0.9995, focal_gamma=0.0, seed=1,
-                 jit_compile=False, precision='float32', eval_precision='float32'):
-        if int(batch_size) != batch_size or batch_size < 1:
-            raise ValueError('batch_size must be a positive integer (images per tower); got %r'
-                             % (batch_size,))
-        if not learning_rate > 0:
-            raise ValueError('learning_rate must be > 0; got %r' % (learning_rate,))
-        if not 0 < lr_decay <= 1:
-            raise ValueError('lr_decay must be in (0, 1]; got %r' % (lr_decay,))
-        if focal_gamma < 0:
-            raise ValueError('focal_gamma must be >= 0; got %r' % (focal_gamma,))
+    def __init__(self, strategy, config, batch_size, learning_rate=TRAINING.learning_rate,
+                 lr_decay=TRAINING.lr_decay, polyak_decay=TRAINING.polyak_decay, focal_gamma=0.0,
+                 seed=TRAINING.seed, jit_compile=False, precision='tf32',
+                 eval_precision='float32'):
+        batch_size = _check_arguments(batch_size, learning_rate, lr_decay, focal_gamma)
         self.strategy = strategy
         self.towers = strategy.num_replicas_in_sync
         self.batch_size = int(batch_size)
@@ -106,8 +130,8 @@ class Trainer:
         self.focal_gamma = float(focal_gamma)
         self.seed = int(seed)
         self.precision = precisions.check(precision, 'precision')
-        self.eval_dtype = precisions.compute_dtype(
-            precisions.check(eval_precision, 'eval_precision'))
+        self.eval_precision = precisions.check(eval_precision, 'eval_precision')
+        self.eval_dtype = precisions.compute_dtype(self.eval_precision)
         self.loss_scaling = self.precision == 'float16'
 
         # Plain (not mirrored) state: read and written once per step, in cross-replica context.
@@ -122,6 +146,9 @@ class Trainer:
             self.weights = self.model.weights
             self.optimizer = optim.Adam(self.weights)
             self.polyak = optim.PolyakAverage(self.weights, polyak_decay)
+        # Building the model set TensorFlow's TF32 switch for `precision`: off again until
+        # a training step turns it on (train_step).
+        precisions.apply_tf32('float32')
         self.image_shape = self.model.image_shape
         self.dropout_p = self.model.dropout_p
         # The loss scale (float16 only; 1 otherwise), the good steps since it last
@@ -139,15 +166,22 @@ class Trainer:
             self.model, self.polyak, loss_scale=self.loss_scale, good_steps=self.good_steps,
             **state) if self.loss_scaling else self._checkpoint_without_scale)
 
+        self._compile(jit_compile)
+        self._averaged_model = None
+        self.last_step = None  # the StepNumbers of the last train_step
+
+    def _compile(self, jit_compile):
+        # What each tower computes, traced once and called by every tower (see _shared).
         self._tower_gradients = tf.function(self._tower_gradients_fn, jit_compile=jit_compile,
-                                            autograph=False)
+                                            **_NOT_INLINED)
+        self._tower_update = tf.function(self._tower_update_fn, **_NOT_INLINED)
         self._tower_nll = tf.function(self._tower_nll_fn, jit_compile=jit_compile,
-                                      autograph=False)
+                                      **_NOT_INLINED)
+        self._traced = {}
         self._train_fn = tf.function(self._train_step_fn, autograph=False)
         self._test_fn = tf.function(self._test_step_fn, autograph=False)
         self._finite_fn = tf.function(
             lambda: tf.reduce_all([tf.reduce_all(tf.math.is_finite(w)) for w in self.weights]))
-        self._averaged_model = None
 
     # ------------------------------------------------------------------ set-up
 
@@ -168,7 +202,7 @@ class Trainer:
         Returns the checkpoint prefix read. Raises ValueError naming the first option,
         variable or shape that does not fit this trainer's model.
         """
-        prefix, raw, averages = checkpoints.read_weights(path, self.model)
+        prefix, raw, averages = loading.read_weights(path, self.model)
         with self.strategy.scope():
             for var, value in zip(self.weights, raw):
                 var.assign(value)
@@ -176,61 +210,94 @@ class Trainer:
                 shadow.assign(value)
         return prefix
 
-    def _check_batch(self, images, labels):
-        images, labels = self.model.check_inputs(images, labels)
-        if len(images) != self.global_batch_size:
-            raise ValueError('a training batch must hold towers x batch_size = %d x %d = %d '
-                             'images, got %d: it cannot be split evenly over the towers'
-                             % (self.towers, self.batch_size, self.global_batch_size,
-                                len(images)))
-        return images, labels
-
     # ---------------------------------------------------------------- training
 
-    def _tower_gradients_fn(self, images, labels, seed, loss_scale):
+    def _read_from(self, values):
+        """The model's `get` that reads weight k as values[k] (a tower's copy, passed in)."""
+        index = {w.ref(): k for k, w in enumerate(self.weights)}
+        return lambda var: values[index[var.ref()]]
+
+    def _shared(self, function, *args):
+        """Call `function` (a tf.function of this trainer) traced once for all the towers.
+
+        Each tower's part of a step calls it. Left to itself TensorFlow traces a function
+        again under every tower's device, and the step's graph then holds a copy of it per
+        tower for Grappler to optimise as a whole: start-up grew with the towers (11x from 1
+        to 8). Traced once here, outside the step's graph and on no device, its body has no
+        device: each call runs on the device of the tower that makes it. It reads what it
+        needs from its arguments (the tower's copy of the weights or averages, its
+        variables), never from captured variables, so every tower can call the same one.
+        """
+        key = (function, str(tf.nest.map_structure(
+            lambda a: None if a is None else (tuple(a.shape), a.dtype.name), args)))
+        if key not in self._traced:
+            with tf.device(None):
+                self._traced[key] = function.get_concrete_function(
+                    *tf.nest.map_structure(_spec, args))
+        return self._traced[key](*args)
+
+    def _tower_gradients_fn(self, values, images, labels, seed, loss_scale):
+        """A tower's summed objective and NLL, and their gradients as one vector.
+
+        values: the tower's copy of the weights (their values, in self.weights' order).
+        """
         x = self.model.scale_images(images)
         h = self.model.one_hot(labels) if labels is not None else None
         with tf.GradientTape() as tape:
+            tape.watch(values)
             # The NLL (or focal / energy-distance objective) and the plain NLL, summed.
-            objective, nll = self.model.train_objective(x, h, dropout_p=self.dropout_p, seed=seed,
-                                                        focal_gamma=self.focal_gamma)
+            objective, nll = self.model.train_objective(
+                x, h, get=self._read_from(values), dropout_p=self.dropout_p, seed=seed,
+                focal_gamma=self.focal_gamma)
             # float16: scaled, so that small gradients do not underflow on the way back.
             scaled = objective * loss_scale if self.loss_scaling else objective
-        grads = tape.gradient(scaled, self.weights,
+        grads = tape.gradient(scaled, values,
                               unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return grads, objective, nll
-
-    def _tower_slice(self, value, batch_size):
-        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-        start = tf.cast(replica, tf.int32) * batch_size
-        return None if value is None else value[start:start + batch_size]
+        # One vector (each shape's gradients stacked, as the update takes them): one
+        # all-reduce, with nothing per tower to pack and unpack.
+        return optim.stack_by_shape(grads), objective, nll
 
     def _tower_step(self, images, labels, step_seed, loss_scale):
         ctx = tf.distribute.get_replica_context()
-        b = self.batch_size
-        images, labels = self._tower_slice(images, b), self._tower_slice(labels, b)
         # Every tower its own dropout masks, reproducible from the step's seed.
         seed = tf.random.experimental.stateless_fold_in(step_seed, ctx.replica_id_in_sync_group)
-        grads, objective, nll = self._tower_gradients(images, labels, seed, loss_scale)
+        values = [tf.identity(w) for w in self.weights]  # this tower's copy
+        grads, objective, nll = self._shared(self._tower_gradients, values, images, labels,
+                                             seed, loss_scale)
         grads = ctx.all_reduce(_SUM, grads)  # the sum over towers, on every tower
         if not self.loss_scaling:
             return grads, objective, nll, tf.constant(1.0)
-        grads = [g / loss_scale for g in grads]
-        finite = tf.reduce_all([tf.reduce_all(tf.math.is_finite(g)) for g in grads])
+        grads = grads / loss_scale
+        finite = tf.reduce_all(tf.math.is_finite(grads))
         return grads, objective, nll, tf.cast(finite, tf.float32)  # 1.0 if all are finite
 
-    def _apply_update(self, _, grads, learning_rate, finite):
-        # Runs once per tower on its own copies (reads and writes of mirrored variables
-        # inside strategy.extended.update see that tower's copy).
-        def update():
-            self.optimizer.apply_gradients(grads, self.weights, learning_rate)
-            self.polyak.update()
-            return tf.constant(0)
-        if not self.loss_scaling:
-            return update()
-        # float16: a non-finite gradient skips the step (the same on every tower: the
-        # gradients were summed over all of them).
-        return tf.cond(finite > 0.5, update, lambda: tf.constant(0))
+    def _tower_update_fn(self, weights, slots, shadows, grads, learning_rate):
+        """Adam and the Polyak update of one tower's copies (weights, slots = (t, m, v) and
+        shadows), from the summed gradients as one vector (optim.stack_by_shape)."""
+        self.optimizer.apply_gradients(grads, weights, learning_rate, slots=slots)
+        self.polyak.update(weights, shadows)
+        # Nothing returned: an unused output would make Grappler copy the function per tower.
+
+    def _apply_updates(self, grads, learning_rate, finite):
+        """Every tower applies the same update to its own copies, on its own device."""
+        local = self.strategy.experimental_local_results
+
+        def copies(variables):  # per tower, its copy of each variable
+            return [list(c) for c in zip(*[local(v) for v in variables])]
+
+        for t, weights, m, v, shadows, tower_grads, tower_finite in zip(
+                local(self.optimizer.t), copies(self.weights), copies(self.optimizer.m),
+                copies(self.optimizer.v), copies(self.polyak.shadows), local(grads),
+                local(finite)):
+            args = (weights, (t, m, v), shadows, tower_grads, learning_rate)
+            with tf.device(t.device):
+                if not self.loss_scaling:
+                    self._shared(self._tower_update, *args)
+                else:
+                    # float16: a non-finite gradient skips the step (on every tower alike:
+                    # the gradients were summed over all of them).
+                    tf.cond(tower_finite > 0.5, lambda a=args: self._shared(
+                        self._tower_update, *a), lambda: None)
 
     def _update_loss_scale(self, finite, scale):
         """Halve the scale on a non-finite gradient, double it after enough good steps."""
@@ -251,63 +318,116 @@ class Trainer:
             loss_scale = tf.identity(self.loss_scale)  # this step's (updated below)
             grads, objective, nll, finite = self.strategy.run(
                 self._tower_step, args=(images, labels, step_seed, loss_scale))
-            self.strategy.extended.update(self.optimizer.t, self._apply_update,
-                                          args=(grads, learning_rate, finite), group=True)
+            self._apply_updates(grads, learning_rate, finite)
             if self.loss_scaling:
                 self._update_loss_scale(
                     self.strategy.reduce(_MEAN, finite, axis=None) == 1.0, loss_scale)
-            return (self.strategy.reduce(_SUM, objective, axis=None),
-                    self.strategy.reduce(_SUM, nll, axis=None))
+            # All the host needs of the step, as one tensor: one read (each read waits for
+            # the devices before the host can queue the next step).
+            return tf.stack([tf.cast(x, tf.float64) for x in (
+                self.strategy.reduce(_SUM, objective, axis=None),
+                self.strategy.reduce(_SUM, nll, axis=None), step, learning_rate,
+                self._skipped_at.read_value())])
 
-    def train_step(self, images, labels=None):
-        """One optimisation step on a global batch; returns (objective, nll) in nats, summed.
+    def distribute(self, batches):
+        """The towers' input from `batches`: each tower receives only its own images.
 
         Args:
-          images: uint8 (towers * batch_size, H, W, C); tower i trains on rows
-            [i * batch_size, (i + 1) * batch_size).
-          labels: int (towers * batch_size,) for a class-conditional model.
+          batches: a callable giving a tf.data.Dataset of global batches, uint8 images
+            (towers * batch_size, H, W, C) or (images, labels), e.g.
+            `lambda: to_tf_dataset(loader)`.
         Returns:
-          Two float32 scalar tensors: the objective that was differentiated (the
-          NLL, or the focal objective) and the plain NLL, both summed over all towers.
-          In float16, `skipped_step()` then says whether the step was skipped (a
-          non-finite gradient; see the module docstring).
+          A tf.distribute distributed dataset (`distribute_datasets_from_function`):
+          iterating it gives `train_step`'s input, one step at a time. Tower i receives
+          rows [i * batch_size, (i + 1) * batch_size) of each global batch (the
+          original's split), prefetched to its device; on a worker of a multi-worker run,
+          the pipeline gives only that worker's towers their rows.
         """
-        if not isinstance(images, tf.Tensor):
-            images, labels = self._check_batch(images, labels)
-        elif images.shape[0] != self.global_batch_size:
-            raise ValueError('a training batch must hold towers x batch_size = %d x %d = %d '
-                             'images, got %s: it cannot be split evenly over the towers'
-                             % (self.towers, self.batch_size, self.global_batch_size,
-                                images.shape[0]))
-        return self._train_fn(images, labels)
+        towers, b = self.towers, self.batch_size
+
+        def dataset_fn(context):
+            local = towers // context.num_input_pipelines  # this worker's towers
+            first = context.input_pipeline_id * local
+
+            def tower_batches(*batch):  # one global batch -> an element per local tower
+                parts = tuple(tf.reshape(t, (towers, b) + tuple(t.shape[1:]))[first:first + local]
+                              for t in batch)
+                return tf.data.Dataset.from_tensor_slices(parts if len(parts) > 1 else parts[0])
+
+            return batches().flat_map(tower_batches)
+
+        return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+    def _split(self, array):
+        """A global batch (array or tensor) as the towers' input: tower i receives rows
+        [i * batch_size, (i + 1) * batch_size), copied to its device, and nothing else."""
+        if array is None:
+            return None
+        b, devices = self.batch_size, self.strategy.extended.worker_devices
+
+        def tower_rows(context):
+            i = context.replica_id_in_sync_group
+            with tf.device(devices[i % len(devices)]):  # this worker's towers, in order
+                return tf.identity(array[i * b:(i + 1) * b])
+
+        return self.strategy.experimental_distribute_values_from_function(tower_rows)
+
+    def train_step(self, images, labels=None):
+        """One optimisation step; returns (objective, nll) in nats, summed over the towers.
+
+        Args:
+          images: one step of `distribute(...)`'s input, or a global batch, uint8
+            (towers * batch_size, H, W, C), of which tower i trains on rows
+            [i * batch_size, (i + 1) * batch_size).
+          labels: likewise, int (towers * batch_size,), for a class-conditional model.
+        Returns:
+          (objective, nll), floats: the objective that was differentiated (the NLL, or
+          the focal objective) and the plain NLL, both summed over all towers. They come
+          to the host in the step's one read, with what `last_step` holds: the step
+          number, its learning rate and, in float16, whether it was skipped
+          (`skipped_step()`; a non-finite gradient, see the module docstring).
+        """
+        if not isinstance(images, tf.distribute.DistributedValues):  # a global batch
+            if not isinstance(images, tf.Tensor):
+                images, labels = self.model.check_inputs(images, labels)
+            if len(images) != self.global_batch_size:
+                raise ValueError('a training batch must hold towers x batch_size = %d x %d = %d '
+                                 'images, got %d: it cannot be split evenly over the towers'
+                                 % (self.towers, self.batch_size, self.global_batch_size,
+                                    len(images)))
+            images, labels = self._split(images), self._split(labels)
+        with precisions.tf32_for(self.precision):
+            objective, nll, step, learning_rate, skipped_at = \
+                self._train_fn(images, labels).numpy().tolist()  # the step's one read
+        self.last_step = StepNumbers(objective, nll, int(step), learning_rate,
+                                     skipped_at or None)
+        return objective, nll
 
     def skipped_step(self):
         """float16: the loss scale of the last step if it was skipped (a gradient was Inf
         or NaN: the weights did not change and the scale was halved), else None."""
-        if not self.loss_scaling:
-            return None
-        scale = float(self._skipped_at.numpy())
-        return scale if scale > 0 else None
+        return self.last_step.skipped_at if self.last_step is not None else None
 
     # -------------------------------------------------------------- evaluation
 
-    def _tower_nll_fn(self, images, labels, mask):
+    def _tower_nll_fn(self, averages, images, labels, mask):
+        """A tower's summed NLL of its images (mask 0: padding) with its copy of the averages."""
         x = self.model.scale_images(images)
         h = self.model.one_hot(labels) if labels is not None else None
+        get = self._read_from(averages)
         if self.model.energy_distance:
             # No likelihood: the original reports its test loss (the energy distance).
-            _, loss = self.model.train_objective(x, h, get=self.polyak.average, dropout_p=0.0,
+            _, loss = self.model.train_objective(x, h, get=get, dropout_p=0.0,
                                                  seed=tf.constant([0, 0], tf.int32),
                                                  compute_dtype=self.eval_dtype)
             return loss
-        log_p = self.model.log_prob_per_pixel(x, h, get=self.polyak.average,
+        log_p = self.model.log_prob_per_pixel(x, h, get=get,
                                               compute_dtype=self.eval_dtype)  # (B, H, W)
         return -tf.reduce_sum(tf.reduce_sum(log_p, axis=[1, 2]) * mask)
 
     def _test_tower(self, images, labels, mask):
-        b = self.batch_size
-        return self._tower_nll(self._tower_slice(images, b), self._tower_slice(labels, b),
-                               self._tower_slice(mask, b))
+        averages = [tf.identity(s) for s in self.polyak.shadows]  # this tower's copy
+        return self._shared(self._tower_nll, averages, images, labels, mask)
 
     def _test_step_fn(self, images, labels, mask):
         with self.strategy.scope():
@@ -343,17 +463,21 @@ class Trainer:
             if n < g:
                 x = np.concatenate([x, np.zeros((g - n,) + x.shape[1:], x.dtype)])
                 y = None if y is None else np.concatenate([y, np.zeros(g - n, y.dtype)])
-            total += float(self._test_fn(x, y, mask))
+            with precisions.tf32_for(self.eval_precision):
+                total += float(self._test_fn(self._split(x), self._split(y),
+                                             self._split(mask)))
             count += n
             if progress is not None:
                 progress(start + n, end)
         return total, count
 
     def averaged_model(self):
-        """A single-device PixelCNN holding the Polyak-averaged weights (to sample from)."""
+        """A single-device PixelCNN holding the Polyak-averaged weights (to sample from), in
+        the training precision; strict float32 for 'tf32' (TF32 is for training steps)."""
         if self._averaged_model is None:
-            self._averaged_model = PixelCNN(self.model.config, seed=self.seed,
-                                            precision=self.precision)
+            self._averaged_model = PixelCNN(
+                self.model.config, seed=self.seed,
+                precision='float32' if self.precision == 'tf32' else self.precision)
         with self.strategy.scope():
             for target, shadow in zip(self._averaged_model.weights, self.polyak.shadows):
                 target.assign(shadow.read_value())
@@ -382,15 +506,15 @@ class Trainer:
                                      'good checkpoint, %s, is kept)'
                                      % (int(self.step.numpy()), manager.latest_checkpoint))
         self.progress.assign(json.dumps(progress))
-        folder = manager.directory
-        before = set(os.listdir(folder)) if os.path.isdir(folder) else set()
+        folder = RunFolder(manager.directory)
+        before = folder.entries()
         try:
-            return manager.save(checkpoint_number=_next_checkpoint_number(manager))
+            return manager.save(checkpoint_number=folder.next_checkpoint_number(manager))
         except (tf.errors.OpError, OSError) as e:  # e.g. "No space left on device"
-            _remove_save_debris(folder, before)
+            folder.remove_save_debris(before)
             raise CheckpointWriteError(
                 'cannot write a checkpoint into %s (%s): its partial files were removed and the '
-                'last good checkpoint, %s, is kept' % (folder, _first_line(e),
+                'last good checkpoint, %s, is kept' % (folder.path, _first_line(e),
                                                        manager.latest_checkpoint or 'none yet')
             ) from None
 
@@ -428,22 +552,11 @@ class CheckpointWriteError(OSError):
     """A checkpoint could not be written (e.g. the disk is full); the last good one is kept."""
 
 
-# What a checkpoint save in progress creates beside the last good checkpoint.
-_SAVE_DEBRIS = re.compile(r'^.+-\d+(\.index|\.data-\d+-of-\d+|_temp.*)$|^checkpoint\.tmp')
-
-
-def _next_checkpoint_number(manager):
-    """One above every checkpoint number the folder holds or its state file names.
-
-    Not the checkpoint's save counter: a float16 trainer resuming a checkpoint written in
-    another precision restores into the layout without the loss scale, so its own counter
-    stays 0, and the counter would name ckpt-1 again (written over). The folder is what
-    must never be written over.
-    """
-    numbers = [number for number, _ in checkpoints.numbered_checkpoints(manager.directory)]
-    numbers += [int(path.rsplit('-', 1)[1]) for path in manager.checkpoints
-                if path.rsplit('-', 1)[-1].isdigit()]
-    return max(numbers, default=0) + 1
+def _spec(value):
+    """What a function is traced for: a variable itself, a tensor's shape and dtype."""
+    if value is None or isinstance(value, tf.Variable):
+        return value
+    return tf.TensorSpec(value.shape, value.dtype)
 
 
 def _holds_loss_scale(path):
@@ -469,20 +582,3 @@ def _first_line(error):
     if separator and os.sep in file:
         line = cause
     return line or type(error).__name__
-
-
-def _remove_save_debris(folder, before):
-    """Remove what a failed save began in `folder` (ckpt-N_temp/, part of ckpt-N.*), so
-    that only whole checkpoints stay and the state file still names the last one."""
-    if not os.path.isdir(folder):
-        return
-    for name in set(os.listdir(folder)) - before:
-        if _SAVE_DEBRIS.match(name):
-            path = os.path.join(folder, name)
-            try:
-                if os.path.isdir(path):
-                    shutil.rmtree(path)
-                else:
-                    os.remove(path)
-            except OSError:
-                pass  # the error being reported matters more than this file

@@ -5,7 +5,7 @@ its data on its own machine. Once TensorFlow has connected them
 (distribute.make_strategy), they exchange a few numbers (an all-gather over the
 cluster), so that every worker reaches the same decision at the same point:
 
-  - `check_same_run`: every worker sees the chief's --save_dir (its run.lock: a
+  - `check_same_run`: every worker sees the chief's --save_dir (its run's lock: a
     folder per machine is refused with -r, which reads the checkpoints on every
     worker), was started with the chief's flags (one worker without -r beside
     workers with -r is refused), and no two workers use one GPU;
@@ -36,7 +36,7 @@ import socket
 import numpy as np
 import tensorflow as tf
 
-from pixel_cnn_pp.files import LOCK_FILE
+from pixel_cnn_pp.run_folder import LOCK_FILE, RunFolder
 from pixel_cnn_pp.run import StopRequest
 
 MAX_GPUS = 16  # GPUs per worker compared for overlaps (the exchange has a fixed length)
@@ -100,12 +100,9 @@ def broadcast_from_chief(strategy, variables):
 # ------------------------------------------------------------- the same run and command
 
 def run_id(save_dir):
-    """A fingerprint of the run holding `save_dir` (its run.lock), 0 if there is none."""
-    try:
-        with open(os.path.join(save_dir, LOCK_FILE), 'rb') as f:
-            return _number(f.read().decode('utf-8', 'replace'))
-    except OSError:
-        return 0
+    """A fingerprint of the run holding `save_dir` (its lock), 0 if there is none."""
+    text = RunFolder(save_dir).lock_text()
+    return 0 if text is None else _number(text)
 
 
 def gpu_ids(devices, host, cuda_visible_devices=None):
@@ -161,9 +158,9 @@ def disagreement(rows, tasks, setting_names, load_params):
     for w in range(1, len(rows)):
         if rows[w, 0] != chief[0]:
             message = ('--multi_worker: %s does not see the chief\'s --save_dir (it finds no '
-                       'run.lock of the chief\'s run there): every worker needs the same '
+                       '%s of the chief\'s run there): every worker needs the same '
                        '--save_dir on a filesystem they share (e.g. NFS), where the chief writes '
-                       'the checkpoints and -r reads them on every worker' % who(w))
+                       'the checkpoints and -r reads them on every worker' % (who(w), LOCK_FILE))
             if load_params:
                 return message, True
             return message + '; training goes on, but -r will not resume this run', False

@@ -45,10 +45,11 @@ def save_tiny_run(folder, model):
     """`model` (a PixelCNN) as our checkpoint folder/ckpt-1 with its pixelcnn_config.json."""
     import pixel_cnn_pp
     from pixel_cnn_pp import checkpoints
+    from pixel_cnn_pp.run_folder import RunFolder
 
     checkpoints.training_checkpoint(model, pixel_cnn_pp.PolyakAverage(model.weights)).write(
         str(folder / 'ckpt-1'))
-    checkpoints.save_model_config(str(folder), model)
+    RunFolder(folder).save_model_config(model.config)
     return str(folder)
 
 

@@ -20,13 +20,14 @@ GOLDEN = os.path.join(ROOT, 'tests', 'golden', 'cifar_small')
 def golden_model():
     import pixel_cnn_pp
 
-    return pixel_cnn_pp.load_checkpoint(os.path.join(GOLDEN, 'params_golden.ckpt'),
-                                        image_shape=(32, 32, 3), nr_resnet=1, nr_filters=16,
-                                        nr_logistic_mix=3)
+    return pixel_cnn_pp.load(os.path.join(GOLDEN, 'params_golden.ckpt'), image_shape=(32, 32, 3),
+                             nr_resnet=1, nr_filters=16, nr_logistic_mix=3)
 
 
 def patches():
-    with np.load(os.path.join(ROOT, 'data', 'patches', 'patches_32x32.npz')) as f:
+    from pixel_cnn_pp.data import patches_data
+
+    with np.load(patches_data.PATH) as f:
         return f['testx'][[0, 500, 999]]
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pixel_cnn_pp import PixelCNN, PolyakAverage, cached_sampler, mixture, sampling
+from pixel_cnn_pp import PixelCNN, PolyakAverage, layer_caches, mixture, sampling
 from pixel_cnn_pp.cached_sampler import CachedSampler
 from tests.conftest import random_images
 from tests.test_attention import scramble_attention
@@ -96,7 +96,7 @@ def test_cached_outputs_use_the_polyak_averages():
 def test_teacher_forcing_catches_a_misplaced_cache_entry(monkeypatch):
     # The check can fail: read the ul stream's upsampled row of the wrong parity.
     model = tiny_model((8, 8, 3))
-    monkeypatch.setattr(cached_sampler._PixelDeconv, 'at',
+    monkeypatch.setattr(layer_caches.PixelDeconv, 'at',
                         lambda self, r, c: self.rows.read(((r + 1) % 2) * self.width + c))
     with pytest.raises(AssertionError, match='differs from the forward pass'):
         assert_cached_path_is_the_network(model)

@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 import pixel_cnn_pp
-from pixel_cnn_pp import checkpoints
+from pixel_cnn_pp import checkpoints, loading, run_folder
+from pixel_cnn_pp.run_folder import RunFolder
 from tests.conftest import random_images
 
 
@@ -26,9 +27,9 @@ def _golden(golden_dir, name):
 @pytest.mark.parametrize('name', ['cifar_small', 'mnist_small', 'mnist_ac_fork'])
 def test_golden_nll_matches_original(golden_dir, name):
     path, options, expected = _golden(golden_dir, name)
-    ema = pixel_cnn_pp.load_checkpoint(path, **options)
+    ema = pixel_cnn_pp.load(path, **options)
     np.testing.assert_allclose(ema.nll(expected['images']), expected['nll_ema_nats'], rtol=1e-4)
-    raw = pixel_cnn_pp.load_checkpoint(path, use_ema=False, **options)
+    raw = pixel_cnn_pp.load(path, use_ema=False, **options)
     np.testing.assert_allclose(raw.nll(expected['images']), expected['nll_raw_nats'], rtol=1e-4)
     # The averaged and raw weights differ visibly (decay 0.9): the test can tell them apart.
     assert np.abs(expected['nll_ema_nats'] - expected['nll_raw_nats']).min() > 1.0
@@ -37,7 +38,7 @@ def test_golden_nll_matches_original(golden_dir, name):
 @pytest.mark.parametrize('name', ['cifar_small', 'mnist_small', 'mnist_ac_fork'])
 def test_golden_network_output_matches_original(golden_dir, name):
     path, options, expected = _golden(golden_dir, name)
-    model = pixel_cnn_pp.load_checkpoint(path, **options)
+    model = pixel_cnn_pp.load(path, **options)
     out = model.forward(model.scale_images(expected['images'])).numpy()
     want = expected['net_out_ema']
     assert out.shape == want.shape
@@ -60,13 +61,13 @@ def test_wrong_options_name_first_mismatched_variable(golden_dir):
     path, options, _ = _golden(golden_dir, 'cifar_small')
     with pytest.raises(ValueError, match=r'model/conv2d_0/V/ExponentialMovingAverage has shape '
                                          r'\[2, 3, 4, 16\].*expects \[2, 3, 4, 32\]'):
-        pixel_cnn_pp.load_checkpoint(path, **dict(options, nr_filters=32))
+        pixel_cnn_pp.load(path, **dict(options, nr_filters=32))
     with pytest.raises(ValueError, match=r'model/dense_13/V/ExponentialMovingAverage has shape '
                                          r'\[16, 30\].*expects \[16, 20\]'):
-        pixel_cnn_pp.load_checkpoint(path, **dict(options, nr_logistic_mix=2))
+        pixel_cnn_pp.load(path, **dict(options, nr_logistic_mix=2))
     with pytest.raises(ValueError, match=r'model/conv2d_7/V/ExponentialMovingAverage has shape '
                                          r'\[2, 3, 16, 16\].*nr_resnet=2.*expects \[2, 3, 32, 16\]'):
-        pixel_cnn_pp.load_checkpoint(path, **dict(options, nr_resnet=2))
+        pixel_cnn_pp.load(path, **dict(options, nr_resnet=2))
 
 
 def write_tf1_checkpoint(prefix, model, ema_offset=1.0):
@@ -87,29 +88,29 @@ def test_openai_layout_class_conditional_loads_by_name(tmp_path):
     assert any('conditional_weights_0/hw' in n for n, _ in source.named_weights())
     prefix = str(tmp_path / 'params_cond.ckpt')
     write_tf1_checkpoint(prefix, source, ema_offset=0.01)
-    raw = pixel_cnn_pp.load_checkpoint(prefix, use_ema=False, **options)
+    raw = pixel_cnn_pp.load(prefix, use_ema=False, **options)
     for a, b in zip(raw.weights, source.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    ema = pixel_cnn_pp.load_checkpoint(prefix, **options)
+    ema = pixel_cnn_pp.load(prefix, **options)
     for a, b in zip(ema.weights, source.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy() + 0.01, rtol=1e-6)
     # The unconditional model matches every shape but lacks the class weights.
     with pytest.raises(ValueError, match=r'has variable model/conditional_weights_0/hw.*does not have'):
-        pixel_cnn_pp.load_checkpoint(prefix, **dict(options, num_classes=0))
+        pixel_cnn_pp.load(prefix, **dict(options, num_classes=0))
 
 
 def test_default_options_are_the_originals(golden_dir):
     path, _, _ = _golden(golden_dir, 'cifar_small')
     # The golden model has 16 filters; the defaults (160) must be what is expected.
     with pytest.raises(ValueError, match=r'expects \[2, 3, 4, 160\]'):
-        pixel_cnn_pp.load_checkpoint(path)
+        pixel_cnn_pp.load(path)
 
 
 def test_missing_checkpoint_path_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError, match='checkpoint not found'):
-        pixel_cnn_pp.load_checkpoint(str(tmp_path / 'nothing.ckpt'))
+        pixel_cnn_pp.load(str(tmp_path / 'nothing.ckpt'))
     with pytest.raises(FileNotFoundError, match='no checkpoint in folder'):
-        pixel_cnn_pp.load_checkpoint(str(tmp_path))
+        pixel_cnn_pp.load(str(tmp_path))
 
 
 def _trained_tiny_model(tmp_path):
@@ -127,16 +128,16 @@ def _trained_tiny_model(tmp_path):
         polyak.update()
     folder = tmp_path / 'run'
     checkpoints.training_checkpoint(model, polyak, adam=adam).write(str(folder / 'ckpt-1'))
-    checkpoints.save_model_config(str(folder), model)
+    RunFolder(folder).save_model_config(model.config)
     return model, polyak, images, folder
 
 
 def test_own_checkpoint_loads_without_options(tmp_path):
     model, polyak, images, folder = _trained_tiny_model(tmp_path)
-    loaded = pixel_cnn_pp.load_checkpoint(str(folder / 'ckpt-1'))
+    loaded = pixel_cnn_pp.load(str(folder / 'ckpt-1'))
     assert loaded.config == model.config
     np.testing.assert_allclose(loaded.nll(images), model.nll(images, averages=polyak), rtol=1e-6)
-    raw = pixel_cnn_pp.load_checkpoint(str(folder / 'ckpt-1'), use_ema=False)
+    raw = pixel_cnn_pp.load(str(folder / 'ckpt-1'), use_ema=False)
     np.testing.assert_allclose(raw.nll(images), model.nll(images), rtol=1e-6)
     assert np.abs(raw.nll(images) - loaded.nll(images)).max() > 1e-3
 
@@ -144,7 +145,7 @@ def test_own_checkpoint_loads_without_options(tmp_path):
 def test_own_checkpoint_with_conflicting_option_is_refused(tmp_path):
     _, _, _, folder = _trained_tiny_model(tmp_path)
     with pytest.raises(ValueError, match='trained with nr_filters=8, but nr_filters=16'):
-        pixel_cnn_pp.load_checkpoint(str(folder / 'ckpt-1'), nr_filters=16)
+        pixel_cnn_pp.load(str(folder / 'ckpt-1'), nr_filters=16)
 
 
 def test_model_config_is_readable_by_others_like_the_checkpoint(tmp_path):
@@ -154,10 +155,10 @@ def test_model_config_is_readable_by_others_like_the_checkpoint(tmp_path):
     model = pixel_cnn_pp.PixelCNN((8, 8, 1), nr_resnet=1, nr_filters=8, nr_logistic_mix=2, seed=0)
     old = os.umask(0o022)
     try:
-        checkpoints.save_model_config(str(tmp_path), model)
+        RunFolder(tmp_path).save_model_config(model.config)
     finally:
         os.umask(old)
-    mode = stat.S_IMODE(os.stat(tmp_path / checkpoints.CONFIG_FILE).st_mode)
+    mode = stat.S_IMODE(os.stat(tmp_path / run_folder.CONFIG_FILE).st_mode)
     assert mode == 0o644, oct(mode)
 
 
@@ -171,7 +172,7 @@ BEFORE_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtur
 def test_checkpoint_written_before_the_model_config_loads_with_its_nlls(use_ema):
     with open(os.path.join(BEFORE_CONFIG, 'expected.json')) as f:
         expected = json.load(f)
-    model = pixel_cnn_pp.load_checkpoint(BEFORE_CONFIG, use_ema=use_ema)
+    model = pixel_cnn_pp.load(BEFORE_CONFIG, use_ema=use_ema)
     assert model.num_classes == 2 and model.image_shape == (8, 8, 3)
     images, labels = random_images(4, (8, 8, 3), seed=0), np.array([0, 1, 0, 1])
     want = expected['nll_ema' if use_ema else 'nll_raw']
@@ -208,9 +209,9 @@ def test_a_damaged_checkpoint_is_refused_naming_it(tmp_path, how):
     _damage(prefix, how)
     message = 'checkpoint %s is damaged or truncated' % re.escape(prefix)
     with pytest.raises(ValueError, match=message):
-        pixel_cnn_pp.load_checkpoint(prefix)
+        pixel_cnn_pp.load(prefix)
     with pytest.raises(ValueError, match=message):
-        checkpoints.read_weights(prefix, model)
+        loading.read_weights(prefix, model)
     with pytest.raises(ValueError, match=message):
         checkpoints.check_intact(prefix)
 
@@ -225,17 +226,17 @@ def test_a_damaged_checkpoint_is_refused_naming_it(tmp_path, how):
 ])
 def test_a_bad_model_config_file_is_refused_naming_it(tmp_path, text, message):
     _, _, _, folder = _trained_tiny_model(tmp_path)
-    (folder / checkpoints.CONFIG_FILE).write_text(text)
+    (folder / run_folder.CONFIG_FILE).write_text(text)
     with pytest.raises(ValueError, match=message) as error:
-        pixel_cnn_pp.load_checkpoint(str(folder / 'ckpt-1'))
-    assert str(folder / checkpoints.CONFIG_FILE) in str(error.value)
+        pixel_cnn_pp.load(str(folder / 'ckpt-1'))
+    assert str(folder / run_folder.CONFIG_FILE) in str(error.value)
 
 
 def test_use_ema_must_be_a_bool(tmp_path):
     _, _, _, folder = _trained_tiny_model(tmp_path)
     for value in ('no', 0, None):
         with pytest.raises(ValueError, match="'use_ema' must be True or False; got %r" % value):
-            pixel_cnn_pp.load_checkpoint(str(folder / 'ckpt-1'), use_ema=value)
+            pixel_cnn_pp.load(str(folder / 'ckpt-1'), use_ema=value)
 
 
 def test_a_folder_whose_state_file_is_unreadable_names_its_newest_checkpoint(tmp_path):
@@ -243,9 +244,9 @@ def test_a_folder_whose_state_file_is_unreadable_names_its_newest_checkpoint(tmp
     for number in (2, 10):  # numbered, not sorted as text: ckpt-10 is the newest
         for suffix in ('.index', '.data-00000-of-00001'):
             os.link(folder / ('ckpt-1' + suffix), folder / ('ckpt-%d%s' % (number, suffix)))
-    assert [n for n, _ in checkpoints.numbered_checkpoints(str(folder))] == [1, 2, 10]
-    (folder / checkpoints.STATE_FILE).write_text('garbage')
+    assert [n for n, _ in RunFolder(folder).checkpoints()] == [1, 2, 10]
+    (folder / run_folder.STATE_FILE).write_text('garbage')
     with pytest.raises(FileNotFoundError, match=r'the "checkpoint" state file of folder .* could '
                                                 r'not be read .*holds 3 checkpoints: name one, '
                                                 r'e\.g\. .*ckpt-10$'):
-        pixel_cnn_pp.load_checkpoint(str(folder))
+        pixel_cnn_pp.load(str(folder))

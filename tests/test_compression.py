@@ -14,12 +14,13 @@ import pytest
 import compress
 import pixel_cnn_pp
 from pixel_cnn_pp import compression
+from pixel_cnn_pp.data import patches_data
 from pixel_cnn_pp.signals import signals_raise
 from tests.conftest import (Unhandled, assert_stopped_with_one_line, random_images, run_main,
                             save_tiny_run, script_cli, write_pngs)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PATCHES = os.path.join(ROOT, 'data', 'patches', 'patches_32x32.npz')
+PATCHES = patches_data.PATH
 
 
 def tiny(shape=(8, 8, 3), seed=1, **options):
@@ -216,10 +217,10 @@ cli = script_cli('compress.py', compress)
 
 @pytest.fixture(scope='module')
 def loaded(run_dir):
-    """sample.load_model's answer for run_dir, loaded once: the runs that use it share one
+    """cli.load_model's answer for run_dir, loaded once: the runs that use it share one
     model, so its coding loops are traced once (the subject is the outputs, not loading)."""
-    model = pixel_cnn_pp.load_checkpoint(run_dir)
-    return lambda args: (model, os.path.join(run_dir, 'ckpt-1'))
+    model = pixel_cnn_pp.load(run_dir)
+    return lambda *args: (model, os.path.join(run_dir, 'ckpt-1'))
 
 
 
@@ -293,7 +294,7 @@ def test_nothing_is_written_over_and_every_output_is_checked_before_the_work(
     (tmp_path / 'a.npz').write_text('my npz')
     before = _digests(tmp_path)
     # Refused before the checkpoint is loaded, let alone the file read or the images decoded.
-    monkeypatch.setattr(compress.sample, 'load_model', lambda args: pytest.fail('loaded'))
+    monkeypatch.setattr(compress.cli, 'load_model', lambda *args: pytest.fail('loaded'))
     for argv, message in [
             (['--decompress', packed, '--output', out],
              '--output %s is a folder that holds 2 files already' % out),
@@ -324,7 +325,7 @@ def test_a_signal_while_the_pngs_or_the_file_are_written_leaves_nothing(
         run_dir, loaded, tmp_path, monkeypatch, capsys):
     from pixel_cnn_pp import images as image_files
 
-    monkeypatch.setattr(compress.sample, 'load_model', loaded)
+    monkeypatch.setattr(compress.cli, 'load_model', loaded)
     images = random_images(3, (8, 8, 3), seed=9)
     packed = tmp_path / 'x.pxpp'
     run_main(compress, 'compress.py', '--checkpoint', run_dir, '--compress',

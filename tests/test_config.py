@@ -87,3 +87,16 @@ def test_diff_names_what_differs_and_ignores_unused_levels():
 def test_describe_names_every_option():
     text = ModelConfig().describe()
     assert all(name + '=' in text for name in ModelConfig.field_names())
+
+
+def test_check_integer_is_the_one_count_check():
+    import numpy as np
+
+    from pixel_cnn_pp.config import check_integer
+
+    assert [check_integer('n', v) for v in (1, np.int64(7), 3.0, '12')] == [1, 7, 3, 12]
+    assert check_integer('num_classes', 0, low=0) == 0
+    for bad in (0, -1, 2.5, True, np.bool_(True), None, 'x', '2.5'):
+        with pytest.raises(ValueError, match=r"^'batch_size' must be a positive integer \(images "
+                                             r"per tower\); got "):
+            check_integer('batch_size', bad, meaning='images per tower')

@@ -1,4 +1,4 @@
-"""Tests for data/cifar10_data.py and data/safe_pickle.py, on CIFAR-10 batch files written
+"""Tests for pixel_cnn_pp/data/cifar10_data.py and safe_pickle.py, on CIFAR-10 batch files written
 here in the real on-disk format (pickled dicts under cifar-10-python/cifar-10-batches-py)."""
 
 import hashlib
@@ -10,10 +10,10 @@ import tarfile
 import numpy as np
 import pytest
 
-from data import cifar10_data
-from data.cifar10_data import DataLoader
-from data.loader import DataError
-from data.safe_pickle import UnsafePickleError
+from pixel_cnn_pp.data import cifar10_data
+from pixel_cnn_pp.data.cifar10_data import DataLoader
+from pixel_cnn_pp.data.loader import DataError
+from pixel_cnn_pp.data.safe_pickle import UnsafePickleError
 from tests.test_download import closed_port_url, serve
 
 TRAIN_FILES = [f'data_batch_{i}' for i in range(1, 6)]

@@ -1,5 +1,5 @@
-"""Tests for data/folder_data.py on PNG/JPEG folders written here: <dir>/train, <dir>/test,
-optionally with class sub-folders."""
+"""Tests for pixel_cnn_pp/data/folder_data.py on PNG/JPEG folders written here: <dir>/train,
+<dir>/test, optionally with class sub-folders."""
 
 import os
 
@@ -7,8 +7,8 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from data.folder_data import DataLoader
-from data.loader import DataError
+from pixel_cnn_pp.data.folder_data import DataLoader
+from pixel_cnn_pp.data.loader import DataError
 
 
 def write_folder(data_dir, classes=('cat', 'dog'), n_train=20, n_test=6, size=(32, 32),
@@ -133,7 +133,7 @@ def test_corrupt_image_is_an_error_naming_it(tmp_path):
     write_folder(tmp_path, n_train=2)
     path = tmp_path / 'train' / 'cat' / '0001.png'
     path.write_bytes(path.read_bytes()[:40])
-    with pytest.raises(DataError, match='cannot read this image') as err:
+    with pytest.raises(DataError, match='not a readable image') as err:
         DataLoader(tmp_path, 'train', 2)
     assert str(path) in str(err.value)
 
@@ -141,5 +141,5 @@ def test_corrupt_image_is_an_error_naming_it(tmp_path):
 def test_16_bit_images_are_refused(tmp_path):
     os.makedirs(tmp_path / 'train')
     iio.imwrite(tmp_path / 'train' / 'deep.png', np.zeros((8, 8), np.uint16))
-    with pytest.raises(DataError, match='uint16 pixels, expected 8-bit'):
+    with pytest.raises(DataError, match='uint16 pixels; 8-bit images are expected'):
         DataLoader(tmp_path, 'train', 1)

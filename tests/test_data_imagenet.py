@@ -1,5 +1,5 @@
-"""Tests for data/imagenet_data.py on all three Small ImageNet layouts, written here in the
-real formats: the original's imgnet_SxS.npz, its train_SxS/ valid_SxS/ PNG folders, and the
+"""Tests for pixel_cnn_pp/data/imagenet_data.py on all three Small ImageNet layouts,
+written here in the real formats: the original's imgnet_SxS.npz, its train_SxS/ valid_SxS/ PNG folders, and the
 Imagenet32/64 batch files (channel-planar 'data' rows, 1-based 'labels')."""
 
 import os
@@ -9,8 +9,8 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from data.imagenet_data import DataLoader
-from data.loader import DataError
+from pixel_cnn_pp.data.imagenet_data import DataLoader
+from pixel_cnn_pp.data.loader import DataError
 
 TRAIN_BATCHES = [f'train_data_batch_{i}' for i in range(1, 11)]
 

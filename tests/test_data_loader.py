@@ -1,4 +1,4 @@
-"""Tests for data/loader.py: every data set, built in its real on-disk format, checked
+"""Tests for pixel_cnn_pp/data/loader.py: every data set, built in its real on-disk format, checked
 through the same DataLoader interface (batches, epochs, shuffling, labels, next(n),
 get/set_state), plus get_loader and to_tf_dataset."""
 
@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from data import patches_data
-from data.loader import DATA_SETS, DataError, get_loader, to_tf_dataset
+from pixel_cnn_pp.data import patches_data
+from pixel_cnn_pp.data.loader import DATA_SETS, DataError, get_loader, to_tf_dataset
 from tests.test_data_cifar import write_cifar
 from tests.test_data_folder import write_folder
 from tests.test_data_imagenet import (write_imagenet_batches, write_imagenet_npz,
@@ -184,7 +184,7 @@ def test_unknown_data_set_name_lists_the_valid_names(tmp_path):
 def test_bad_subset_and_batch_size_are_refused(tmp_path):
     with pytest.raises(ValueError, match="subset must be 'train' or 'test', got 'valid'"):
         get_loader('patches', None, 'valid', 8)
-    with pytest.raises(ValueError, match='batch_size must be a positive int'):
+    with pytest.raises(ValueError, match="'batch_size' must be a positive integer"):
         get_loader('patches', None, 'train', 0)
     with pytest.raises(ValueError, match='batch_size 5000 is larger than the train set'):
         get_loader('patches', None, 'train', 5000)
@@ -241,8 +241,10 @@ def test_to_tf_dataset_checkpoint_with_the_consumed_position_resumes_exactly(tmp
 
 
 def test_loaders_import_without_tensorflow():
-    code = ('import sys, data.loader, data.cifar10_data, data.mnist_data, data.imagenet_data, '
-            'data.folder_data, data.patches_data, data.download; '
+    code = ('import sys, pixel_cnn_pp.data.loader, pixel_cnn_pp.data.cifar10_data, '
+            'pixel_cnn_pp.data.mnist_data, pixel_cnn_pp.data.imagenet_data, '
+            'pixel_cnn_pp.data.folder_data, pixel_cnn_pp.data.patches_data, '
+            'pixel_cnn_pp.data.download, pixel_cnn_pp.data.pretrained; '
             'assert "tensorflow" not in sys.modules, "tensorflow imported"')
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     subprocess.run([sys.executable, '-c', code], cwd=root, check=True)

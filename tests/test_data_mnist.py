@@ -1,4 +1,4 @@
-"""Tests for data/mnist_data.py on IDX files written here with the real headers
+"""Tests for pixel_cnn_pp/data/mnist_data.py on IDX files written here with the real headers
 (big-endian magic 0x00000803 / 0x00000801, counts, rows, cols), gzipped or not, and on
 Keras's mnist.npz."""
 
@@ -10,9 +10,9 @@ import struct
 import numpy as np
 import pytest
 
-from data import mnist_data
-from data.loader import DataError
-from data.mnist_data import DataLoader
+from pixel_cnn_pp.data import mnist_data
+from pixel_cnn_pp.data.loader import DataError
+from pixel_cnn_pp.data.mnist_data import DataLoader
 from tests.test_download import closed_port_url, serve
 
 NAMES = {'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),

@@ -1,13 +1,14 @@
-"""Tests for the bundled offline data set (data/patches/patches_32x32.npz, cut by
-data/make_patches.py) and its loader (data/patches_data.py)."""
+"""Tests for the bundled offline data set (pixel_cnn_pp/data/patches/patches_32x32.npz, cut by
+data/make_patches.py) and its loader (pixel_cnn_pp/data/patches_data.py)."""
 
 import os
 
 import numpy as np
 import pytest
 
-from data import make_patches, patches_data
-from data.loader import get_loader
+from data import make_patches
+from pixel_cnn_pp.data import patches_data
+from pixel_cnn_pp.data.loader import get_loader
 
 
 @pytest.fixture(scope='module')

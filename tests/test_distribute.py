@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from pixel_cnn_pp import distribute
+from pixel_cnn_pp import distribute, signals
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -408,7 +408,7 @@ def test_sigterm_ends_the_wait_and_the_handlers_are_restored():
     before = signal.getsignal(signal.SIGTERM)
     timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGTERM))
     timer.start()
-    with pytest.raises(distribute.WaitStopped, match='stopped by signal 15 while waiting') as e:
+    with pytest.raises(signals.Stopped, match='stopped by signal 15 while waiting') as e:
         distribute.wait_for_workers(tasks, me, timeout=0, log=lambda line: None)
     timer.join()
     assert e.value.signum == signal.SIGTERM

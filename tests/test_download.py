@@ -1,4 +1,5 @@
-"""Tests for data/download.py: mirrors, resume, checksums, atomic rename, safe extraction.
+"""Tests for pixel_cnn_pp/data/download.py: mirrors, resume, checksums, atomic rename, safe
+extraction.
 
 Files are served by a local http.server on 127.0.0.1 (with Range support); no test touches
 the real network.
@@ -17,8 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from data.download import DownloadError, download, safe_extract_tar, safe_extract_zip
-from data.loader import DataError
+from pixel_cnn_pp.data.download import DownloadError, download, safe_extract_tar, safe_extract_zip
+from pixel_cnn_pp.data.loader import DataError
 
 
 class _Handler(BaseHTTPRequestHandler):

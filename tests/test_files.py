@@ -8,6 +8,7 @@ import time
 import pytest
 
 from pixel_cnn_pp import files
+from pixel_cnn_pp.run_folder import LOCK_FILE as LOCK
 
 
 def test_written_json_is_whole_and_readable_as_any_new_file(tmp_path):
@@ -46,7 +47,7 @@ spec.loader.exec_module(files)
 if len(sys.argv) > 2:
     time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # start together with the others
 try:
-    lock = files.FolderLock(sys.argv[1], log=lambda line: None)
+    lock = files.FolderLock(sys.argv[1], 'run.lock', log=lambda line: None)
 except files.FolderInUse as e:
     print('refused:', e, flush=True)
     sys.exit(3)
@@ -77,12 +78,12 @@ def test_the_lock_holds_pid_and_host_and_leaves_nothing_when_released(tmp_path):
     import socket
 
     folder = tmp_path / 'runs' / 'a'
-    lock = files.FolderLock(str(folder))
-    held = json.loads((folder / files.LOCK_FILE).read_text())
+    lock = files.FolderLock(str(folder), LOCK)
+    held = json.loads((folder / LOCK).read_text())
     assert (held['pid'], held['host']) == (os.getpid(), socket.gethostname())
     lock.release()
     assert not (tmp_path / 'runs').exists()  # created by the lock, empty: removed
-    with files.FolderLock(str(folder)):
+    with files.FolderLock(str(folder), LOCK):
         (folder / 'flags.json').write_text('{}')
     assert os.listdir(folder) == ['flags.json']  # written into: kept, the lock removed
 
@@ -93,46 +94,46 @@ def test_a_second_process_is_refused_naming_the_first_ones_pid(tmp_path):
         assert first.stdout.readline() == 'locked\n'
         with pytest.raises(files.FolderInUse, match=r'%s is in use by another run: pid %d on '
                                                     r'host ' % (tmp_path, first.pid)):
-            files.FolderLock(str(tmp_path))
+            files.FolderLock(str(tmp_path), LOCK)
     finally:
         first.stdin.close()
         first.wait(timeout=60)
     assert os.listdir(tmp_path) == []  # the first released it; the refusal wrote nothing
-    files.FolderLock(str(tmp_path)).release()
+    files.FolderLock(str(tmp_path), LOCK).release()
 
 
 def test_a_lock_whose_process_has_ended_is_replaced(tmp_path):
     import socket
 
-    lock_file = tmp_path / files.LOCK_FILE
+    lock_file = tmp_path / LOCK
     lock_file.write_text(json.dumps(dict(pid=_ended_pid(), host=socket.gethostname())))
     notes = []
-    with files.FolderLock(str(tmp_path), log=notes.append):
+    with files.FolderLock(str(tmp_path), LOCK, log=notes.append):
         assert json.loads(lock_file.read_text())['pid'] == os.getpid()
     assert len(notes) == 1 and 'replaced the stale lock' in notes[0] and 'has ended' in notes[0]
     # This very pid, but recorded for a process that started at another time: reused, stale.
     if files._process_start(os.getpid()) is not None:
         lock_file.write_text(json.dumps(dict(pid=os.getpid(), host=socket.gethostname(),
                                              process_start=1)))
-        files.FolderLock(str(tmp_path), log=notes.append).release()
+        files.FolderLock(str(tmp_path), LOCK, log=notes.append).release()
         assert len(notes) == 2
     assert os.listdir(tmp_path) == []
 
 
 def test_a_lock_of_another_host_is_refused_saying_which_file_to_delete(tmp_path):
-    lock_file = tmp_path / files.LOCK_FILE
+    lock_file = tmp_path / LOCK
     lock_file.write_text(json.dumps(dict(pid=_ended_pid(), host='elsewhere.example')))
     with pytest.raises(files.FolderInUse, match=r'locked by pid \d+ on host elsewhere\.example.*'
                                                 r'another host.*delete %s' % lock_file):
-        files.FolderLock(str(tmp_path), what='--save_dir')
+        files.FolderLock(str(tmp_path), LOCK, what='--save_dir')
 
 
 def test_an_unreadable_lock_is_replaced_only_when_old(tmp_path):
-    lock_file = tmp_path / files.LOCK_FILE
+    lock_file = tmp_path / LOCK
     lock_file.write_text('{"pid": ')  # as a creator killed half-way through writing leaves it
     os.utime(lock_file, (time.time() - 60, time.time() - 60))
     notes = []
-    files.FolderLock(str(tmp_path), log=notes.append).release()
+    files.FolderLock(str(tmp_path), LOCK, log=notes.append).release()
     assert 'unreadable' in notes[0] and os.listdir(tmp_path) == []
 
 
@@ -140,7 +141,7 @@ def test_of_processes_starting_together_exactly_one_takes_the_lock(tmp_path):
     import socket
 
     # A stale lock is there too: replacing it must not let two of them in.
-    (tmp_path / files.LOCK_FILE).write_text(json.dumps(dict(pid=_ended_pid(),
+    (tmp_path / LOCK).write_text(json.dumps(dict(pid=_ended_pid(),
                                                             host=socket.gethostname())))
     start = time.time() + 1.5
     holders = [_holder(tmp_path, start_at=start) for _ in range(4)]
@@ -165,16 +166,16 @@ def test_a_folder_that_cannot_be_made_is_refused_at_once(tmp_path, make, message
     (tmp_path / 'file').write_text('a file')
     with pytest.raises(ValueError, match='--save_dir .*' + message if make(tmp_path) else
                        '--save_dir ' + message):
-        files.FolderLock(str(make(tmp_path)), what='--save_dir')
+        files.FolderLock(str(make(tmp_path)), LOCK, what='--save_dir')
     assert sorted(os.listdir(tmp_path)) == ['file']
 
 
 def test_a_lock_file_that_is_not_ours_is_refused_at_once_saying_how_to_remove_it(tmp_path):
-    lock_file = tmp_path / files.LOCK_FILE
+    lock_file = tmp_path / LOCK
     lock_file.write_text('hello, I am not a lock')
     start = time.time()
     with pytest.raises(ValueError) as refused:
-        files.FolderLock(str(tmp_path), what='--save_dir')
+        files.FolderLock(str(tmp_path), LOCK, what='--save_dir')
     message = str(refused.value)
     assert time.time() - start < 2  # no wait for "another process starting in it"
     assert message.startswith('--save_dir %s: its lock file %s cannot be read (it holds '
@@ -185,7 +186,7 @@ def test_a_lock_file_that_is_not_ours_is_refused_at_once_saying_how_to_remove_it
     assert lock_file.read_text() == 'hello, I am not a lock'  # left for the user to judge
     lock_file.write_text(json.dumps([1, 2]))  # whole JSON, but not a lock
     with pytest.raises(ValueError, match='cannot be read'):
-        files.FolderLock(str(tmp_path))
+        files.FolderLock(str(tmp_path), LOCK)
 
 
 def test_outputs_under_a_file_are_refused_as_a_file_not_a_folder(tmp_path):
@@ -208,7 +209,7 @@ def test_an_output_lock_refuses_a_second_claim_of_the_same_outputs_only(tmp_path
                                                     % (tmp_path / 'samples', os.getpid())):
             files.output_lock(str(tmp_path / 'samples'), '--output')
         files.output_lock(str(tmp_path / 'other'), '--output').release()
-        files.FolderLock(str(tmp_path)).release()  # the folder itself: free for a run
+        files.FolderLock(str(tmp_path), LOCK).release()  # the folder itself: free for a run
     assert os.listdir(tmp_path) == []
 
 

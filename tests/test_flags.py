@@ -138,6 +138,7 @@ def test_choices_spelled_out_in_flags_are_the_librarys():
 
     assert FLAGS['resnet_nonlinearity'].parser.enum_values == list(config.NONLINEARITIES)
     assert FLAGS['method'].parser.enum_values == list(sampling.METHODS)
+    assert [int(level) for level in train_flags.NL_LEVELS] == list(config.NL_LEVELS)
     from pixel_cnn_pp import precision
 
     assert FLAGS['precision'].parser.enum_values == list(precision.PRECISIONS)

@@ -108,7 +108,7 @@ def _draw_levels(l, m, channels, n, seed):
     g = rng.uniform(1e-5, 1 - 1e-5, (n, m)).astype(np.float32)
     u = rng.uniform(1e-5, 1 - 1e-5, (n, channels)).astype(np.float32)
     x = mixture.draw(mixture.unpack(tf.constant(np.repeat(l, n, 0)), m, channels), g, u)
-    return np.clip(np.rint((x.numpy() + 1.0) * 127.5), 0, 255).astype(np.int64)
+    return mixture.to_level(x).numpy().astype(np.int64)
 
 
 def _assert_frequencies_match(counts, p, n):
@@ -137,3 +137,15 @@ def test_rgb_draw_frequencies_match_the_probabilities():
     common = np.argsort(counts)[::-1][:30]  # the likeliest pixels, and the red marginal
     p = np.exp(log_p(np.repeat(l, len(common), 0), LEVELS[triples[common]], m))
     _assert_frequencies_match(counts[common], p, n)
+
+
+def test_levels_and_values_convert_both_ways_rounding_as_np_rint():
+    levels = np.arange(256, dtype=np.float32)
+    values = mixture.to_value(levels)
+    np.testing.assert_array_equal(values, mixture.LEVEL_VALUES.astype(np.float32))
+    np.testing.assert_array_equal(mixture.to_level(tf.constant(values)).numpy(), levels)
+    # The nearest level as np.rint finds it (half to even), clipped beyond [-1, 1].
+    x = np.random.default_rng(0).uniform(-1.1, 1.1, 10000).astype(np.float32)
+    want = np.clip(np.rint((x + np.float32(1.0)) * np.float32(127.5)), 0, 255)
+    assert want.min() == 0 and want.max() == 255
+    np.testing.assert_array_equal(mixture.to_level(tf.constant(x)).numpy(), want)

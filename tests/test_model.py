@@ -98,11 +98,13 @@ def test_network_gives_each_layer_once_by_resolution():
                                                                         (2, 2)]
     listed = [net.u_init, net.ul_init_down, net.ul_init_right, net.out]
     for level in net.levels:
-        listed += [layer for pair in level.up + level.down for layer in pair]
+        listed += [block for pair in level.up + level.down for block in (pair.u, pair.ul)]
         listed += [level.attention] + list(level.downsample or ()) + list(level.upsample or ())
     listed = [layer for layer in listed if layer is not None]
-    assert len({id(layer) for layer in listed}) == len(listed) == len(model._order.items)
-    assert {id(layer) for layer in listed} == {id(item) for item in model._order.items}
+    assert len({id(layer) for layer in listed}) == len(listed)
+    # Every weight of the model is in exactly one of them.
+    weights = [id(v) for layer in listed for v in layer.trainable_variables]
+    assert sorted(weights) == sorted(id(v) for v in model.weights)
 
 
 def test_compiled_builds_once_per_key():

@@ -93,3 +93,85 @@ def test_every_configurable_nonlinearity_is_implemented():
     from pixel_cnn_pp.config import NONLINEARITIES
 
     assert sorted(nn.NONLINEARITIES) == sorted(NONLINEARITIES)
+
+
+# ---- each layer's incremental form (what the cached sampler computes) against its full form
+
+
+def test_shifts_one_row_or_position_at_a_time_are_the_full_shifts():
+    x = _images((2, 4, 5, 3))
+    down, right = nn.down_shift(x).numpy(), nn.right_shift(x).numpy()
+    for i in range(4):
+        np.testing.assert_array_equal(nn.down_shift_row(x[:, i - 1], i).numpy(), down[:, i])
+        for j in range(5):
+            np.testing.assert_array_equal(nn.right_shift_at(x[:, i, j - 1], j).numpy(),
+                                          right[:, i, j])
+
+
+@pytest.mark.parametrize('size,stride', [((2, 3), 1), ((2, 3), 2), ((1, 3), 1)])
+def test_down_shifted_conv_a_row_at_a_time_is_the_full_conv(size, stride):
+    layer = nn.DownShiftedConv2d(nn.Namer(), 3, 4, size, stride=(stride, stride), rng=_rng())
+    x = _images((2, 6, 8, 3))
+    full = layer(x).numpy()
+    kh, kernel = size[0], layer.kernel()
+    # The input rows padded as the layer pads columns, below kh - 1 rows of zeros.
+    rows = tf.stack([layer.pad_row(x[:, r]) for r in range(6)], 1)
+    rows = tf.pad(rows, [[0, 0], [kh - 1, 0], [0, 0], [0, 0]])
+    for i in range(full.shape[1]):
+        r = stride * i + kh - 1  # input row stride * i, in the padded rows
+        out = layer.row(rows[:, r - kh + 1:r] if kh > 1 else None, rows[:, r], kernel)
+        np.testing.assert_allclose(out.numpy(), full[:, i], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize('size,stride', [((2, 2), 1), ((2, 2), 2), ((2, 1), 1)])
+def test_down_right_shifted_conv_at_one_position_is_the_full_conv(size, stride):
+    layer = nn.DownRightShiftedConv2d(nn.Namer(), 3, 4, size, stride=(stride, stride),
+                                      rng=_rng())
+    x = _images((2, 6, 6, 3))
+    full = layer(x).numpy()
+    padded, (kh, kw) = layer.pad(x), size
+    rows, b = layer.kernel_rows()
+    assert len(rows) == kh and rows[0].shape == (kw * 3, 4)
+    for i in range(full.shape[1]):
+        for j in range(full.shape[2]):
+            window = padded[:, stride * i:stride * i + kh, stride * j:stride * j + kw]
+            whole = layer.at(tf.reshape(window, [2, -1]), tf.concat(rows, 0), b)
+            # By rows: the rows above (known first, no bias), then the current row.
+            above = layer.at(tf.reshape(window[:, :-1], [2, -1]), tf.concat(rows[:-1], 0))
+            split = above + layer.at(tf.reshape(window[:, -1], [2, -1]), rows[-1], b)
+            for out in (whole, split):
+                np.testing.assert_allclose(out.numpy(), full[:, i, j], rtol=1e-5, atol=1e-6)
+
+
+def test_strided_deconvs_from_one_row_or_position_are_the_full_deconvs():
+    x = _images((2, 3, 4, 5))
+    u_layer = nn.DownShiftedDeconv2d(nn.Namer(), 5, 3, stride=(2, 2), rng=_rng())
+    full = u_layer(x).numpy()
+    for i in range(3):  # input row i makes output rows 2i and 2i + 1
+        np.testing.assert_allclose(u_layer.rows_from(x[:, i], u_layer.kernel()).numpy(),
+                                   full[:, 2 * i:2 * i + 2], rtol=1e-5, atol=1e-6)
+    ul_layer = nn.DownRightShiftedDeconv2d(nn.Namer(), 5, 3, stride=(2, 2), rng=_rng(1))
+    full = ul_layer(x).numpy()
+    for i in range(3):  # input (i, j) makes outputs (2i + a, 2j + c), taps (a, c) row-major
+        for j in range(4):
+            taps = ul_layer.taps(x[:, i, j], ul_layer.tap_kernel()).numpy()
+            want = full[:, 2 * i:2 * i + 2, 2 * j:2 * j + 2].reshape(2, 4, 3)
+            np.testing.assert_allclose(taps, want, rtol=1e-5, atol=1e-6)
+
+
+def test_incremental_forms_refuse_kernels_they_do_not_cover():
+    deconv = nn.DownShiftedDeconv2d(nn.Namer(), 4, 3, (3, 3), stride=(2, 2), rng=_rng())
+    with pytest.raises(NotImplementedError, match='kernel height = stride'):
+        deconv.rows_from(_images((1, 2, 2, 4))[:, 0], deconv.kernel())
+
+
+def test_gated_resnet_composes_the_convolutions_it_is_given():
+    block = nn.GatedResnet(nn.Namer(), 4, nn.DownRightShiftedConv2d, 'elu', aux_channels=4,
+                           rng=_rng())
+    x, a = _images((2, 4, 4, 4)), _images((2, 4, 4, 4), seed=1)
+    convs = (lambda z: block.conv1(z), lambda z: block.conv2(z))
+    aux = block.aux_term(a, block.nin_a)
+    np.testing.assert_allclose(block.compose(x, *convs, aux).numpy(), block(x, a).numpy())
+    # Other convolutions, other output: the block uses the ones given (here p = 1, q = 0).
+    ones = block.compose(x, lambda z: z, lambda z: tf.concat([tf.ones_like(z), 0 * z], -1))
+    np.testing.assert_allclose(ones.numpy(), x.numpy() + 0.5, rtol=1e-6)

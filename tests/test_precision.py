@@ -11,8 +11,9 @@ import tensorflow as tf
 from absl import flags as absl_flags
 
 import pixel_cnn_pp
-from pixel_cnn_pp import checkpoints, precision, training
+from pixel_cnn_pp import loading, precision, training
 from pixel_cnn_pp.config import ModelConfig
+from pixel_cnn_pp.run_folder import RunFolder
 from pixel_cnn_pp.training import Trainer
 from tests.conftest import random_images
 from tests.test_cached_sampler import teacher_forced
@@ -32,7 +33,7 @@ GOLDEN_RTOL = {'bfloat16': 2e-3, 'float16': 5e-4}
 def test_golden_nll_in_reduced_precision_within_the_stated_tolerance(golden_dir, name,
                                                                       precision_):
     path, options, expected = _golden(golden_dir, name)
-    model = pixel_cnn_pp.load_checkpoint(path, precision=precision_, **options)
+    model = pixel_cnn_pp.load(path, precision=precision_, **options)
     assert model.compute_dtype == getattr(tf, precision_)
     got = model.nll(expected['images'])
     rel = np.abs(got / expected['nll_ema_nats'] - 1)
@@ -48,6 +49,56 @@ def test_float32_is_the_default_and_turns_tf32_off():
     assert tf.config.experimental.tensor_float_32_execution_enabled()
     pixel_cnn_pp.PixelCNN((8, 8, 1), nr_resnet=1, nr_filters=8)
     assert not tf.config.experimental.tensor_float_32_execution_enabled()
+
+
+def test_default_training_steps_run_in_tf32_and_evaluation_in_strict_float32():
+    trainer = Trainer(tf.distribute.OneDeviceStrategy('/cpu:0'),
+                      ModelConfig((4, 4, 3), nr_resnet=1, nr_filters=4, nr_logistic_mix=1),
+                      batch_size=2)
+    assert trainer.precision == 'tf32' and trainer.eval_precision == 'float32'
+    switch = tf.config.experimental.tensor_float_32_execution_enabled
+    seen = {}
+
+    def recording(name, compiled):  # the TF32 switch whenever the compiled step runs
+        def run(*args):
+            seen.setdefault(name, []).append(switch())
+            return compiled(*args)
+        return run
+
+    trainer._train_fn = recording('train', trainer._train_fn)
+    trainer._test_fn = recording('test', trainer._test_fn)
+    images = random_images(3, (4, 4, 3))
+    trainer.initialize(images[:2])
+    assert not switch()  # off outside the steps
+    trainer.train_step(images[:2])
+    assert not switch()
+    trainer.evaluate(images)  # two batches
+    trainer.averaged_model()  # samples: strict float32 too
+    assert not switch()
+    trainer.train_step(images[:2])
+    assert seen == {'train': [True, True], 'test': [False, False]}
+    # Asked for: strict float32 steps, TF32 evaluation.
+    strict = Trainer(trainer.strategy, trainer.model.config, batch_size=2, precision='float32',
+                     eval_precision='tf32')
+    strict._train_fn = recording('strict train', strict._train_fn)
+    strict._test_fn = recording('tf32 test', strict._test_fn)
+    strict.train_step(images[:2])
+    strict.evaluate(images[:2])
+    assert seen['strict train'] == [False] and seen['tf32 test'] == [True]
+
+
+def test_train_py_trains_in_tf32_by_default_and_sample_py_in_strict_float32():
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, os.path.join(ROOT, 'train.py'), '--help'],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    text = ' '.join(result.stdout.split())
+    help_ = text[text.index('--precision:'):]
+    assert help_[:help_.index('(default:')].count('tf32 (the default') == 1
+    assert help_[help_.index('(default:'):].startswith("(default: 'tf32')")
+    # sample.py (and compress.py) keep the shared definition's strict float32.
+    assert absl_flags.FLAGS['precision'].default == 'float32'
 
 
 def test_unknown_precision_is_refused_naming_the_argument():
@@ -184,7 +235,7 @@ def test_a_float32_checkpoint_resumes_in_float16_with_a_fresh_scale(tmp_path):
 
 def test_the_run_written_before_precision_existed_restores_in_float16():
     fixture = os.path.join(ROOT, 'tests', 'fixtures', 'run_before_config', 'ckpt-1')
-    config = checkpoints.read_model_config(fixture)
+    config = RunFolder.of_checkpoint(fixture).model_config()
     trainer = Trainer(tf.distribute.OneDeviceStrategy('/cpu:0'), config, batch_size=4,
                       precision='float16')
     assert trainer.restore(fixture)['epoch'] == 1
@@ -204,7 +255,7 @@ def test_train_py_trains_in_bfloat16_and_flags_json_records_it(data_dir, tmp_pat
     text = json.dumps(invocations)
     assert '"precision": "bfloat16"' in text and '"eval_precision": "float32"' in text
     # The checkpoint is float32, and loads in float32.
-    model = pixel_cnn_pp.load_checkpoint(save_dir)
+    model = pixel_cnn_pp.load(save_dir)
     assert all(w.dtype == tf.float32 for w in model.weights)
 
 
@@ -216,6 +267,23 @@ def test_float16_without_a_gpu_warns_once_naming_bfloat16(tmp_path):
     warnings = [line for line in result.stderr.splitlines() if line.startswith('warning:')]
     assert len(warnings) == 1 and 'bfloat16' in warnings[0], result.stderr[-2000:]
     assert result.returncode == 1  # (the data folder is missing: stopped after the warning)
+
+
+def test_bfloat16_on_a_gpu_before_compute_capability_8_warns_naming_it():
+    text = precision.warning('bfloat16', [(7, 0)])  # a V100
+    assert text == ('--precision bfloat16 on a GPU of compute capability 7.0: bfloat16 needs '
+                    '8.0 or later (A100, H100); before it TensorFlow computes in float32 behind '
+                    'casts, slower than float32 itself; use --precision float16 (loss-scaled) '
+                    'or float32')
+    assert 'capability 7.5:' in precision.warning('bfloat16', [(8, 0), (7, 5), (7, 5)])
+    assert precision.warning('bfloat16', [(8, 0), (9, 0)]) is None  # A100, H100
+    assert precision.warning('bfloat16', []) is None  # a CPU: bfloat16 is its fast format
+    assert precision.warning('float16', [(7, 0)]) is None and precision.warning('tf32', [(7, 0)]) \
+        is None
+    assert 'use --precision bfloat16 on a CPU' in precision.warning('float16', [])
+    assert precision.gpu_capabilities() == [tuple(
+        tf.config.experimental.get_device_details(g)['compute_capability'])
+        for g in tf.config.list_physical_devices('GPU')]  # [] here
 
 
 def test_unknown_precision_is_refused_by_the_flag_parser():
@@ -232,13 +300,13 @@ def test_unknown_precision_is_refused_by_the_flag_parser():
 
 def test_sample_py_samples_in_bfloat16(cli, golden_prefix, tmp_path, monkeypatch):  # noqa: F811
     loaded = []
-    load = checkpoints.load_checkpoint
+    load = loading.load_with_prefix
 
     def recording_load(*args, **kwargs):
-        loaded.append(load(*args, **kwargs))
-        return loaded[-1]
+        loaded.append(load(*args, **kwargs)[0])
+        return loaded[-1], args[0]
 
-    monkeypatch.setattr(checkpoints, 'load_checkpoint', recording_load)
+    monkeypatch.setattr(loading, 'load_with_prefix', recording_load)
     samples = cli('--checkpoint', golden_prefix, *GOLDEN_MODEL, '--num_samples', '2',
                   '--precision', 'bfloat16', '--output', str(tmp_path / 'bf16'))
     assert loaded[0].precision == 'bfloat16'

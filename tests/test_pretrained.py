@@ -13,18 +13,16 @@ import zipfile
 
 import numpy as np
 import pytest
-from absl import flags
 
 import pixel_cnn_pp
 import sample
-from data import pretrained
-from data.download import DownloadError
-from data.loader import DataError
+from pixel_cnn_pp.data import pretrained
+from pixel_cnn_pp.data.download import DownloadError
+from pixel_cnn_pp.data.loader import DataError
 from pixel_cnn_pp import sampling
 from tests.conftest import GOLDEN, script_cli
 from tests.test_download import closed_port_url, serve
 
-FLAGS = flags.FLAGS
 
 GOLDEN_MODEL = ['-q', '1', '-n', '16', '-m', '3']
 GOLDEN_OPTIONS = dict(nr_resnet=1, nr_filters=16, nr_logistic_mix=3)
@@ -63,7 +61,7 @@ cli = script_cli('sample.py', sample)
 
 
 def golden_model(golden_dir):
-    return pixel_cnn_pp.load_checkpoint(
+    return pixel_cnn_pp.load(
         os.path.join(golden_dir, 'cifar_small', 'params_golden.ckpt'), **GOLDEN_OPTIONS)
 
 
@@ -104,23 +102,19 @@ def test_partial_file_of_an_earlier_run_is_resumed(pxpp_zip, tmp_path):
         prefix = pretrained.fetch_pretrained('cifar', url + '/pxpp.zip', str(cache),
                                               progress=False)
     assert server.requests == [('/pxpp.zip', 'bytes=%d-' % third)]
-    pixel_cnn_pp.load_checkpoint(prefix, **GOLDEN_OPTIONS)  # every variable and shape
+    pixel_cnn_pp.load(prefix, **GOLDEN_OPTIONS)  # every variable and shape
 
 
-def test_url_and_cache_folder_come_from_the_environment(pxpp_zip, tmp_path, monkeypatch):
+def test_the_library_loads_a_published_model_by_name_from_the_environments_url_and_cache(
+        pxpp_zip, golden_dir, tmp_path, monkeypatch):
     with serve({'/mirror/pxpp.zip': pxpp_zip}) as (url, server):
         monkeypatch.setenv(pretrained.URL_ENV, url + '/mirror/pxpp.zip')
         monkeypatch.setenv(pretrained.CACHE_ENV, str(tmp_path / 'env_cache'))
-        FLAGS.unparse_flags()
-        FLAGS(['sample.py', '--pretrained', 'cifar'])
-        args = sample.arguments_from_flags()
-        FLAGS.unparse_flags()
-        assert args.pretrained_url == url + '/mirror/pxpp.zip'
-        assert args.cache_dir == str(tmp_path / 'env_cache')
-        pretrained.fetch_pretrained('cifar', args.pretrained_url, args.cache_dir,
-                                    progress=False)
+        model = pixel_cnn_pp.load('cifar', **GOLDEN_OPTIONS)
     assert [p for p, _ in server.requests] == ['/mirror/pxpp.zip']
     assert os.path.exists(tmp_path / 'env_cache' / 'pxpp.zip')
+    for ours, golden in zip(model.weights, golden_model(golden_dir).weights):
+        np.testing.assert_array_equal(ours.numpy(), golden.numpy())
 
 
 def test_checksum_is_checked_when_given(pxpp_zip, tmp_path):
@@ -133,7 +127,7 @@ def test_checksum_is_checked_when_given(pxpp_zip, tmp_path):
         assert extracted(tmp_path) == []  # the wrong file was not kept, nothing extracted
         prefix = pretrained.fetch_pretrained('cifar', url + '/pxpp.zip', str(tmp_path), right,
                                          progress=False)
-    pixel_cnn_pp.load_checkpoint(prefix, **GOLDEN_OPTIONS)
+    pixel_cnn_pp.load(prefix, **GOLDEN_OPTIONS)
     for bad in ('sha256:1234', 'crc32:' + '0' * 8, 'sha256:' + 'g' * 64):
         with pytest.raises(ValueError, match='--checksum must be sha256:'):
             pretrained.parse_checksum(bad)

@@ -12,3 +12,4 @@ def test_ci_runs_exactly_the_readme_test_command():
         readme = f.read()
     assert 'pytest' in command
     assert command in readme, 'README does not show the command .ci/run runs: %s' % command
+

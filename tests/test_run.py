@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from pixel_cnn_pp import checkpoints, run
 from pixel_cnn_pp.config import ModelConfig
+from pixel_cnn_pp.run_folder import RunFolder
 from pixel_cnn_pp.training import Trainer
 from tests.conftest import random_images
 
@@ -80,7 +81,8 @@ def trainer():
 def _train(trainer, loader, outputs, record=None, **kwargs):
     record = record or run.fresh_record()
     lines = []
-    run.train_epochs(trainer, loader, lambda: loader.batches, random_images(3, SHAPE, seed=9),
+    run.train_epochs(trainer, loader, lambda: tf.data.Dataset.from_tensor_slices(loader.batches),
+                     random_images(3, SHAPE, seed=9),
                      None, record, outputs, log=lines.append, **kwargs)
     return record, lines
 
@@ -129,6 +131,27 @@ def test_a_nan_loss_stops_without_saving(trainer):
     assert outputs.saves == []
 
 
+def test_a_step_reads_from_the_devices_once(trainer, monkeypatch):
+    # Every read of a tensor's value on the host (float(), int(), .numpy(), np.asarray)
+    # goes through this one method of TensorFlow's eager tensors.
+    from tensorflow.python.framework import ops
+
+    reads, read = [], ops._EagerTensorBase._numpy
+
+    def counted(tensor):
+        reads.append(tensor.shape)
+        return read(tensor)
+
+    monkeypatch.setattr(ops._EagerTensorBase, '_numpy', counted)
+    counts = []
+    for steps in (3, 6):
+        del reads[:]
+        _train(trainer, Loader(steps=steps), Outputs(), max_epochs=1)
+        counts.append(len(reads))
+    # The epoch's evaluation, samples and save read the same in both: 3 more steps, 3 reads.
+    assert counts[1] - counts[0] == 3, counts
+
+
 def test_a_finished_run_says_so(trainer):
     record = dict(run.fresh_record(), epoch=2)
     _, lines = _train(trainer, Loader(), Outputs(), record=record, max_epochs=2)
@@ -167,33 +190,17 @@ def test_flags_json_keeps_every_invocation_with_its_outcome(trainer, tmp_path):
         raise FloatingPointError('the training loss is nan at step 3 (epoch 0)')
 
     def signal():
-        raise run.Stopped(15, 'at step 4', 'ckpt-2')
+        raise run.Stopped(15, 'at step 4', 'ckpt-2', saved=True)
 
     invoke({'learning_rate': 0.001}, lambda: None)
     invoke({'learning_rate': 1e30}, nan)
     invoke({'learning_rate': 0.002}, signal)
     stored = json.loads((tmp_path / 'flags.json').read_text())
     assert stored['learning_rate'] == 0.001  # the first invocation's, as readers expect
-    invocations = run.read_invocations(str(tmp_path))
+    invocations = RunFolder(tmp_path).invocations()
     assert [i['flags']['learning_rate'] for i in invocations] == [0.001, 1e30, 0.002]
     assert [i['outcome'] for i in invocations] == [
         'finished', 'failed: the training loss is nan at step 3 (epoch 0)',
         'stopped by signal 15 at step 4: saved ckpt-2']
     assert all(i['started'] <= i['ended'] and i['pid'] == os.getpid() for i in invocations)
     assert stored['invocations'] == invocations
-
-
-def test_an_invocation_that_never_said_how_it_ended_is_marked(tmp_path):
-    import json
-
-    # What a run killed by SIGKILL leaves, and flags.json as code before this one wrote it.
-    (tmp_path / 'flags.json').write_text(json.dumps({'learning_rate': 0.001, 'seed': 1}))
-    assert run.read_invocations(str(tmp_path)) == [dict(
-        flags={'learning_rate': 0.001, 'seed': 1}, outcome=run._UNRECORDED)]
-    run.record_invocation(str(tmp_path), {'learning_rate': 0.002, 'seed': 1})
-    assert run.record_invocation(str(tmp_path), {'learning_rate': 0.003, 'seed': 1}) == 2
-    stored = json.loads((tmp_path / 'flags.json').read_text())
-    assert (stored['learning_rate'], stored['seed']) == (0.001, 1)
-    assert [i['outcome'] for i in stored['invocations']] == [
-        run._UNRECORDED, 'ended without recording how (killed, or the machine stopped)',
-        'running']

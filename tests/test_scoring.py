@@ -10,7 +10,7 @@ import pytest
 
 import pixel_cnn_pp
 import sample
-from pixel_cnn_pp import scoring
+from pixel_cnn_pp import images as image_files, scoring
 from tests.conftest import (Unhandled, assert_stopped_with_one_line, random_images, run_main,
                             save_tiny_run, script_cli, write_pngs)
 
@@ -44,7 +44,7 @@ def test_score_writes_the_nll_of_each_image_and_a_heatmap_grid(cli, run_dir, tmp
     images[1] = 128  # a flat image: few bits
     folder = write_pngs(tmp_path / 'in', images)
     nats = cli('--checkpoint', run_dir, '--score', folder, '--output', tmp_path / 'scores')
-    model = pixel_cnn_pp.load_checkpoint(run_dir)
+    model = pixel_cnn_pp.load(run_dir)
     expected = model.nll(images, per_pixel=True)  # (3, 8, 8) nats
     names, values = read_csv(tmp_path / 'scores.csv')
     assert names == [str(folder / ('im%d.png' % i)) for i in range(3)]
@@ -62,7 +62,7 @@ def test_score_writes_the_nll_of_each_image_and_a_heatmap_grid(cli, run_dir, tmp
     # The grid: 2 pairs per row (ceil(sqrt(3))), pixels enlarged 8 times (64 // 8).
     grid = iio.imread(str(tmp_path / 'scores.png'))
     cell = 8 * 8 + 1
-    assert grid.shape == (1 + 2 * cell + 16 + 1, 1 + 4 * cell, 3)
+    assert grid.shape[1:] == (1 + 4 * cell, 3) and grid.shape[0] > 1 + 2 * cell + 16 + 1
     for k in range(3):
         top, left = 1 + (k // 2) * cell, 1 + 2 * (k % 2) * cell
         np.testing.assert_array_equal(grid[top:top + 64:8, left:left + 64:8], images[k])
@@ -94,6 +94,29 @@ def test_heatmap_grid_shares_one_colour_scale_and_draws_it_as_a_bar():
     np.testing.assert_array_equal(bar[-2], scoring.colour_scale(1.0))
     brightness = bar[1:-1].astype(int).sum(-1)
     assert (np.diff(brightness) >= 0).all()  # the scale gets brighter from low to high
+    # Under the bar, its scale in numbers: the low end's under its left end, the middle's,
+    # the high end's ending under its right end, then the unit.
+    scale = grid[1 + cell + factor:]
+    assert (scale == scale[..., :1]).all()  # grey text on white
+    ink, third = 255 - scale[..., 0].astype(int), grid.shape[1] // 3
+    for text, start, end, where in (('0.00', 0, third, 'left'), ('15.00', third, 2 * third,
+                                    'middle'), ('30.00', 2 * third, None, 'right'),
+                                    ('bits per pixel', 0, None, 'middle')):
+        found = start + _find(ink[:, start:end], image_files.render_text(
+            text, scoring.BAR_TEXT_SIZE).astype(int) * (255 - 64) // 255)
+        width = image_files.text_width(text, scoring.BAR_TEXT_SIZE)
+        assert {'left': found == 1, 'right': found + width == grid.shape[1] - 1,
+                'middle': abs(found + width / 2 - grid.shape[1] / 2) <= 2}[where], (text, found)
+
+
+def _find(ink, text):
+    """The column where `text` (a coverage array) stands in `ink`, to within rounding."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    windows = sliding_window_view(ink, text.shape)
+    rows, columns = np.nonzero((np.abs(windows - text) <= 1).all(axis=(-2, -1)))
+    assert len(columns) == 1, (len(columns), text.shape)
+    return int(columns[0])
 
 
 @pytest.mark.parametrize('make, argv, message', [
@@ -124,7 +147,7 @@ def test_class_conditional_scores_need_a_label_per_image(cli, tmp_path):
         cli('--checkpoint', run, '--score', folder, '-o', tmp_path, '--labels', '1,3')
     cli('--checkpoint', run, '--score', folder, '-o', tmp_path, '--labels', '2,0')
     _, values = read_csv(tmp_path / 'scores.csv')  # the default output: <save_dir>/scores
-    model = pixel_cnn_pp.load_checkpoint(run)
+    model = pixel_cnn_pp.load(run)
     np.testing.assert_allclose(values[:, 1], model.nll(images, [2, 0]), rtol=1e-6)
     assert not np.allclose(values[:, 1], model.nll(images, [0, 0]), rtol=1e-4)
 

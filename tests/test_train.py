@@ -150,7 +150,7 @@ def test_two_towers_two_epochs_write_every_output_and_the_loss_falls(trained):
             'train/epoch_bits_per_dim', 'samples'} <= tags
 
     # The library reads what train.py wrote: the averaged weights of the last checkpoint.
-    model = pixel_cnn_pp.load_checkpoint(save_dir)
+    model = pixel_cnn_pp.load(save_dir)
     assert model.config.nr_filters == 8 and model.num_classes == 2
     # The grid of epoch e is drawn with --seed + e (1 + 1 here) ...
     np.testing.assert_array_equal(samples, model.sample(8, labels, seed=2))
@@ -175,7 +175,11 @@ def test_killed_run_resumes_as_if_never_stopped(data_dir, trained, tmp_path):
     flags = TRAINED + ['-i', data_dir]
     killed = str(tmp_path / 'killed')
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-    run = subprocess.Popen([sys.executable, TRAIN] + flags + ['-o', killed, '--save_steps', '1'],
+    # --deterministic: the same numbers as the fixture's run without it (CPU kernels are
+    # deterministic anyway), and TensorFlow's determinism accepts every op of a run; -r
+    # without the flag keeps it.
+    run = subprocess.Popen([sys.executable, TRAIN] + flags + ['-o', killed, '--save_steps', '1',
+                                                              '--deterministic'],
                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
     try:
@@ -207,6 +211,9 @@ def test_killed_run_resumes_as_if_never_stopped(data_dir, trained, tmp_path):
     assert re.search(r'resuming from .*ckpt-%d: epoch 1, step \d+' % latest, resumed.stdout), \
         resumed.stdout
 
+    assert '; deterministic kernels;' in resumed.stdout, resumed.stdout  # read back from TF
+    with open(os.path.join(killed, 'flags.json')) as f:
+        assert [i['flags']['deterministic'] for i in json.load(f)['invocations']] == [True, True]
     want, got = checkpoint_values(whole), checkpoint_values(killed)
     assert set(want) == set(got)
     for name in want:  # weights, averages, Adam moments, step, lr, RNG, data position, history
@@ -262,7 +269,7 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(trained, tmp
 def test_resume_without_a_checkpoint_is_refused(data_dir, tmp_path):
     save_dir = tmp_path / 'nothing_here'
     line = one_error_line(train(*TINY, '-i', data_dir, '-o', save_dir, '-r'))
-    assert '-r/--load_params: no checkpoint to resume in --save_dir %s' % save_dir in line
+    assert '-r/--load_params: no checkpoint to resume in -o/--save_dir %s' % save_dir in line
     assert not save_dir.exists()
 
 
@@ -289,7 +296,7 @@ def test_unconditional_resume_of_a_conditional_run_is_refused(trained, data_dir,
 def test_new_run_into_a_folder_with_a_run_is_refused(trained, data_dir):
     before = snapshot(trained[0])
     line = one_error_line(train(*TINY, '-c', '-i', data_dir, '-o', trained[0]))
-    assert 'already holds a training run (ckpt-2): resume it with -r' in line
+    assert 'already holds a training run (ckpt-2): continue it with -r/--load_params' in line
     assert snapshot(trained[0]) == before
 
 
@@ -391,7 +398,7 @@ def _assert_started_from_golden(save_dir, golden_dir):
 
     for use_ema, suffix in ((False, ''), (True, '/ExponentialMovingAverage')):
         want = _golden_values(golden_dir, suffix)
-        model = pixel_cnn_pp.load_checkpoint(str(save_dir), use_ema=use_ema)
+        model = pixel_cnn_pp.load(str(save_dir), use_ema=use_ema)
         got = dict(model.named_weights())
         assert set(got) == set(want)
         for name, value in want.items():
@@ -454,13 +461,13 @@ def test_a_damaged_state_file_is_never_overwritten_and_r_resumes_from_the_newest
     line = one_error_line(train(*TINY, '-c', '-i', trained[1].args[trained[1].args.index('-i') + 1],
                                 '-o', save_dir))
     assert 'holds a training run (ckpt-1, ckpt-2), but its "checkpoint" state file could not be ' \
-           'read' in line and 'resume it with -r (from ckpt-2)' in line, line
+           'read' in line and 'continue it with -r/--load_params (from ckpt-2)' in line, line
     assert snapshot(save_dir) == before
     # -r resumes from the newest checkpoint, and keeps every file it had.
     resumed = train(*ONE_TOWER, '-c', '-i', trained[1].args[trained[1].args.index('-i') + 1],
                     '-o', save_dir, '-x', '3', '-ns', '0', '-r')
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert ('note: the "checkpoint" state file of --save_dir %s could not be read (or names no '
+    assert ('note: the "checkpoint" state file of -o/--save_dir %s could not be read (or names no '
             'checkpoint there); resuming from the newest checkpoint, ckpt-2' % save_dir) \
         in resumed.stdout, resumed.stdout
     assert re.search(r'resuming from .*ckpt-2: epoch 2', resumed.stdout), resumed.stdout
@@ -516,7 +523,7 @@ def test_a_second_run_into_the_same_folder_is_refused_while_the_first_finishes(d
         invocations = json.load(f)['invocations']
     assert [(i['pid'], i['outcome']) for i in invocations] == [(first.pid, 'finished')]
     assert not os.path.exists(os.path.join(save_dir, 'run.lock'))
-    assert pixel_cnn_pp.load_checkpoint(save_dir).config.nr_filters == 8
+    assert pixel_cnn_pp.load(save_dir).config.nr_filters == 8
 
 
 @pytest.mark.parametrize('train_size, test_size, message', [
@@ -619,7 +626,7 @@ def test_a_save_dir_that_cannot_be_a_folder_is_refused_before_the_data_loads(tmp
     save_dir = tmp_path / 'file' if where == 'a file' else tmp_path / 'file' / 'run'
     # --data_dir does not exist: the run is refused before it would be read.
     line = one_error_line(train(*TINY, '-i', tmp_path / 'no_data', '-o', save_dir))
-    assert line.startswith('train.py: error: --save_dir %s ' % save_dir), line
+    assert line.startswith('train.py: error: -o/--save_dir %s ' % save_dir), line
     assert line.endswith('%s is a file, not a folder' % (tmp_path / 'file')) or \
         line.endswith('is a file, not a folder'), line
     assert sorted(os.listdir(tmp_path)) == ['file']

@@ -119,6 +119,69 @@ def test_restoring_a_truncated_checkpoint_says_it_is_damaged(tmp_path):
         _tiny_trainer().restore(path)
 
 
+_PER_REPLICA = """
+    import json
+    import numpy as np
+    from pixel_cnn_pp import distribute
+    devices = distribute.configure_devices(2)
+    import tensorflow as tf
+    from pixel_cnn_pp.training import Trainer
+
+    trainer = Trainer(distribute.make_strategy(devices),
+                      dict(image_shape=(4, 4, 3), nr_resnet=1, nr_filters=4, nr_logistic_mix=1,
+                           num_classes=3), batch_size=2)
+    # Two global batches of 2 towers x 2 images; image k is filled with the value k.
+    images = np.repeat(np.arange(8, dtype=np.uint8), 48).reshape(2, 4, 4, 4, 3)
+    labels = np.arange(8, dtype=np.int32).reshape(2, 4) % 3
+    trainer.initialize(images[0], labels[0])
+    received = []
+    for x, y in trainer.distribute(lambda: tf.data.Dataset.from_tensor_slices((images, labels))):
+        xs, ys = (trainer.strategy.experimental_local_results(v) for v in (x, y))
+        received.append([dict(images=t.numpy()[:, 0, 0, 0].tolist(), labels=u.numpy().tolist(),
+                              device=t.device) for t, u in zip(xs, ys)])
+        trainer.train_step(x, y)
+    split = trainer.strategy.experimental_local_results(trainer._split(images[0]))
+    towers = [[list(a.shape) for a in f.structured_input_signature[0][1:3]
+               if isinstance(a, tf.TensorSpec)] for f in trainer._traced.values()]
+    print(json.dumps(dict(received=received, devices=devices, towers=towers,
+                          split=[t.numpy()[:, 0, 0, 0].tolist() for t in split],
+                          split_devices=[t.device for t in split])))
+"""
+
+
+def test_each_tower_receives_only_its_own_images_on_its_device():
+    import subprocess
+    import sys
+    import textwrap
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, '-c', textwrap.dedent(_PER_REPLICA)], cwd=root,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', PYTHONPATH=root),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    devices = [tf.DeviceSpec.from_string(d) for d in out['devices']]
+
+    def on(device, i):
+        spec = tf.DeviceSpec.from_string(device)
+        return (spec.device_type, spec.device_index) == (devices[i].device_type.upper(),
+                                                         devices[i].device_index)
+
+    # Tower i of step s receives images [4s + 2i, 4s + 2i + 1] and their labels, on its device.
+    assert len(out['received']) == 2
+    for s, step in enumerate(out['received']):
+        for i, tower in enumerate(step):
+            first = 4 * s + 2 * i
+            assert tower['images'] == [first, first + 1]
+            assert tower['labels'] == [first % 3, (first + 1) % 3]
+            assert on(tower['device'], i), (tower['device'], i)
+    # A global batch given to train_step is split the same way.
+    assert out['split'] == [[0, 1], [2, 3]]
+    assert all(on(d, i) for i, d in enumerate(out["split_devices"])), out["split_devices"]
+    # What each tower computes is traced for its 2 images (and labels), not the 4 of the step.
+    assert [[2, 4, 4, 3], [2]] in out['towers']
+
+
 def test_resumes_across_precisions_write_the_next_number_and_keep_every_older_checkpoint(
         tmp_path):
     # float32 -> float16 -> float16 -> float32, each resuming the newest checkpoint as

@@ -21,7 +21,7 @@ import numpy as np
 
 from . import download as _download
 from .loader import DataError
-from .loader import DataLoader as _BaseLoader
+from .loader import DownloadingLoader
 
 MIRRORS = ['https://ossci-datasets.s3.amazonaws.com/mnist/', 'http://yann.lecun.com/exdb/mnist/']
 MD5 = {
@@ -123,21 +123,12 @@ def load(mnist_dir, subset, download=True, progress=None):
     return images, labels
 
 
-class DataLoader(_BaseLoader):
-    """MNIST from <data_dir>/mnist; see data/loader.py for the interface.
-
-    Args (beyond the common ones):
-      download: fetch missing IDX files from the mirrors (default True).
-      progress: how to show a download (data/download.py's `progress`; None: quiet).
+class DataLoader(DownloadingLoader):
+    """MNIST from <data_dir>/mnist; see loader.py for the interface (download, progress:
+    as loader.DownloadingLoader).
 
     Example: DataLoader('/data', 'test', 100, return_labels=True)
     """
-
-    def __init__(self, data_dir, subset, batch_size, rng=None, shuffle=False,
-                 return_labels=False, download=True, progress=None):
-        self.download, self.progress = download, progress
-        super().__init__(data_dir, subset, batch_size, rng=rng, shuffle=shuffle,
-                         return_labels=return_labels)
 
     def _load(self, data_dir, subset):
         images, labels = load(os.path.join(data_dir, 'mnist'), subset, self.download,

@@ -1,7 +1,7 @@
 """OpenAI's published checkpoints: downloaded once, checked, and extracted beside the cache.
 
-    prefix = fetch_pretrained('cifar', PRETRAINED_URL, '~/.cache/pixel_cnn_pp')
-    model = pixel_cnn_pp.load_checkpoint(prefix)     # 2.92 bits/dim on CIFAR-10
+    prefix = fetch_pretrained('cifar', default_url(), default_cache_dir())
+    model = pixel_cnn_pp.load('cifar')     # the same, through the library: 2.92 bits/dim
 
 OpenAI publishes pxpp.zip (656 MB) with params_cifar.ckpt inside and no checksum:
 without one, the zip must be whole (and the checkpoint must then load with every
@@ -20,6 +20,16 @@ from .loader import DataError
 PRETRAINED_URL = 'http://alpha.openai.com/pxpp.zip'
 URL_ENV, CACHE_ENV = 'PIXELCNN_PRETRAINED_URL', 'PIXELCNN_CACHE_DIR'
 DEFAULT_CACHE_DIR = '~/.cache/pixel_cnn_pp'
+
+
+def default_url():
+    """Where pxpp.zip is downloaded from: $PIXELCNN_PRETRAINED_URL, else PRETRAINED_URL."""
+    return os.environ.get(URL_ENV) or PRETRAINED_URL
+
+
+def default_cache_dir():
+    """Where it is kept: $PIXELCNN_CACHE_DIR, else DEFAULT_CACHE_DIR (~ expanded)."""
+    return os.path.expanduser(os.environ.get(CACHE_ENV) or DEFAULT_CACHE_DIR)
 # name -> (archive, checkpoint prefix inside it)
 PRETRAINED = {'cifar': ('pxpp.zip', 'params_cifar.ckpt')}
 

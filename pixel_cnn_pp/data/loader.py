@@ -5,7 +5,7 @@ images in NHWC layout and hands them out in batches. The interface is the one of
 original's data/cifar10_data.py, so loaders written against it keep working:
 
     import numpy as np
-    from data.loader import get_loader, to_tf_dataset
+    from pixel_cnn_pp.data.loader import get_loader, to_tf_dataset
 
     rng = np.random.RandomState(1)
     train = get_loader('cifar', '/tmp/pxpp/data', 'train', batch_size=64, rng=rng,
@@ -27,17 +27,19 @@ rng state and the position in the epoch) and `set_state` it after a restart to r
 exactly where training stopped.
 
 Data set names for `get_loader`:
-    'cifar'     CIFAR-10 (data/cifar10_data.py), downloaded when missing
-    'imagenet'  Small ImageNet 32x32 or 64x64 (data/imagenet_data.py), option image_size
-    'mnist'     MNIST (data/mnist_data.py), downloaded when missing
-    'folder'    your own PNG/JPEG images (data/folder_data.py), option image_size
-    'patches'   the small offline set bundled with the repo (data/patches_data.py)
+    'cifar'     CIFAR-10 (cifar10_data.py), downloaded when missing
+    'imagenet'  Small ImageNet 32x32 or 64x64 (imagenet_data.py), option image_size
+    'mnist'     MNIST (mnist_data.py), downloaded when missing
+    'folder'    your own PNG/JPEG images (folder_data.py), option image_size
+    'patches'   the small offline set bundled with the repo (patches_data.py)
 """
 
 import importlib
 import os
 
 import numpy as np
+
+from ..config import check_integer
 
 SUBSETS = ('train', 'test')
 
@@ -80,7 +82,7 @@ class DataLoader:
       p: position in the current epoch (images handed out so far).
 
     Example (any data set's loader; here MNIST's):
-      from data.mnist_data import DataLoader
+      from pixel_cnn_pp.data.mnist_data import DataLoader
       test = DataLoader('/data', 'test', 100)     # reads /data/mnist/t10k-*
       for x in test:                              # x: uint8 (100, 28, 28, 1)
           ...
@@ -90,9 +92,7 @@ class DataLoader:
                  return_labels=False):
         if subset not in SUBSETS:
             raise ValueError(f"subset must be 'train' or 'test', got {subset!r}")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
-                or batch_size < 1:
-            raise ValueError(f'batch_size must be a positive int, got {batch_size!r}')
+        batch_size = check_integer('batch_size', batch_size)
         if rng is None:
             rng = np.random.RandomState(1)
         if not isinstance(rng, (np.random.RandomState, np.random.Generator)):
@@ -225,6 +225,22 @@ class DataLoader:
             self.p = int(state['position'])
 
 
+class DownloadingLoader(DataLoader):
+    """The DataLoader of a data set that is downloaded when its files are missing.
+
+    Args (beyond the common ones):
+      download: fetch the missing files (default True; False: a DataError saying where
+        to put them).
+      progress: how to show a download (download.py's `progress`; None: quiet).
+    """
+
+    def __init__(self, data_dir, subset, batch_size, rng=None, shuffle=False,
+                 return_labels=False, download=True, progress=None):
+        self.download, self.progress = download, progress
+        super().__init__(data_dir, subset, batch_size, rng=rng, shuffle=shuffle,
+                         return_labels=return_labels)
+
+
 def _to_json(value):
     if isinstance(value, dict):
         return {k: _to_json(v) for k, v in value.items()}
@@ -279,7 +295,7 @@ def loader_options(data_set, image_size=None, download=True, progress=None):
 
     image_size applies to imagenet (32 or 64) and folder (resize); given for another
     data set it is a ValueError rather than silently ignored. download and progress
-    (data/download.py's callback) apply to the data sets that download.
+    (download.py's callback) apply to the data sets that download.
     """
     opts = {}
     if image_size is not None:

@@ -12,6 +12,7 @@ temporary folder beside the target and is renamed into place once whole; members
 would land outside the target (absolute paths, '..', links pointing out) are refused.
 """
 
+import contextlib
 import gzip
 import hashlib
 import http.client
@@ -24,6 +25,7 @@ import urllib.request
 import warnings
 import zipfile
 
+from ..files import give_usual_mode
 from .loader import DataError
 
 _CHUNK = 1 << 20
@@ -245,31 +247,17 @@ def _move_into(tmp, dest):
         os.replace(os.path.join(tmp, entry), target)
 
 
-def _give_usual_mode(path, directory=False):
-    """mkstemp and mkdtemp make their result private to its owner; give it a new file's or
-    folder's usual mode, so data written here is readable by whoever can read --data_dir."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(path, (0o777 if directory else 0o666) & ~mask)
-
-
-def write_atomically(path, write):
-    """Calls write(temporary_path) beside `path`, then renames it to `path`.
-
-    A reader (or a run killed half-way) sees the old file or the new one, never half
-    of one; the temporary file is removed if writing fails.
-    """
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.' + os.path.basename(path) + '-',
-                               suffix='.tmp')
-    os.close(fd)
+@contextlib.contextmanager
+def _reading(archive, kind, error):
+    """Inside: an OSError, EOFError or `error` (the archive module's) reading `archive` (a
+    `kind` archive) becomes a DataError saying it is truncated or corrupt."""
     try:
-        write(tmp)
-        _give_usual_mode(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        yield
+    except DataError:
+        raise
+    except (OSError, EOFError, error) as e:
+        raise DataError(f'{archive}: truncated or corrupt {kind} archive ({type(e).__name__}: '
+                        f'{e}). Delete it and download it again.') from e
 
 
 def _extract_via_temp(dest, extract):
@@ -279,7 +267,7 @@ def _extract_via_temp(dest, extract):
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(dest)}.extracting-', dir=parent)
     try:
-        _give_usual_mode(tmp, directory=True)  # it becomes `dest` when that is new
+        give_usual_mode(tmp, folder=True)  # it becomes `dest` when that is new
         extract(tmp)
         _move_into(tmp, dest)
     finally:
@@ -298,25 +286,19 @@ def safe_extract_tar(archive, dest):
         is left as it was.
     """
     def extract(tmp):
-        try:
-            with tarfile.open(archive) as tar:
-                members = tar.getmembers()
-                for m in members:
-                    _check_member(m.name, dest, archive)
-                    if m.issym() or m.islnk():
-                        base = os.path.dirname(m.name) if m.issym() else ''
-                        _check_member(os.path.normpath(os.path.join(base, m.linkname)),
-                                      dest, archive)
-                    elif not (m.isfile() or m.isdir()):
-                        raise DataError(f'{archive}: refusing to extract {m.name!r}: a device '
-                                        'or FIFO has no place in a data archive.')
-                kwargs = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}
-                tar.extractall(tmp, members=members, **kwargs)
-        except DataError:
-            raise
-        except (OSError, EOFError, tarfile.TarError) as e:
-            raise DataError(f'{archive}: truncated or corrupt tar archive ({type(e).__name__}: '
-                            f'{e}). Delete it and download it again.') from e
+        with _reading(archive, 'tar', tarfile.TarError), tarfile.open(archive) as tar:
+            members = tar.getmembers()
+            for m in members:
+                _check_member(m.name, dest, archive)
+                if m.issym() or m.islnk():
+                    base = os.path.dirname(m.name) if m.issym() else ''
+                    _check_member(os.path.normpath(os.path.join(base, m.linkname)), dest,
+                                  archive)
+                elif not (m.isfile() or m.isdir()):
+                    raise DataError(f'{archive}: refusing to extract {m.name!r}: a device '
+                                    'or FIFO has no place in a data archive.')
+            kwargs = {'filter': 'data'} if hasattr(tarfile, 'data_filter') else {}
+            tar.extractall(tmp, members=members, **kwargs)
 
     _extract_via_temp(dest, extract)
     return dest
@@ -336,28 +318,22 @@ def safe_extract_zip(archive, dest, members=None):
     extracted = []
 
     def extract(tmp):
-        try:
-            with zipfile.ZipFile(archive) as z:
-                if members is None:
-                    infos = z.infolist()
-                else:
-                    names = set(z.namelist())
-                    missing = [m for m in members if m not in names]
-                    if missing:
-                        raise DataError(f'{archive}: has no member(s) {", ".join(missing)}; it '
-                                        f'holds {", ".join(sorted(names)[:20])}')
-                    infos = [z.getinfo(m) for m in members]
-                for info in infos:
-                    _check_member(info.filename, dest, archive)
-                for info in infos:
-                    z.extract(info, tmp)
-                    if not info.is_dir():
-                        extracted.append(os.path.join(os.path.abspath(dest), info.filename))
-        except DataError:
-            raise
-        except (OSError, EOFError, zipfile.BadZipFile) as e:
-            raise DataError(f'{archive}: truncated or corrupt zip archive ({type(e).__name__}: '
-                            f'{e}). Delete it and download it again.') from e
+        with _reading(archive, 'zip', zipfile.BadZipFile), zipfile.ZipFile(archive) as z:
+            if members is None:
+                infos = z.infolist()
+            else:
+                names = set(z.namelist())
+                missing = [m for m in members if m not in names]
+                if missing:
+                    raise DataError(f'{archive}: has no member(s) {", ".join(missing)}; it '
+                                    f'holds {", ".join(sorted(names)[:20])}')
+                infos = [z.getinfo(m) for m in members]
+            for info in infos:
+                _check_member(info.filename, dest, archive)
+            for info in infos:
+                z.extract(info, tmp)
+                if not info.is_dir():
+                    extracted.append(os.path.join(os.path.abspath(dest), info.filename))
 
     _extract_via_temp(dest, extract)
     return extracted

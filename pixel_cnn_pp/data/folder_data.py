@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 
+from ..image_input import read_image_file
 from .loader import DataError
 from .loader import DataLoader as _BaseLoader
 
@@ -29,21 +30,10 @@ def list_images(folder):
 
 
 def _read_image(path, size):
-    import imageio.v3 as iio
     try:
-        image = np.asarray(iio.imread(path))
-    except Exception as e:  # imageio's plugins raise many types for a damaged file
-        raise DataError(f'{path}: cannot read this image ({type(e).__name__}: {e}); expected a '
-                        'PNG or JPEG file') from e
-    if image.dtype != np.uint8:
-        raise DataError(f'{path}: {image.dtype} pixels, expected 8-bit (uint8) images')
-    if image.ndim == 2:
-        image = image[..., None]
-    if image.ndim != 3 or image.shape[-1] not in (1, 2, 3, 4):
-        raise DataError(f'{path}: image of shape {image.shape}, expected height x width '
-                        '[x channels]')
-    if image.shape[-1] in (2, 4):
-        image = image[..., :-1]  # drop alpha: the model sees gray or RGB
+        image = read_image_file(path, drop_alpha=True)
+    except ValueError as e:
+        raise DataError(str(e)) from None
     if size is not None and image.shape[:2] != tuple(size):
         from PIL import Image  # Pillow comes with imageio
         mode_image = Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
@@ -88,7 +78,7 @@ def _class_folders(folder):
 
 
 class DataLoader(_BaseLoader):
-    """Images from <data_dir>/train and <data_dir>/test; see data/loader.py for the interface.
+    """Images from <data_dir>/train and <data_dir>/test; see loader.py for the interface.
 
     Args (beyond the common ones):
       image_size: None (keep; all must match), an int, or (height, width) to resize to.

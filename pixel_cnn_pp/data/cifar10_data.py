@@ -6,7 +6,7 @@ Layout under data_dir, the same as the original's so existing downloads are reus
 
 Each batch is a pickle of a dict with b'data' (10000 x 3072 uint8: the red plane, then
 green, then blue, each 32x32 row-major) and b'labels' (ints 0-9). The pickles are read
-with data/safe_pickle.py, which refuses anything but containers and NumPy arrays. When
+with pixel_cnn_pp/data/safe_pickle.py, which refuses anything but containers and NumPy arrays. When
 batches are missing, the official archive is downloaded (MD5 checked) and extracted.
 Reference: Krizhevsky, "Learning Multiple Layers of Features from Tiny Images", 2009.
 """
@@ -17,7 +17,7 @@ import numpy as np
 
 from . import download as _download
 from .loader import DataError
-from .loader import DataLoader as _BaseLoader
+from .loader import DownloadingLoader
 from .safe_pickle import load_pickle
 
 URL = 'https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz'
@@ -84,21 +84,12 @@ def load_batch(path):
     return np.ascontiguousarray(images), labels.astype(np.int32)
 
 
-class DataLoader(_BaseLoader):
-    """CIFAR-10 batches; see data/loader.py for the interface.
-
-    Args (beyond the common ones):
-      download: fetch the official archive when batch files are missing (default True).
-      progress: how to show a download (data/download.py's `progress`; None: quiet).
+class DataLoader(DownloadingLoader):
+    """CIFAR-10 batches; see loader.py for the interface (download, progress: as
+    loader.DownloadingLoader).
 
     Example: DataLoader('/data', 'train', 64, rng=np.random.RandomState(1), shuffle=True)
     """
-
-    def __init__(self, data_dir, subset, batch_size, rng=None, shuffle=False,
-                 return_labels=False, download=True, progress=None):
-        self.download, self.progress = download, progress
-        super().__init__(data_dir, subset, batch_size, rng=rng, shuffle=shuffle,
-                         return_labels=return_labels)
 
     def _load(self, data_dir, subset):
         folder = maybe_download_and_extract(data_dir, subset, self.download,

@@ -24,7 +24,7 @@ import zipfile
 
 import numpy as np
 
-from .download import write_atomically
+from ..files import atomic_write
 from .folder_data import list_images, read_images
 from .loader import DataError
 from .loader import DataLoader as _BaseLoader
@@ -161,12 +161,12 @@ def _cache_png_folders(folder, s, cache):
     def write(tmp):
         with open(tmp, 'wb') as f:  # a file object: np.savez would append .npz to a name
             np.savez(f, **arrays)
-    write_atomically(cache, write)
+    atomic_write(cache, write)
     return arrays
 
 
 class DataLoader(_BaseLoader):
-    """Small ImageNet; see data/loader.py for the interface and the module docstring for
+    """Small ImageNet; see loader.py for the interface and the module docstring for
     the layouts.
 
     Args (beyond the common ones):
