@@ -230,7 +230,7 @@ SAMPLE_PY_HELP = {
                'one per image): GPUs, or on a machine without GPUs logical CPU devices '
                '(default: every visible GPU, or the CPU).', None),
     'jit_compile': ('Compile the sampler with XLA (slower to start, faster after: see the '
-                    'README\'s sampling benchmark).', None),
+                    'sampling speed in docs/benchmarks.md).', None),
     'precision': ('What the network computes in when sampling and with --eval/--score: '
                   'float32 (the default: strict float32, whatever trained the checkpoint), '
                   'tf32 (GPUs), bfloat16 (CPUs with AVX-512 BF16 or AMX, recent GPUs: about '

@@ -6,7 +6,7 @@ encoding and decoding images/s, beside another checkout's codec in the same run.
     python3 bench/compression.py --train_dir runs/codec --images 200 --sizes_only
 
 The model: the latest checkpoint in --train_dir, or, when it holds none, one trained
-there first by CODEC_COMMAND (README, "Compression": 10 epochs of the bundled patches,
+there first by CODEC_COMMAND (10 epochs of the bundled patches,
 about 25 minutes on 2 cores). On the first --images bundled test patches (-d patches,
 32x32x3, never trained on) it reports, in bits/dim:
 
@@ -27,13 +27,12 @@ trained) on 16; each in a fresh process per codec, this checkout's and, with
 The model codes each image alone, as one PNG or WebP file per image does; a file of
 all the patches tiled finds what neighbouring test patches share (they are cut on a
 stride-8 grid from four photos, so they overlap), which no per-image code can.
-Prints tables and ends with one JSON line.
+Prints tables and ends with one JSON line, appended to bench/results.jsonl (bench/results.py).
 """
 
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -43,6 +42,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from bench import results  # noqa: E402
+
 from pixel_cnn_pp import bits_per_dim, compression, loading  # noqa: E402
 from pixel_cnn_pp.data import patches_data  # noqa: E402
 
@@ -50,16 +51,6 @@ PATCHES = patches_data.PATH  # read before --time_one puts another checkout firs
 
 CODEC_COMMAND = ['train.py', '-d', 'patches', '-q', '1', '-n', '32', '-g', '1', '-x', '10',
                  '--polyak_decay', '0.995']
-
-
-def machine():
-    try:
-        out = subprocess.run(['lscpu'], capture_output=True, text=True).stdout
-        name = next(line.split(':', 1)[1].strip() for line in out.splitlines()
-                    if line.startswith('Model name'))
-    except (OSError, StopIteration):
-        name = platform.processor() or platform.machine()
-    return '%s, %d cores' % (name, os.cpu_count() or 1)
 
 
 def checkpoint(train_dir):
@@ -206,7 +197,7 @@ def main():
     rows, nll, data = sizes(model, images, args.batch)
     nll_bits = float(nll.sum() / np.log(2))
     result = dict(
-        benchmark='compression', machine=machine(), checkpoint=prefix,
+        checkpoint=prefix,
         config={k: v for k, v in vars(args).items() if k != 'time_one'},
         model=model.describe(), train_seconds=train_seconds, images=n,
         sizes={name: dict(bytes=int(round(b)), bits_per_dim=8 * b / dims) for name, b in rows},
@@ -214,7 +205,7 @@ def main():
         excess_over_nll=(8 * len(data) - nll_bits) / nll_bits,
         excess_over_nll_without_header=(8 * (len(data) - compression.HEADER_BYTES) - nll_bits)
         / nll_bits, round_trip_exact=True)
-    print('%d test patches (32x32x3), %s, %s' % (n, prefix, result['machine']))
+    print('%d test patches (32x32x3), %s, %s' % (n, prefix, results.cpu()[0]))
     print('%-38s %12s %10s' % ('', 'bytes', 'bits/dim'))
     for name, b in rows:
         print('%-38s %12d %10.4f' % (name, round(b), 8 * b / dims))
@@ -222,7 +213,7 @@ def main():
           % (100 * result['excess_over_nll'], 100 * result['excess_over_nll_without_header']))
     if not args.sizes_only:
         result['speed'] = report_speed(args, prefix)
-    print(json.dumps(result))
+    results.record('compression', result)
 
 
 def report_speed(args, prefix):

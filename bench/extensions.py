@@ -7,11 +7,10 @@ bits/dim with the Polyak-averaged weights and the mean time of a training step.
 
     python3 bench/extensions.py --steps 300
 
-Prints a table and ends with one JSON line.
+Prints a table and ends with one JSON line, appended to bench/results.jsonl (bench/results.py).
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -19,6 +18,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import results  # noqa: E402
 
 from pixel_cnn_pp.data.loader import get_loader  # noqa: E402
 from pixel_cnn_pp import ModelConfig, bits_per_dim, distribute  # noqa: E402
@@ -91,7 +92,7 @@ def main():
         print('%-8s %9d %6d %16.3f %9.3f %10.3f' % (r['variant'], r['params'], r['steps'],
                                                     r['train_bpd_last50'], r['test_bpd'],
                                                     r['step_seconds']))
-    print(json.dumps(dict(benchmark='extensions', config=vars(args), results=rows)))
+    results.record('extensions', dict(config=vars(args), results=rows))
 
 
 if __name__ == '__main__':

@@ -5,13 +5,13 @@ Builds fixture data sets of every on-disk format (CIFAR pickles, MNIST IDX, the 
 ImageNet layouts, an image folder) in a temporary folder, with the same writers the tests
 use, plus the bundled patches. For each it times constructing the loader (reading the
 files), one shuffled epoch through the loader, and one epoch through the prefetching
-tf.data pipeline (after a warm-up pass). Prints a table, then one JSON line.
+tf.data pipeline (after a warm-up pass). Prints a table, then one JSON line, appended to
+bench/results.jsonl (bench/results.py).
 
     python bench/loader_throughput.py [--images 10000] [--batch_size 64]
 """
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -20,6 +20,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import results  # noqa: E402
 
 from pixel_cnn_pp.data.loader import get_loader, to_tf_dataset  # noqa: E402
 # Kept: each format's writer lives beside the test that checks its reader against it; the
@@ -84,21 +86,21 @@ def main():
                         help='training images per format (default 10000)')
     parser.add_argument('--batch_size', type=int, default=64, help='batch size (default 64)')
     args = parser.parse_args()
-    results = {}
+    measured = {}
     with tempfile.TemporaryDirectory() as root:
         for i, (name, (data_set, options, write)) in enumerate(formats(args.images).items()):
-            results[name] = measure(data_set, options, write, args.batch_size,
+            measured[name] = measure(data_set, options, write, args.batch_size,
                                     os.path.join(root, f'format_{i}'))
     header = (f'{"format":<26} {"images":>7} {"HxWxC":>9} {"build s":>8} {"load s":>7} '
               f'{"loader img/s":>13} {"tf.data img/s":>14}')
     print(header)
     print('-' * len(header))
-    for name, r in results.items():
+    for name, r in measured.items():
         print(f'{name:<26} {r["images"]:>7} {"x".join(map(str, r["shape"])):>9} '
               f'{r["build_s"]:>8.2f} {r["load_s"]:>7.2f} {r["loader_images_per_s"]:>13,} '
               f'{r["tf_data_images_per_s"]:>14,}')
-    print(json.dumps({'bench': 'loader_throughput', 'batch_size': args.batch_size,
-                      'images_per_format': args.images, 'results': results}))
+    results.record('loader_throughput', {'batch_size': args.batch_size,
+                                         'images_per_format': args.images, 'results': measured})
 
 
 if __name__ == '__main__':

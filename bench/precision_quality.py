@@ -10,14 +10,15 @@ of float32.
     python3 bench/precision_quality.py --steps 300
     python3 bench/precision_quality.py --steps 300 --precisions float32,bfloat16,float16
 
-Prints a table and ends with one JSON line.
+Prints a table and ends with one JSON line, appended to bench/results.jsonl (bench/results.py).
 """
 
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import results  # noqa: E402
 
 from bench.extensions import parser_with_defaults, run  # noqa: E402
 from pixel_cnn_pp import distribute  # noqa: E402
@@ -44,8 +45,8 @@ def main():
                  r['test_bpd_difference'], r['step_seconds']))
     within = all(abs(r['test_bpd_difference']) <= GOAL for r in rows)
     print('every precision within %.2f bits/dim of %s: %s' % (GOAL, precisions[0], within))
-    print(json.dumps(dict(benchmark='precision_quality', config=vars(args), goal=GOAL,
-                          within_goal=within, results=rows)))
+    results.record('precision_quality', dict(config=vars(args), goal=GOAL,
+                                              within_goal=within, results=rows))
 
 
 if __name__ == '__main__':

@@ -19,11 +19,10 @@ weights learned), all in one process:
     python3 bench/sample_speed.py --precision float32,bfloat16   # each run in both, same weights
     TF_ENABLE_ONEDNN_OPTS=0 python3 bench/sample_speed.py   # TensorFlow's own CPU kernels
 
-Prints a table and ends with one JSON line.
+Prints a table and ends with one JSON line, appended to bench/results.jsonl (bench/results.py).
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -31,6 +30,8 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import results  # noqa: E402
 
 import tensorflow as tf  # noqa: E402
 
@@ -177,8 +178,8 @@ def main():
     print('speed-up: naive warm / cached warm; compile: first run - warm run (building, tracing '
           'and, with XLA, compiling the loop); x forward: cached warm / one forward pass of the '
           'batch.')
-    print(json.dumps(dict(bench='sample_speed', image_shape=list(shape), cpu_count=os.cpu_count(),
-                          tensorflow=tf.__version__, onednn=onednn, results=rows)))
+    results.record('sample_speed', dict(image_shape=list(shape), cpu_count=os.cpu_count(),
+                                        onednn=onednn, results=rows))
 
 
 if __name__ == '__main__':

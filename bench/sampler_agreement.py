@@ -16,11 +16,10 @@ original code: nr_resnet 1, nr_filters 16, 3 mixtures, 32x32x3) and, with
     python3 bench/sampler_agreement.py                        # 16 images, seeds 0 and 1
     python3 bench/sampler_agreement.py --seeds 0,1,2,3 --checkpoint runs/patches
 
-Prints a table and ends with one JSON line.
+Prints a table and ends with one JSON line, appended to bench/results.jsonl (bench/results.py).
 """
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -29,6 +28,8 @@ import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+from bench import results  # noqa: E402
 
 import pixel_cnn_pp  # noqa: E402
 from pixel_cnn_pp import sampling  # noqa: E402
@@ -77,8 +78,8 @@ def main():
                 ', '.join('(%d, %d, %d)' % d for d in differing) or '-', seconds))
     print('equal images: %d of %d (%.0f%%); each value of an image counts, of %d per image'
           % (total_equal, total, 100.0 * total_equal / total, int(np.prod(model.image_shape))))
-    print(json.dumps(dict(bench='sampler_agreement', images_equal=total_equal,
-                          images=total, runs=rows)))
+    results.record('sampler_agreement', dict(images_equal=total_equal, images=total,
+                                             runs=rows))
 
 
 if __name__ == '__main__':

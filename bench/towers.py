@@ -20,7 +20,8 @@ falls on both alike.
     python3 bench/towers.py --towers 1,2 -ac -nl --precision bfloat16
 
 --small is nr_resnet 5, nr_filters 8, 8x8 images, 2 per tower (start-up dominates).
-The last line is JSON with every measurement and the medians.
+The last line is JSON with every measurement and the medians, appended to
+bench/results.jsonl (bench/results.py).
 """
 
 import argparse
@@ -225,26 +226,28 @@ def main():
     variants = [('after', ROOT)] + ([('before', os.path.abspath(args.before))]
                                     if args.before else [])
     counts = tower_counts(args, machine['gpus'])
-    results = {name: {n: [] for n in counts} for name, _ in variants}
+    runs = {name: {n: [] for n in counts} for name, _ in variants}
     for repeat in range(args.repeats):
         for n in counts:
             # Before and after in turn (and which goes first alternating), so that the
             # machine's load falls on both alike.
             order = variants if repeat % 2 == 0 else variants[::-1]
             for name, code in order:
-                results[name][n].append(measure(args, n, code))
+                runs[name][n].append(measure(args, n, code))
                 print('  %s, %d tower(s), run %d: first step %.1f s, %.2f images/s'
-                      % (name, n, repeat + 1, results[name][n][-1]['first_step_s'],
-                         results[name][n][-1]['images_per_s']), flush=True)
+                      % (name, n, repeat + 1, runs[name][n][-1]['first_step_s'],
+                         runs[name][n][-1]['images_per_s']), flush=True)
     for line in lines:
         print(line)
-    all_reduce = results['after'][counts[-1]][-1]['all_reduce']
+    all_reduce = runs['after'][counts[-1]][-1]['all_reduce']
     print('all-reduce at %d towers: %s' % (counts[-1], ', '.join(
         '%s (communication %s)' % kv for kv in all_reduce.items()) or 'none (one tower)'))
-    summary = report(args, results, counts, variants)
-    print(json.dumps(dict(machine=machine, all_reduce=all_reduce, small=args.small,
-                          precision=args.precision, towers=counts, medians=summary,
-                          runs=results, before=args.before)))
+    summary = report(args, runs, counts, variants)
+    sys.path.insert(0, ROOT)  # here, not at the top: a child imports only --code's modules
+    from bench import results
+    results.record('towers', dict(setup=machine, all_reduce=all_reduce, small=args.small,
+                                  precision=args.precision, towers=counts, medians=summary,
+                                  runs=runs, before=args.before))
 
 
 if __name__ == '__main__':

@@ -15,10 +15,9 @@ and in the precision asked for.
     python3 bench/train_throughput.py --steps 3 --jit off --precision bfloat16
 
 Prints a table; the last line is JSON with `images_per_sec` (the faster setting)
-and every measurement.
+and every measurement, appended to bench/results.jsonl (bench/results.py).
 """
 
-import json
 import os
 import sys
 import time
@@ -26,6 +25,9 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import results  # noqa: E402
+
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 from absl import app  # noqa: E402
@@ -175,11 +177,11 @@ def main(argv):
     flops = forward_flops(PixelCNN(config, seed=0))
     jits = {'both': [False, True], 'off': [False], 'on': [True]}[FLAGS.jit]
     # Another precision is timed beside float32's step (this project's float32 step runs
-    # level with the original's: see the README).
+    # level with the original's: see docs/benchmarks.md).
     precisions = ['float32'] + ([FLAGS.precision] if FLAGS.precision != 'float32' else [])
     settings = [(p, jit) for p in precisions for jit in jits]
     peaks = {p: matmul_peak_flops(FLAGS.peak_size, precision=p) for p in precisions}
-    results = time_settings(devices, config, settings)
+    timed = time_settings(devices, config, settings)
     for p in precisions:  # the best of before and after
         peaks[p] = max(peaks[p], matmul_peak_flops(FLAGS.peak_size, precision=p))
     peak = peaks['float32']
@@ -195,9 +197,9 @@ def main(argv):
     print('%-10s %-12s %10s %10s %14s %12s %16s %12s'
           % ('precision', 'jit_compile', 'images/s', 's/step', 'first step s', 'GFLOP/s',
              'of its peak', 'vs float32'))
-    float32_rate = {r['jit_compile']: r['images_per_sec'] for r in results
+    float32_rate = {r['jit_compile']: r['images_per_sec'] for r in timed
                     if r['precision'] == 'float32'}
-    for r in results:
+    for r in timed:
         r['achieved_flops'] = r['images_per_sec'] * 3 * flops
         r['fraction_of_peak'] = r['achieved_flops'] / peaks[r['precision']]
         r['speedup_over_float32'] = r['images_per_sec'] / float32_rate[r['jit_compile']]
@@ -205,16 +207,15 @@ def main(argv):
               % (r['precision'], r['jit_compile'], r['images_per_sec'], r['seconds_per_step'],
                  r['first_step_seconds'], r['achieved_flops'] / 1e9,
                  100 * r['fraction_of_peak'], r['speedup_over_float32']))
-    best = max((r for r in results if r['precision'] == FLAGS.precision),
+    best = max((r for r in timed if r['precision'] == FLAGS.precision),
                key=lambda r: r['images_per_sec'])
-    print(json.dumps(dict(images_per_sec=best['images_per_sec'], jit_compile=best['jit_compile'],
-                          precision=FLAGS.precision,
-                          speedup_over_float32=best['speedup_over_float32'],
-                          matmul_peaks_flops=peaks,
-                          fraction_of_peak=best['fraction_of_peak'], config=described,
-                          towers=FLAGS.nr_gpu, batch_size=FLAGS.batch_size, onednn=onednn,
-                          forward_flops_per_image=flops, train_flops_per_image=3 * flops,
-                          matmul_peak_flops=peak, results=results)))
+    results.record('train_throughput', dict(
+        images_per_sec=best['images_per_sec'], jit_compile=best['jit_compile'],
+        precision=FLAGS.precision, speedup_over_float32=best['speedup_over_float32'],
+        matmul_peaks_flops=peaks, fraction_of_peak=best['fraction_of_peak'], config=described,
+        towers=FLAGS.nr_gpu, batch_size=FLAGS.batch_size, onednn=onednn,
+        forward_flops_per_image=flops, train_flops_per_image=3 * flops,
+        matmul_peak_flops=peak, results=timed))
 
 
 if __name__ == '__main__':

@@ -127,7 +127,7 @@ class _WeightNorm(tf.Module):
         # Normalise the pre-activation on the init batch: mean 0, std init_scale.
         # g <- g*s and b <- s*(b - m) make the layer compute exactly s*(out - m),
         # which is what we pass on, so every later layer is initialised on the
-        # values it will really see (see README: the original's last version
+        # values it will really see (see docs/differences.md: the original's last version
         # passes on l2_normalize(out) instead).
         m, v = tf.nn.moments(pre_activation, axes)
         # A channel that does not vary over the batch (the u stream's first row sees

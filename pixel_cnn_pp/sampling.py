@@ -20,11 +20,11 @@ window), so their outputs agree to ~1e-6, not bit for bit. A drawn value that
 falls within that distance of a quantisation edge (or a Gumbel-max choice that
 close to a tie) can go either way, and the image differs from that pixel on.
 tests/test_sampling.py shows that every difference starts at such a tie;
-bench/sampler_agreement.py counts equal images (60 of 64 in the README's Results).
+bench/sampler_agreement.py counts equal images (docs/benchmarks.md).
 
 Each sampled pixel is quantised to the 256 levels before it is fed back: the
 model is a distribution over 8-bit images, and the images it returns are uint8
-(the original feeds back the unquantised float; see README).
+(the original feeds back the unquantised float; see docs/differences.md).
 """
 
 import numpy as np

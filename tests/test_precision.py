@@ -24,7 +24,7 @@ from tests.test_train import ROOT, data_dir, train  # noqa: F401 (fixture)
 
 # Golden NLLs per image, relative to the original's float32 ones (measured on 2026-12-02,
 # all three golden models, averaged and raw weights: worst 4.0e-4 in bfloat16, 6.5e-5 in
-# float16); the bound is five times the worst, as the README states.
+# float16); the bound is five times the worst (docs/differences.md gives the bounds).
 GOLDEN_RTOL = {'bfloat16': 2e-3, 'float16': 5e-4}
 
 
