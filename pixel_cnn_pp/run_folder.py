@@ -250,23 +250,23 @@ class RunFolder:
         files.write_json(self.journal_file(), dict(first if isinstance(first, dict) else {},
                                                    invocations=invocations))
 
+    def _last_settings(self):
+        """The settings of the last recorded invocation ({} if none, or unreadable)."""
+        invocations = self.invocations()
+        before = invocations[-1].get('flags') if invocations else None
+        return before if isinstance(before, dict) else {}
+
     def changed_settings(self, settings, names):
         """[(name, before, now)] for each of `names` whose value in `settings` differs from
         the last recorded invocation's."""
-        invocations = self.invocations()
-        before = invocations[-1].get('flags') if invocations else None
-        if not isinstance(before, dict):
-            return []
+        before = self._last_settings()
         return [(name, before[name], settings.get(name)) for name in names
                 if name in before and before[name] != settings.get(name)]
 
     def kept_settings(self, names, given):
         """{name: value} of each of `names` recorded by the last invocation and not in
         `given` (the settings this invocation sets itself): what a resumed run keeps."""
-        invocations = self.invocations()
-        before = invocations[-1].get('flags') if invocations else None
-        if not isinstance(before, dict):
-            return {}
+        before = self._last_settings()
         return {name: before[name] for name in names if name in before and name not in given}
 
     # ----------------------------------------------------------------- resuming
