@@ -347,7 +347,7 @@ app.run(sample.main)
 
 def test_a_second_run_into_the_same_output_is_refused_and_ctrl_c_is_one_line(
         cli, conditional_run, tmp_path):
-    out, marker = tmp_path / 'shared' / 'samples', tmp_path / 'sampling'
+    out, marker = tmp_path / 'one_output' / 'samples', tmp_path / 'sampling'
     first = subprocess.Popen(
         [sys.executable, '-c', _PAUSED_SAMPLE_PY, str(marker), '--checkpoint', conditional_run,
          '--num_samples', '2', '--method', 'naive', '--output', str(out)], cwd=ROOT,
@@ -370,4 +370,4 @@ def test_a_second_run_into_the_same_output_is_refused_and_ctrl_c_is_one_line(
             first.wait()
     assert first.returncode == 130, stderr[-3000:]
     assert_stopped_with_one_line(stderr, 'sample.py', signal.SIGINT)
-    assert not (tmp_path / 'shared').exists()  # no output, no lock, not the folder it made
+    assert not (tmp_path / 'one_output').exists()  # no output, no lock, not the folder it made

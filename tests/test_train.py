@@ -695,7 +695,7 @@ def test_a_cluster_stopped_by_sigterm_to_one_worker_stops_together_and_resumes_e
     one folder) ends with the weights of the run that never stopped."""
     import tensorflow as tf
 
-    save_dir = str(tmp_path / 'shared')
+    save_dir = str(tmp_path / 'common_run')
     # The fixture's flags on 1 tower per worker, without samples (which do not change the
     # training state, and would trace a sampler in each run).
     flags = TRAINED[:TRAINED.index('-g')] + ['-g', '1'] + TRAINED[TRAINED.index('-g') + 2:] + [
