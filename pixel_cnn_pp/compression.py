@@ -13,7 +13,8 @@ what is guaranteed, and what it costs).
 
 - Encoding takes every pixel's mixture from one forward pass of the whole images
   (the network sees only the pixels before each one: teacher forcing is the forward
-  pass), and codes each channel's level as its interval of 2**24, vectorised.
+  pass), and codes each channel's level as its interval of 2**24, vectorised; while
+  TensorFlow computes one chunk of images, threads (one a core) code the chunk before.
 - Decoding runs the cached sampler's compiled loop with a `choose` hook
   (_CodingHook): at each pixel the mixture there goes out to NumPy, the decoder
   decodes the pixel's mode and levels from whole frequency tables, and the levels
@@ -36,8 +37,10 @@ saying which.
 """
 
 import collections
+import concurrent.futures
 import hashlib
 import json
+import os
 import struct
 import zlib
 
@@ -52,7 +55,8 @@ MAGIC = b'PXPP'
 VERSION = 2
 LEVELS = mixture.LEVELS
 DEFAULT_BATCH = 16  # images coded together (one compiled loop run); stored in the file
-ENCODE_CHUNK = 64  # images in one forward pass of the encoder (speed only)
+ENCODE_CHUNK = 16  # images in one forward pass of the encoder (speed only)
+ENCODE_SLICE = 8192  # pixels a coding thread takes at once (speed only)
 PRECISIONS = ('float32',)  # what a file's parameters may be computed in (by its code)
 
 # magic, version, model digest, image digest, H, W, C, images, batch, classes,
@@ -117,18 +121,66 @@ def _forward(model):
         lambda x, h: model.forward(x, h), reduce_retracing=True, autograph=False))
 
 
-def _encode_images(model, images, labels, margin):
-    """The images' modes (n, H*W) and intervals (n, H*W, C, 2, 2), int32, from one forward
-    pass (an image's mixtures do not depend on the others': any chunk of images will do)."""
-    n, (height, width, channels) = len(images), model.image_shape
+def _mixtures(model, images, labels):
+    """The images' mixtures from one forward pass (an image's mixtures do not depend on
+    the others': any chunk of images will do), NumPy, one row a pixel."""
     h = None if labels is None else model.one_hot(labels)
     out = _forward(model)(model.scale_images(images), h)
-    mix = mixture.unpack(out, model.nr_logistic_mix, channels)
-    params = mixture.Mixture(*(None if a is None else a.numpy().reshape(
-        (n * height * width,) + tuple(a.shape[3:])) for a in mix))
-    mode, intervals = coding.encode(params, images.reshape(-1, channels), margin)
-    return (mode.reshape(n, -1).astype(np.int32),
-            intervals.reshape((n, height * width) + intervals.shape[1:]).astype(np.int32))
+    mix = mixture.unpack(out, model.nr_logistic_mix, model.image_shape[-1])
+    return mixture.Mixture(*(None if a is None else a.numpy().reshape(
+        (-1,) + tuple(a.shape[3:])) for a in mix))
+
+
+def _coding_threads():
+    """Threads that code at once: one a core this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _encode_all(model, images, labels, margin, progress):
+    """Every image's modes (n, H*W) and intervals (n, H*W, C, 2, 2), int32.
+
+    The forward pass runs ENCODE_CHUNK images at a time (on TensorFlow's threads) while a
+    pool of threads, one a core, codes the chunk before it in slices of ENCODE_SLICE
+    pixels (NumPy lets go of the interpreter lock in its loops); a chunk's codes are
+    collected before the chunk after next is computed, so at most two chunks' mixtures
+    are held. The integers are coding.encode's of each pixel, whatever the slicing.
+    """
+    count, (height, width, channels) = len(images), model.image_shape
+    pixels = height * width
+    per_slice = max(1, ENCODE_SLICE // pixels)
+    mode = np.empty((count, pixels), np.int32)
+    intervals = np.empty((count, pixels, channels, 2, 2), np.int32)
+
+    def collect(tasks):
+        for start, stop, task in tasks:
+            m, i = task.result()
+            mode[start:stop] = m.reshape(stop - start, pixels)
+            intervals[start:stop] = i.reshape(intervals[start:stop].shape)
+        if progress is not None and tasks:
+            progress(tasks[-1][1] * height // count, height)
+
+    with concurrent.futures.ThreadPoolExecutor(_coding_threads()) as pool:
+        pending = []
+        for start in range(0, count, ENCODE_CHUNK):
+            stop = min(start + ENCODE_CHUNK, count)
+            params = _mixtures(model, images[start:stop],
+                               None if labels is None else labels[start:stop])
+            levels = images[start:stop].reshape(-1, channels)
+            if len(pending) == 2:
+                collect(pending.pop(0))
+            tasks = []
+            for a in range(start, stop, per_slice):
+                b = min(a + per_slice, stop)
+                rows = slice((a - start) * pixels, (b - start) * pixels)
+                sliced = mixture.Mixture(*(None if p is None else p[rows] for p in params))
+                tasks.append((a, b, pool.submit(coding.encode, sliced, levels[rows], margin)))
+            pending.append(tasks)
+        for tasks in pending:
+            collect(tasks)
+    return mode, intervals
 
 
 def _stream(mode, intervals, mode_freq):
@@ -254,23 +306,14 @@ def compress(model, images, labels=None, names=None, batch=DEFAULT_BATCH, progre
     model.require_likelihood()
     _check_precision(model)
     images, labels = model.check_inputs(images, labels)
-    count, height = len(images), model.image_shape[0]
+    count = len(images)
     batch = _check_batch(batch)
     margin = coding.check_margin(coding.default_margin(model.config.nr_resnet)
                                  if margin is None else margin)
     if names is not None and len(names) != count:
         raise ValueError("'names' must hold one name per image (%d), got %d"
                          % (count, len(names)))
-    mode, intervals = [], []
-    for start in range(0, count, ENCODE_CHUNK):
-        stop = min(start + ENCODE_CHUNK, count)
-        m, i = _encode_images(model, images[start:stop],
-                              None if labels is None else labels[start:stop], margin)
-        mode.append(m)
-        intervals.append(i)
-        if progress is not None:
-            progress(stop * height // count, height)
-    mode, intervals = np.concatenate(mode), np.concatenate(intervals)
+    mode, intervals = _encode_all(model, images, labels, margin, progress)
     modes = coding.mode_frequencies(mode)
     constriction = _constriction()
     family = constriction.stream.model.Categorical(perfect=False)
