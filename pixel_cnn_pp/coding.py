@@ -204,14 +204,41 @@ def rows_of(mode):
     return Rows(mode, _STEPS[np.minimum(mode, COARSE)], uniform, bool(uniform.any()))
 
 
-def rounded_scales(log_scales, rows, margin):
-    """The log-scales (P, C, M) rounded: (inv, doubt), int64 and float64 (P, C, M): each
+class Components:
+    """The components that count at P pixels: those of nonzero first weight (about 40%
+    in a trained model; a later channel's weight is never nonzero where the first is 0),
+    as K (pixel, component) pairs in pixel order, every pixel at least one (its largest
+    weight). Everything per component is computed for these K only; a sum over a
+    pixel's components is the same integer as over all of them.
+    """
+
+    def __init__(self, weights):
+        self.pixel, self.component = np.nonzero(weights)
+        self.starts = np.flatnonzero(np.diff(self.pixel, prepend=-1))
+
+    def take(self, a):
+        """(P, ..., M) -> (K, ...): the pairs' entries."""
+        return a[self.pixel, ..., self.component]
+
+    def sum(self, a):
+        """(K, ...) -> (P, ...): each pixel's sum over its pairs."""
+        return np.add.reduceat(a, self.starts, axis=0)
+
+    def max(self, a):
+        return np.maximum.reduceat(a, self.starts, axis=0)
+
+    def min(self, a):
+        return np.minimum.reduceat(a, self.starts, axis=0)
+
+
+def rounded_scales(log_scales, rows, components, margin):
+    """The pairs' log-scales (K, C) rounded: (inv, doubt), int64 and float64 (K, C): each
     component's 2**24 / (255 scale), and the log-scale's distance to its rounding edge in
     its allowance, margin * max(1, |log-scale|)."""
     _, inv_table, q_min, q_max, _ = _tables()
     log_scales = np.maximum(log_scales, mixture.LOG_SCALE_MIN)
-    g = np.minimum(rows.mode, COARSE)[:, None, None]  # UNIFORM rows: as COARSE, unused
-    q, d = _rounded(log_scales, rows.steps[:, 1, None, None])
+    g = np.minimum(rows.mode, COARSE)[components.pixel, None]  # UNIFORM rows: as COARSE
+    q, d = _rounded(log_scales, rows.steps[components.pixel, 1:2])
     inv = inv_table[g, np.clip(q, q_min[g], q_max[g]) - q_min[g]]
     return inv, d / (margin * np.maximum(1.0, np.abs(log_scales)))
 
@@ -220,59 +247,62 @@ class Channel:
     """One channel of P pixels, its parameters rounded: the integer CDF of its mixture.
 
     Args:
-      weights: int64 (P, M), the components' weights (`initial_weights`, or
-        `posterior_weights` of the channel before).
-      mean: float64 (P, M), the coupled means.
-      inv, scale_doubt: this channel's of `rounded_scales`, (P, M).
-      rows: `rows_of` the pixels' modes.
-      margin: the file's margin; slack: float64 (P, M), the coupled means' allowance
+      weights: int64 (K,), the pairs' weights (`initial_weights`, or `posterior_weights`
+        of the channel before).
+      mean: float64 (K,), the coupled means.
+      inv, scale_doubt: this channel's of `rounded_scales`, (K,).
+      rows: `rows_of` the pixels' modes; components: their Components.
+      margin: the file's margin; slack: float64 (K,), the coupled means' allowance
         in margins (max(1, |mean|) + the magnitudes of the levels they are coupled to).
     Attributes:
       doubt: float64 (P,), the smallest distance of a parameter that matters to its
         rounding edge, in its allowance (inf where nothing matters, and for UNIFORM).
     """
 
-    def __init__(self, weights, mean, inv, scale_doubt, rows, margin, slack):
+    def __init__(self, weights, mean, inv, scale_doubt, rows, components, margin, slack):
         self.weights, self.inv, self.rows, self.mode = weights, inv, rows, rows.mode
+        self.components = components
         # The mean's grid: `mean` times the rounded scale, 2**24 / (255 inv) (IEEE division).
-        step = rows.steps[:, 2:3]
+        step = rows.steps[components.pixel, 2]
         q_m, d_m = _rounded(mean, step * ((1 << _FIX) / (255.0 * inv)))
         self.mean_fixed = q_m * (step * (1 << _FIX)).astype(np.int64)  # mean / scale
         doubt = np.where(weights > 0, np.minimum(scale_doubt, d_m / (margin * slack)), np.inf)
-        self.doubt = doubt.min(-1)
+        self.doubt = components.min(doubt)
         if rows.any_uniform:
             self.doubt[rows.uniform] = np.inf
         self._mass = self._cdf = None
 
     def component_cdf(self, edge):
-        """Each component's CDF at the upper edge of level `edge` (int64 (P, E); -1 is minus
-        infinity, 255 infinity), int64 (P, M, E) in units of 2**-30."""
-        return _cdf_at(edge[:, None, :], self.inv[..., None], self.mean_fixed[..., None])
+        """Each pair's CDF at the upper edge of level `edge` (int64 (P, E) for the pixels;
+        -1 is minus infinity, 255 infinity), int64 (K, E) in units of 2**-30."""
+        return _cdf_at(edge[self.components.pixel], self.inv[:, None], self.mean_fixed[:, None])
 
-    def mixture_cdf(self, b):
-        """The mixture's CDF below level b (int64 (P, E), 0..256), int64 (P, E); total() at
-        256. UNIFORM rows: b times 2**30."""
-        cdf = self.component_cdf(b - 1)
-        mixed = np.einsum('pm,pme->pe', self.weights, cdf)
+    def _mixed(self, cdf, b):
+        """The mixture's CDF (P, E) from the pairs' (K, E) at levels b (P, E) (below b)."""
+        mixed = self.components.sum(self.weights[:, None] * cdf)
         if self.rows.any_uniform:
             mixed = np.where(self.rows.uniform[:, None], b << _CDF_BITS, mixed)
         return mixed
 
+    def mixture_cdf(self, b):
+        """The mixture's CDF below level b (int64 (P, E), 0..256), int64 (P, E); total() at
+        256. UNIFORM rows: b times 2**30."""
+        return self._mixed(self.component_cdf(b - 1), b)
+
     def total(self):
-        total = self.weights.sum(-1) << _CDF_BITS
+        total = self.components.sum(self.weights) << _CDF_BITS
         if self.rows.any_uniform:
             total = np.where(self.rows.uniform, LEVELS << _CDF_BITS, total)
         return total
 
     def interval(self, level):
         """The encoder's view: the two steps' intervals, ((low, high) of the group, (low,
-        high) within it), int64 (P,) each; keeps the components' masses at `level`."""
+        high) within it), int64 (P,) each; keeps the pairs' masses at `level`."""
         group = level // GROUP
         edges = np.stack([GROUP * group, GROUP * group + GROUP, level, level + 1], -1)
-        mass, mixed = self._masses_and_mixed(edges - 1)
-        self._mass = (level, mass)
-        if self.rows.any_uniform:
-            mixed = np.where(self.rows.uniform[:, None], edges << _CDF_BITS, mixed)
+        cdf = self.component_cdf(edges - 1)  # (K, 4)
+        self._mass = (level, cdf[:, 3] - cdf[:, 2])
+        mixed = self._mixed(cdf, edges)
         total = self.total()
         first = (1 + group + _share(mixed[:, 0], total),
                  2 + group + _share(mixed[:, 1], total))
@@ -280,49 +310,35 @@ class Channel:
         place = level - GROUP * group
         return first, _within(span, place, mixed[:, 2] - base, mixed[:, 3] - base)
 
-    def _masses_and_mixed(self, edge):
-        """Each component's mass between the last two of `edge` (int64 (P, 4)), (P, M), and
-        the mixture's CDF at every edge, (P, 4). Only components of nonzero weight are
-        computed (about 40% of them in a trained model); the same integers as all of them."""
-        p, m = np.nonzero(self.weights)
-        starts = np.searchsorted(p, np.arange(len(edge)))
-        if len(p) * 2 > self.weights.size or np.any(np.diff(starts, append=len(p)) == 0):
-            cdf = self.component_cdf(edge)
-            return cdf[..., 3] - cdf[..., 2], np.einsum('pm,pme->pe', self.weights, cdf)
-        cdf = _cdf_at(edge[p], self.inv[p, m, None], self.mean_fixed[p, m, None])  # (K, 4)
-        mass = np.zeros(self.weights.shape, np.int64)
-        mass[p, m] = cdf[:, 3] - cdf[:, 2]
-        return mass, np.add.reduceat(self.weights[p, m, None] * cdf, starts, axis=0)
-
     def group_table(self):
         """The decoder's first step: the 16 groups' frequencies, int64 (P, 16)."""
         total = self.total()[:, None]
-        return np.diff(1 + _PLACES + _share(self.mixture_cdf(_GROUP_EDGES), total), axis=-1)
+        edges = np.broadcast_to(_GROUP_EDGES, (len(total), _GROUP_EDGES.shape[1]))
+        return np.diff(1 + _PLACES + _share(self.mixture_cdf(edges), total), axis=-1)
 
     def place_table(self, group):
         """The decoder's second step: the frequencies of the 16 levels of `group` (int64
-        (P,)), int64 (P, 16). Keeps the components' CDFs there for `component_mass`."""
+        (P,)), int64 (P, 16). Keeps the pairs' CDFs there for `component_mass`."""
         b = GROUP * group[:, None] + _PLACES
-        cdf = self.component_cdf(b - 1)  # (P, M, 17)
+        cdf = self.component_cdf(b - 1)  # (K, 17)
         self._cdf = (group, cdf)
-        mixed = np.einsum('pm,pme->pe', self.weights, cdf)
-        if self.rows.any_uniform:
-            mixed = np.where(self.rows.uniform[:, None], b << _CDF_BITS, mixed)
+        mixed = self._mixed(cdf, b)
         span = mixed[:, -1] - mixed[:, 0]
         cum = 1 + _PLACES + np.where(span[:, None] > 0, _share(
             mixed - mixed[:, :1], np.maximum(span, 1)[:, None]), (_PLACES * _SPAN) // GROUP)
         return np.diff(cum, axis=-1)
 
     def component_mass(self, level):
-        """Each component's mass at `level` (int64 (P,)), int64 (P, M) in units of 2**-30."""
+        """Each pair's mass at `level` (int64 (P,)), int64 (K,) in units of 2**-30."""
         if self._mass is not None and self._mass[0] is level:
             return self._mass[1]
+        pixel = self.components.pixel
         if self._cdf is not None:  # the decoder's place_table of level's group
-            rows, place = np.arange(len(level)), level - GROUP * self._cdf[0]
-            cdf = self._cdf[1]
-            return cdf[rows, :, place + 1] - cdf[rows, :, place]
+            place = (level - GROUP * self._cdf[0])[pixel]
+            rows, cdf = np.arange(len(pixel)), self._cdf[1]
+            return cdf[rows, place + 1] - cdf[rows, place]
         cdf = self.component_cdf(np.stack([level - 1, level], -1))
-        return cdf[..., 1] - cdf[..., 0]
+        return cdf[:, 1] - cdf[:, 0]
 
 
 def _within(span, place, low, high):
@@ -347,15 +363,16 @@ def initial_weights(logits, rows, margin):
 
 
 def posterior_weights(channel, level):
-    """The next channel's weights: each component's weight times its mass at `level`,
-    scaled by a power of two so that the largest has 18 bits, those below _DROP of it
-    dropped; where every product is 0, the weights as they were."""
+    """The next channel's weights (K,): each pair's weight times its mass at `level`,
+    scaled by a power of two a pixel so that its largest has 18 bits, those below _DROP
+    of it dropped; where every product of a pixel is 0, the weights as they were."""
+    components = channel.components
     product = channel.weights * channel.component_mass(level)  # < 2**48
-    shift = _bit_length(product.max(-1, keepdims=True)) - _WEIGHT_BITS
+    shift = (_bit_length(components.max(product)) - _WEIGHT_BITS)[components.pixel]
     product = np.where(shift >= 0, product >> np.maximum(shift, 0),
                        product << np.maximum(-shift, 0))
     product = np.where(product >= _DROP, product, 0)
-    return np.where(product.max(-1, keepdims=True) > 0, product, channel.weights)
+    return np.where(components.max(product)[components.pixel] > 0, product, channel.weights)
 
 
 def code_pixels(params, mode, margin, code):
@@ -374,22 +391,28 @@ def code_pixels(params, mode, margin, code):
       (levels int64 (P, C), doubt float64 (P,): the smallest distance of a parameter
       that mattered to its rounding edge, in its allowance; inf if none).
     """
-    logits, means, log_scales, coeffs = (None if a is None else np.asarray(a, np.float64)
-                                         for a in params)
     rows = rows_of(np.asarray(mode, np.int64))
-    weights, doubt = initial_weights(logits, rows, margin)
-    inv, scale_doubt = rounded_scales(log_scales, rows, margin)
+    weights, doubt = initial_weights(np.asarray(params[0], np.float64), rows, margin)
+    components = Components(weights)
+    weights = components.take(weights)
+    means, log_scales, coeffs = (None if a is None else
+                                 components.take(np.asarray(a)).astype(np.float64)
+                                 for a in params[1:])  # (K, C), (K, C), (K, 3)
+    inv, scale_doubt = rounded_scales(log_scales, rows, components, margin)
     levels, x = [], []
     for c in range(means.shape[1]):
-        mean = mixture.couple(means[:, c], c, coeffs, x)  # green moved by red, blue by both
+        # Green moved by red, blue by both (one component a row: (K, 1) against (K, 3, 1)).
+        mean = mixture.couple(means[:, c, None], c, None if coeffs is None else
+                              coeffs[..., None], x)[:, 0]
         # How far the coupled mean can be off: its own error and each coefficient's
         # times the level it multiplies (|coefficient| <= 1).
-        slack = np.maximum(1.0, np.abs(means[:, c])) + sum(np.abs(v) for v in x)
-        channel = Channel(weights, mean, inv[:, c], scale_doubt[:, c], rows, margin, slack)
+        slack = np.maximum(1.0, np.abs(means[:, c])) + sum(np.abs(v[:, 0]) for v in x)
+        channel = Channel(weights, mean, inv[:, c], scale_doubt[:, c], rows, components,
+                          margin, slack)
         doubt = np.minimum(doubt, channel.doubt)
         level = np.asarray(code(c, channel), np.int64)
         levels.append(level)
-        x.append(mixture.to_value(level)[:, None])
+        x.append(mixture.to_value(level)[components.pixel, None])
         weights = posterior_weights(channel, level)
     return np.stack(levels, -1), doubt
 
