@@ -214,7 +214,7 @@ class Components:
 
     def __init__(self, weights):
         self.pixel, self.component = np.nonzero(weights)
-        self.starts = np.flatnonzero(np.diff(self.pixel, prepend=-1))
+        self.starts = np.searchsorted(self.pixel, np.arange(len(weights)))
 
     def take(self, a):
         """(P, ..., M) -> (K, ...): the pairs' entries."""
@@ -313,8 +313,8 @@ class Channel:
     def group_table(self):
         """The decoder's first step: the 16 groups' frequencies, int64 (P, 16)."""
         total = self.total()[:, None]
-        edges = np.broadcast_to(_GROUP_EDGES, (len(total), _GROUP_EDGES.shape[1]))
-        return np.diff(1 + _PLACES + _share(self.mixture_cdf(edges), total), axis=-1)
+        cdf = _cdf_at(_GROUP_EDGES - 1, self.inv[:, None], self.mean_fixed[:, None])
+        return _steps(_share(self._mixed(cdf, _GROUP_EDGES), total))
 
     def place_table(self, group):
         """The decoder's second step: the frequencies of the 16 levels of `group` (int64
@@ -324,9 +324,8 @@ class Channel:
         self._cdf = (group, cdf)
         mixed = self._mixed(cdf, b)
         span = mixed[:, -1] - mixed[:, 0]
-        cum = 1 + _PLACES + np.where(span[:, None] > 0, _share(
-            mixed - mixed[:, :1], np.maximum(span, 1)[:, None]), (_PLACES * _SPAN) // GROUP)
-        return np.diff(cum, axis=-1)
+        return _steps(np.where(span[:, None] > 0, _share(
+            mixed - mixed[:, :1], np.maximum(span, 1)[:, None]), (_PLACES * _SPAN) // GROUP))
 
     def component_mass(self, level):
         """Each pair's mass at `level` (int64 (P,)), int64 (K,) in units of 2**-30."""
@@ -339,6 +338,12 @@ class Channel:
             return cdf[rows, place + 1] - cdf[rows, place]
         cdf = self.component_cdf(np.stack([level - 1, level], -1))
         return cdf[:, 1] - cdf[:, 0]
+
+
+def _steps(shares):
+    """A step's 16 frequencies (P, 16) from the shares of _SPAN below its 17 bounds: one
+    unit each on top (the bounds 1 + i + share_i)."""
+    return 1 + shares[:, 1:] - shares[:, :-1]
 
 
 def _within(span, place, low, high):

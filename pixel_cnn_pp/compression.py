@@ -205,6 +205,7 @@ class _Decoder:
         self.decoder, self.header, self.width, self.progress = decoder, header, width, progress
         self.rows_before, self.total_rows = rows_before, total_rows
         self.family = _constriction().stream.model.Categorical(perfect=False)
+        self.mode_weights = None  # constriction's weights of the modes, for n pixels
         self.error = None
 
     def __call__(self, pixel, mix):
@@ -229,7 +230,10 @@ class _Decoder:
 
     def _pixel(self, pixel, mix):
         n = len(mix.logits)
-        mode = self._decode(np.broadcast_to(np.asarray(self.header.modes) - 1, (n, 3)))
+        if self.mode_weights is None or len(self.mode_weights) != n:
+            self.mode_weights = np.broadcast_to(np.asarray(self.header.modes, np.float32) - 1,
+                                                (n, 3)).copy()
+        mode = self._decode(self.mode_weights)
 
         def code(c, channel):
             group = self._decode(coding.table_weights(channel.group_table())) - 1
