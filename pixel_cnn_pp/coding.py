@@ -149,16 +149,21 @@ def _tables():
     return weight, inv_scale, q_min, q_max, sigmoid
 
 
+@functools.lru_cache(maxsize=None)
+def _sigmoid_steps():
+    """The sigmoid table and each entry's step to the next (the last step 0)."""
+    table = _tables()[4]
+    return table, np.append(np.diff(table), 0)
+
+
 def _sigmoid_fixed(t):
     """2**30 sigmoid(t / 2**24) for int64 t: the table, interpolated linearly, exactly."""
-    table = _tables()[4]
+    table, steps = _sigmoid_steps()
     shift = _FIX - _TABLE_BITS
     u = t + (_T_MAX << _FIX)
-    np.maximum(u, 0, out=u)
-    np.minimum(u, ((2 * _T_MAX) << _FIX) - 1, out=u)
+    np.clip(u, 0, ((2 * _T_MAX) << _FIX) - 1, out=u)
     i = u >> shift
-    low = table[i]
-    return low + (((table[i + 1] - low) * (u & ((1 << shift) - 1))) >> shift)
+    return table[i] + ((steps[i] * (u & ((1 << shift) - 1))) >> shift)
 
 
 def _cdf_at(edge, inv, mean_fixed):
@@ -439,7 +444,8 @@ def _encode_rows(params, levels, margin):
     out = np.zeros(levels.shape + (2, 2), np.int64)
     todo = np.arange(len(levels))
     for candidate in (FINE, COARSE, UNIFORM):
-        sub = mixture.Mixture(*(None if a is None else a[todo] for a in params))
+        sub = params if candidate == FINE else mixture.Mixture(
+            *(None if a is None else a[todo] for a in params))
         found = []
 
         def code(c, channel):
