@@ -235,7 +235,7 @@ class Trainer:
             with tf.device(None):
                 self._traced[key] = function.get_concrete_function(
                     *tf.nest.map_structure(_spec, args))
-        with graph_optimisation(optimise):  # what the call's own instantiation runs
+        with _graph_optimisation(optimise):  # what the call's own instantiation runs
             return self._traced[key](*args)
 
     def _tower_gradients_fn(self, values, images, labels, seed, loss_scale):
@@ -398,7 +398,7 @@ class Trainer:
                                  % (self.towers, self.batch_size, self.global_batch_size,
                                     len(images)))
             images, labels = self._split(images), self._split(labels)
-        with precisions.tf32_for(self.precision), graph_optimisation(False):
+        with precisions.tf32_for(self.precision), _graph_optimisation(False):
             objective, nll, step, learning_rate, skipped_at = \
                 self._train_fn(images, labels).numpy().tolist()  # the step's one read
         self.last_step = StepNumbers(objective, nll, int(step), learning_rate,
@@ -465,7 +465,7 @@ class Trainer:
             if n < g:
                 x = np.concatenate([x, np.zeros((g - n,) + x.shape[1:], x.dtype)])
                 y = None if y is None else np.concatenate([y, np.zeros(g - n, y.dtype)])
-            with precisions.tf32_for(self.eval_precision), graph_optimisation(False):
+            with precisions.tf32_for(self.eval_precision), _graph_optimisation(False):
                 total += float(self._test_fn(self._split(x), self._split(y),
                                              self._split(mask)))
             count += n
@@ -555,7 +555,7 @@ class CheckpointWriteError(OSError):
 
 
 @contextlib.contextmanager
-def graph_optimisation(enabled):
+def _graph_optimisation(enabled):
     """TensorFlow's graph optimiser (Grappler) on or off for the functions called inside the
     block, and for the function calls traced inside it; then as it was.
 
