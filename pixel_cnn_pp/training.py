@@ -41,6 +41,7 @@ The library never reads flags or data sets: train.py does, and hands plain value
 """
 
 import collections
+import contextlib
 import json
 import os
 import re
@@ -217,7 +218,7 @@ class Trainer:
         index = {w.ref(): k for k, w in enumerate(self.weights)}
         return lambda var: values[index[var.ref()]]
 
-    def _shared(self, function, *args):
+    def _shared(self, function, *args, optimise=True):
         """Call `function` (a tf.function of this trainer) traced once for all the towers.
 
         Each tower's part of a step calls it. Left to itself TensorFlow traces a function
@@ -234,7 +235,8 @@ class Trainer:
             with tf.device(None):
                 self._traced[key] = function.get_concrete_function(
                     *tf.nest.map_structure(_spec, args))
-        return self._traced[key](*args)
+        with _graph_optimisation(optimise):  # what the call's own instantiation runs
+            return self._traced[key](*args)
 
     def _tower_gradients_fn(self, values, images, labels, seed, loss_scale):
         """A tower's summed objective and NLL, and their gradients as one vector.
@@ -292,12 +294,12 @@ class Trainer:
             args = (weights, (t, m, v), shadows, tower_grads, learning_rate)
             with tf.device(t.device):
                 if not self.loss_scaling:
-                    self._shared(self._tower_update, *args)
+                    self._shared(self._tower_update, *args, optimise=False)
                 else:
                     # float16: a non-finite gradient skips the step (on every tower alike:
                     # the gradients were summed over all of them).
                     tf.cond(tower_finite > 0.5, lambda a=args: self._shared(
-                        self._tower_update, *a), lambda: None)
+                        self._tower_update, *a, optimise=False), lambda: None)
 
     def _update_loss_scale(self, finite, scale):
         """Halve the scale on a non-finite gradient, double it after enough good steps."""
@@ -396,7 +398,7 @@ class Trainer:
                                  % (self.towers, self.batch_size, self.global_batch_size,
                                     len(images)))
             images, labels = self._split(images), self._split(labels)
-        with precisions.tf32_for(self.precision):
+        with precisions.tf32_for(self.precision), _graph_optimisation(False):
             objective, nll, step, learning_rate, skipped_at = \
                 self._train_fn(images, labels).numpy().tolist()  # the step's one read
         self.last_step = StepNumbers(objective, nll, int(step), learning_rate,
@@ -463,7 +465,7 @@ class Trainer:
             if n < g:
                 x = np.concatenate([x, np.zeros((g - n,) + x.shape[1:], x.dtype)])
                 y = None if y is None else np.concatenate([y, np.zeros(g - n, y.dtype)])
-            with precisions.tf32_for(self.eval_precision):
+            with precisions.tf32_for(self.eval_precision), _graph_optimisation(False):
                 total += float(self._test_fn(self._split(x), self._split(y),
                                              self._split(mask)))
             count += n
@@ -550,6 +552,25 @@ class Trainer:
 
 class CheckpointWriteError(OSError):
     """A checkpoint could not be written (e.g. the disk is full); the last good one is kept."""
+
+
+@contextlib.contextmanager
+def _graph_optimisation(enabled):
+    """TensorFlow's graph optimiser (Grappler) on or off for the functions called inside the
+    block, and for the function calls traced inside it; then as it was.
+
+    A function is optimised when it is instantiated, for the device it runs on: the towers'
+    forward and backward pass, which Grappler makes faster (fused convolutions, common
+    subexpressions, on GPUs the cuDNN layout), once per device. The step that calls them
+    and the update gain nothing from it (reads, the all-reduce, calls; elementwise Adam)
+    but cost the most to optimise: the step's graph holds every tower's variables.
+    """
+    before = tf.config.optimizer.get_experimental_options().get('disable_meta_optimizer', False)
+    tf.config.optimizer.set_experimental_options({'disable_meta_optimizer': not enabled})
+    try:
+        yield
+    finally:
+        tf.config.optimizer.set_experimental_options({'disable_meta_optimizer': before})
 
 
 def _spec(value):
