@@ -7,7 +7,7 @@ encoding and decoding images/s, beside another checkout's codec in the same run.
 
 The model: the latest checkpoint in --train_dir, or, when it holds none, one trained
 there first by CODEC_COMMAND (16 epochs of the bundled patches,
-about 28 minutes on 2 cores: 10 epochs took 17.5 minutes alone on the machine). On the first --images bundled test patches (-d patches,
+26 minutes alone on 2 cores). On the first --images bundled test patches (-d patches,
 32x32x3, never trained on) it reports, in bits/dim:
 
 - the model's NLL (model.nll, Polyak-averaged weights),
