@@ -278,9 +278,11 @@ class Channel:
         self._mass = self._cdf = None
 
     def component_cdf(self, edge):
-        """Each pair's CDF at the upper edge of level `edge` (int64 (P, E) for the pixels;
-        -1 is minus infinity, 255 infinity), int64 (K, E) in units of 2**-30."""
-        return _cdf_at(edge[self.components.pixel], self.inv[:, None], self.mean_fixed[:, None])
+        """Each pair's CDF at the upper edge of level `edge` (int64 (P, E) for the pixels,
+        or (1, E) for all of them; -1 is minus infinity, 255 infinity), int64 (K, E) in
+        units of 2**-30."""
+        edge = edge if len(edge) == 1 else edge[self.components.pixel]
+        return _cdf_at(edge, self.inv[:, None], self.mean_fixed[:, None])
 
     def _mixed(self, cdf, b):
         """The mixture's CDF (P, E) from the pairs' (K, E) at levels b (P, E) (below b)."""
@@ -290,8 +292,8 @@ class Channel:
         return mixed
 
     def mixture_cdf(self, b):
-        """The mixture's CDF below level b (int64 (P, E), 0..256), int64 (P, E); total() at
-        256. UNIFORM rows: b times 2**30."""
+        """The mixture's CDF below level b (int64 (P, E) or (1, E), 0..256), int64 (P, E);
+        total() at 256. UNIFORM rows: b times 2**30."""
         return self._mixed(self.component_cdf(b - 1), b)
 
     def total(self):
@@ -318,8 +320,7 @@ class Channel:
     def group_table(self):
         """The decoder's first step: the 16 groups' frequencies, int64 (P, 16)."""
         total = self.total()[:, None]
-        cdf = _cdf_at(_GROUP_EDGES - 1, self.inv[:, None], self.mean_fixed[:, None])
-        return _steps(_share(self._mixed(cdf, _GROUP_EDGES), total))
+        return _steps(_share(self.mixture_cdf(_GROUP_EDGES), total))
 
     def place_table(self, group):
         """The decoder's second step: the frequencies of the 16 levels of `group` (int64
