@@ -26,6 +26,7 @@ import os
 import time
 
 from absl import app
+from absl import flags as absl_flags
 
 import cli
 import flags as all_flags
@@ -134,6 +135,24 @@ SAMPLING_FLAGS = ('complete', 'known_rows', 'score', 'eval', 'eval_images', 'met
                   'num_samples', 'seed', 'jit_compile', 'nr_gpu', 'data_dir', 'download')
 
 
+def _own_flags():
+    """The flags compress.py reads: sample.py's checkpoint and model flags, and its own."""
+    return [n for n in all_flags.sample_flags() if n not in SAMPLING_FLAGS] + \
+        list(all_flags.COMPRESS_FLAGS)
+
+
+for _name in _own_flags():
+    absl_flags.declare_key_flag(_name)  # listed by --help and --helpshort
+
+# How compress.py reads the flags it shares with sample.py otherwise: its help.
+COMPRESS_PY_HELP = {
+    'batch_size': ('--compress: how many images are coded together (speed only; stored in '
+                   'the file, which --decompress takes it from).', None),
+    'precision': ('compress.py codes in float32 only (the decoder must compute the '
+                  'encoder\'s mixtures on any machine); any other is refused.', None),
+}
+
+
 def arguments_from_flags():
     """sample.py's arguments (the checkpoint, --labels, --output, ...) and compress.py's own."""
     cli.refuse_flags_of('sample.py', SAMPLING_FLAGS, 'compress.py')
@@ -158,4 +177,5 @@ main = cli.main_for('compress.py', arguments_from_flags, run,
                     flag_names=all_flags.sample_flags() + all_flags.COMPRESS_FLAGS)
 
 if __name__ == '__main__':
+    cli.use_help(COMPRESS_PY_HELP)  # before parsing, so that --help shows it
     app.run(main)

@@ -32,7 +32,6 @@ sys.path.insert(0, ROOT)
 from bench import results  # noqa: E402
 
 import pixel_cnn_pp  # noqa: E402
-from pixel_cnn_pp import sampling  # noqa: E402
 
 GOLDEN = os.path.join(ROOT, 'tests', 'golden', 'cifar_small', 'params_golden.ckpt')
 

@@ -41,9 +41,11 @@ METHODS = ('fast', 'naive')
 def draw_uniforms(n, image_shape, nr_mix, seed=None):
     """The random numbers of a whole sampling run, drawn up front.
 
-    Returns (gumbel, logistic): float32 (n, H, W, M) and (n, H, W, C) in (eps, 1-eps).
-    Image k's numbers do not depend on n, so a batch split over devices draws what
-    the whole batch draws.
+    Returns (gumbel, logistic): float32 (n, H, W, M) and (n, H, W, C) in (eps, 1-eps),
+    the uniforms behind the Gumbel draws of the components and the logistic draws of
+    the levels. Image k's Gumbel uniforms do not depend on n; its logistic ones do (they
+    are drawn after all n images' Gumbel ones), so a batch split over devices is drawn
+    whole, once, and split: each device gets the rows of the whole batch's draw.
     """
     rng = np.random.default_rng(seed)
     h, w, c = image_shape

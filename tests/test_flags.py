@@ -169,6 +169,17 @@ def test_sample_py_help_lists_its_flags_and_none_of_training():
     assert _help('sample.py', '--helpshort') == text
 
 
+def test_compress_py_help_lists_its_flags_and_none_it_refuses():
+    import compress
+
+    text = _help('compress.py')
+    listed = set(re.findall(r'^  (?:-\w+,)?--(?:\[no\])?(\w+)', text, re.M))
+    assert {'compress', 'decompress', 'output', 'batch_size', 'checkpoint', 'save_dir',
+            'pretrained', 'use_ema', 'labels', 'nr_resnet', 'precision'} <= listed, listed
+    assert not listed & (set(compress.SAMPLING_FLAGS) | {f[2:] for f in TRAINING_ONLY_FLAGS})
+    assert re.search(r'--batch_size: --compress: how many images are coded together', text)
+
+
 def test_train_py_help_lists_the_training_flags_and_none_of_sample_py_s():
     text = _help('train.py')
     listed = set(re.findall(r'^  (?:-\w+,)?--(?:\[no\])?(\w+)', text, re.M))
