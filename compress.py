@@ -57,12 +57,13 @@ def compress_images(args, model):
     images, names = image_input.read_images(args.compress, model.image_shape, '--compress')
     labels = image_input.read_labels(args.labels, len(images), model.num_classes)
     start, display = time.perf_counter(), Progress('compressing', unit='rows')
-    data = compression.compress(model, images, labels, [os.path.basename(n) for n in names],
-                                batch=args.batch_size, progress=display)
+    data, nats = compression.compress(model, images, labels,
+                                      [os.path.basename(n) for n in names],
+                                      batch=args.batch_size, progress=display, return_nll=True)
     display.close()
     seconds = time.perf_counter() - start
     files.atomic_write(args.output, lambda tmp: _write_bytes(tmp, data), replace=False)
-    nll = bits_per_dim(model.nll(images, labels).sum() / len(images), model.image_shape)
+    nll = bits_per_dim(nats.sum() / len(images), model.image_shape)
     print('compressed %d images into %s: %d bytes, %.4f bits/dim (the model\'s NLL: %.4f '
           'bits/dim), %.1f s' % (len(images), args.output, len(data),
                                  8 * len(data) / images.size, nll, seconds))

@@ -115,20 +115,29 @@ def _constriction():
     return constriction
 
 
-def _forward(model):
-    """The model's forward pass of whole images, compiled once: the network's output."""
-    return model.compiled(('coding_forward',), lambda: tf.function(
-        lambda x, h: model.forward(x, h), reduce_retracing=True, autograph=False))
+def _forward(model, with_nll):
+    """The model's forward pass of whole images, compiled once: the network's output, and
+    with_nll each image's NLL in nats from it (model.nll's log-probabilities, summed)."""
+    def forward(x, h):
+        out = model.forward(x, h)
+        if not with_nll:
+            return out, tf.zeros([tf.shape(x)[0]], tf.float64)
+        log_prob = mixture.log_prob(mixture.unpack(out, model.nr_logistic_mix, x.shape[-1]), x)
+        return out, -tf.reduce_sum(tf.cast(log_prob, tf.float64), axis=[1, 2])
+
+    return model.compiled(('coding_forward', with_nll), lambda: tf.function(
+        forward, reduce_retracing=True, autograph=False))
 
 
-def _mixtures(model, images, labels):
+def _mixtures(model, images, labels, with_nll):
     """The images' mixtures from one forward pass (an image's mixtures do not depend on
-    the others': any chunk of images will do), NumPy, one row a pixel."""
+    the others': any chunk of images will do), NumPy, one row a pixel; and with_nll each
+    image's NLL in nats (else zeros)."""
     h = None if labels is None else model.one_hot(labels)
-    out = _forward(model)(model.scale_images(images), h)
+    out, nats = _forward(model, with_nll)(model.scale_images(images), h)
     mix = mixture.unpack(out, model.nr_logistic_mix, model.image_shape[-1])
     return mixture.Mixture(*(None if a is None else a.numpy().reshape(
-        (-1,) + tuple(a.shape[3:])) for a in mix))
+        (-1,) + tuple(a.shape[3:])) for a in mix)), nats.numpy()
 
 
 def _coding_threads():
@@ -139,8 +148,9 @@ def _coding_threads():
         return max(1, os.cpu_count() or 1)
 
 
-def _encode_all(model, images, labels, margin, progress):
-    """Every image's modes (n, H*W) and intervals (n, H*W, C, 2, 2), int32.
+def _encode_all(model, images, labels, margin, progress, with_nll=False):
+    """Every image's modes (n, H*W) and intervals (n, H*W, C, 2, 2), int32, and with_nll
+    its NLL in nats (n,), float64 (else zeros).
 
     The forward pass runs ENCODE_CHUNK images at a time (on TensorFlow's threads) while a
     pool of threads, one a core, codes the chunk before it in slices of ENCODE_SLICE
@@ -153,6 +163,7 @@ def _encode_all(model, images, labels, margin, progress):
     per_slice = max(1, ENCODE_SLICE // pixels)
     mode = np.empty((count, pixels), np.int32)
     intervals = np.empty((count, pixels, channels, 2, 2), np.int32)
+    nats = np.empty(count, np.float64)
 
     def collect(tasks):
         for start, stop, task in tasks:
@@ -166,8 +177,9 @@ def _encode_all(model, images, labels, margin, progress):
         pending = []
         for start in range(0, count, ENCODE_CHUNK):
             stop = min(start + ENCODE_CHUNK, count)
-            params = _mixtures(model, images[start:stop],
-                               None if labels is None else labels[start:stop])
+            params, nats[start:stop] = _mixtures(
+                model, images[start:stop], None if labels is None else labels[start:stop],
+                with_nll)
             levels = images[start:stop].reshape(-1, channels)
             if len(pending) == 2:
                 collect(pending.pop(0))
@@ -180,7 +192,7 @@ def _encode_all(model, images, labels, margin, progress):
             pending.append(tasks)
         for tasks in pending:
             collect(tasks)
-    return mode, intervals
+    return mode, intervals, nats
 
 
 def _stream(mode, intervals, mode_freq):
@@ -287,7 +299,7 @@ def _sampler(model, n):
 
 
 def compress(model, images, labels=None, names=None, batch=DEFAULT_BATCH, progress=None,
-             margin=None):
+             margin=None, return_nll=False):
     """Images to bytes, losslessly, in about the model's NLL in bits.
 
     Args:
@@ -300,8 +312,11 @@ def compress(model, images, labels=None, names=None, batch=DEFAULT_BATCH, progre
       margin: how far (relative) another machine's mixture parameters may be from this
         one's for the file to decode there, a power of two (coding.py); default
         coding.default_margin(model.config.nr_resnet).
+      return_nll: also return each image's NLL in nats (N,), float64, from the same
+        forward pass (what model.nll gives, without a pass of its own).
     Returns:
-      bytes, the .pxpp file: HEADER_BYTES plus labels, names and the code.
+      bytes, the .pxpp file: HEADER_BYTES plus labels, names and the code; with
+      return_nll, (bytes, nats).
 
     Example:
         data = compress(model, images)
@@ -317,7 +332,7 @@ def compress(model, images, labels=None, names=None, batch=DEFAULT_BATCH, progre
     if names is not None and len(names) != count:
         raise ValueError("'names' must hold one name per image (%d), got %d"
                          % (count, len(names)))
-    mode, intervals = _encode_all(model, images, labels, margin, progress)
+    mode, intervals, nats = _encode_all(model, images, labels, margin, progress, return_nll)
     modes = coding.mode_frequencies(mode)
     constriction = _constriction()
     family = constriction.stream.model.Categorical(perfect=False)
@@ -327,7 +342,8 @@ def compress(model, images, labels=None, names=None, batch=DEFAULT_BATCH, progre
                                    modes)
         encoder.encode(symbols, family, weights)
     words = encoder.get_compressed().astype('<u4').tobytes()
-    return _pack(model, images, labels, names, batch, words, margin, modes)
+    data = _pack(model, images, labels, names, batch, words, margin, modes)
+    return (data, nats) if return_nll else data
 
 
 def decompress(model, data, progress=None):
