@@ -173,6 +173,7 @@ class Trainer:
 
     def _compile(self, jit_compile):
         # What each tower computes, traced once and called by every tower (see _shared).
+        self._jit_compile = jit_compile
         self._tower_gradients = tf.function(self._tower_gradients_fn, jit_compile=jit_compile,
                                             **_NOT_INLINED)
         self._tower_update = tf.function(self._tower_update_fn, **_NOT_INLINED)
@@ -228,15 +229,23 @@ class Trainer:
         device: each call runs on the device of the tower that makes it. It reads what it
         needs from its arguments (the tower's copy of the weights or averages, its
         variables), never from captured variables, so every tower can call the same one.
+        optimise: Grappler optimises the body once, for the first tower's device type
+        (`_optimised_once`), not again on every device it is instantiated on; with XLA
+        (jit_compile) or where that is not possible, at each instantiation as before.
         """
         key = (function, str(tf.nest.map_structure(
             lambda a: None if a is None else (tuple(a.shape), a.dtype.name), args)))
         if key not in self._traced:
+            specs = tf.nest.map_structure(_spec, args)
             with tf.device(None):
-                self._traced[key] = function.get_concrete_function(
-                    *tf.nest.map_structure(_spec, args))
+                traced = function.get_concrete_function(*specs)
+            if optimise and not self._jit_compile:
+                once = _optimised_once(traced, specs, self.strategy.extended.worker_devices[0])
+                traced, optimise = (once, False) if once is not None else (traced, True)
+            self._traced[key] = traced, optimise
+        traced, optimise = self._traced[key]
         with _graph_optimisation(optimise):  # what the call's own instantiation runs
-            return self._traced[key](*args)
+            return traced(*args)
 
     def _tower_gradients_fn(self, values, images, labels, seed, loss_scale):
         """A tower's summed objective and NLL, and their gradients as one vector.
@@ -571,6 +580,59 @@ def _graph_optimisation(enabled):
         yield
     finally:
         tf.config.optimizer.set_experimental_options({'disable_meta_optimizer': before})
+
+
+def _optimised_once(traced, specs, device):
+    """The ConcreteFunction `traced` optimised by Grappler once, as TensorFlow would optimise
+    it when instantiating it on `device`, then with no device, so that every tower calls the
+    optimised body with Grappler off; None if this TensorFlow lacks the internal APIs used
+    (tf_optimizer: then each device optimises it, as before).
+
+    Optimised for `device`'s type (its nodes placed there meanwhile) so that the rewrites
+    that depend on it happen: the remapper's fused convolutions, on GPUs the layout optimiser.
+    """
+    try:
+        from tensorflow.core.protobuf import device_properties_pb2, meta_graph_pb2
+        from tensorflow.python.eager import context
+        from tensorflow.python.grappler import cluster, tf_optimizer
+    except ImportError:
+        return None
+    if traced.captured_inputs:
+        return None  # not a pure function of its arguments
+    graph = traced.graph.as_graph_def()
+    for node in graph.node:
+        node.device = device
+    inputs, outputs = [t.name for t in traced.inputs], [t.name for t in traced.outputs]
+    meta = meta_graph_pb2.MetaGraphDef(graph_def=graph)
+    # What must be kept: the outputs, and the inputs even where unused (e.g. the loss scale).
+    meta.collection_def['train_op'].node_list.value.extend(
+        [name.split(':')[0] for name in inputs + outputs])
+    config = context.context().config  # the options TensorFlow instantiates functions with
+    config.graph_options.rewrite_options.disable_meta_optimizer = False
+    kind = tf.DeviceSpec.from_string(device).device_type or 'CPU'
+    named = device_properties_pb2.NamedDevice(
+        name=device, properties=device_properties_pb2.DeviceProperties(
+            type=kind, environment=_device_environment(kind)))
+    graph = tf_optimizer.OptimizeGraph(config, meta, cluster=cluster.Cluster(devices=[named]))
+    for node in list(graph.node) + [n for f in graph.library.function for n in f.node_def]:
+        node.device = ''
+
+    def call(*args):  # the optimised graph, its inputs replaced by the arguments
+        flat = [a for a in tf.nest.flatten(args) if a is not None]
+        results = tf.graph_util.import_graph_def(
+            graph, input_map=dict(zip(inputs, flat)), return_elements=outputs, name='')
+        return tf.nest.pack_sequence_as(traced.structured_outputs, results)
+
+    with tf.device(None), _graph_optimisation(False):
+        return tf.function(call, **_NOT_INLINED).get_concrete_function(*specs)
+
+
+def _device_environment(kind):
+    """A GPU's compute capability, which Grappler's layout optimiser decides by."""
+    gpus = tf.config.list_physical_devices('GPU') if kind == 'GPU' else []
+    capability = gpus and tf.config.experimental.get_device_details(gpus[0]).get(
+        'compute_capability')
+    return {'architecture': '%d.%d' % capability} if capability else {}
 
 
 def _spec(value):

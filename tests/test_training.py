@@ -4,8 +4,10 @@ Polyak update, step by step from the golden checkpoint (tests/golden/README.md,
 
 import json
 import os
+import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from pixel_cnn_pp.training import Trainer
@@ -55,6 +57,31 @@ def _tiny_trainer():
     return Trainer(tf.distribute.OneDeviceStrategy('/cpu:0'),
                    ModelConfig((4, 4, 3), nr_resnet=1, nr_filters=4, nr_logistic_mix=1),
                    batch_size=2)
+
+
+def _tower_passes(trainer):
+    """Per traced tower function: (Grappler on at its calls, its body has fused convolutions)."""
+    return [(optimise, any(op.type == '_FusedConv2D' for op in f.graph.get_operations()))
+            for f, optimise in trainer._traced.values()]
+
+
+def test_the_tower_pass_is_optimised_once_and_called_with_grappler_off(monkeypatch):
+    images = np.arange(96, dtype=np.uint8).reshape(2, 4, 4, 3)
+    trainer = _tiny_trainer()
+    trainer.initialize(images)
+    losses = [trainer.train_step(images)[1] for _ in range(2)]
+    # The forward and backward pass: Grappler's fused convolutions already in its body, no
+    # Grappler when each tower's device instantiates it; the update: no Grappler at all.
+    assert sorted(_tower_passes(trainer)) == [(False, False), (False, True)]
+
+    # Without TensorFlow's internal optimiser API: Grappler at every device, the same numbers.
+    from tensorflow.python import grappler
+    monkeypatch.delattr(grappler, 'tf_optimizer')
+    monkeypatch.setitem(sys.modules, 'tensorflow.python.grappler.tf_optimizer', None)
+    fallback = _tiny_trainer()
+    fallback.initialize(images)
+    assert [fallback.train_step(images)[1] for _ in range(2)] == pytest.approx(losses, rel=1e-5)
+    assert sorted(_tower_passes(fallback)) == [(False, False), (True, False)]
 
 
 def _files(folder):
@@ -142,7 +169,7 @@ _PER_REPLICA = """
         trainer.train_step(x, y)
     split = trainer.strategy.experimental_local_results(trainer._split(images[0]))
     towers = [[list(a.shape) for a in f.structured_input_signature[0][1:3]
-               if isinstance(a, tf.TensorSpec)] for f in trainer._traced.values()]
+               if isinstance(a, tf.TensorSpec)] for f, _ in trainer._traced.values()]
     print(json.dumps(dict(received=received, devices=devices, towers=towers,
                           split=[t.numpy()[:, 0, 0, 0].tolist() for t in split],
                           split_devices=[t.device for t in split])))
