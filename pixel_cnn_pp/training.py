@@ -68,7 +68,7 @@ MIN_LOSS_SCALE = 2.0 ** -14
 LOSS_SCALE_GROWTH = 2000
 
 # The towers' functions are called, not inlined into the step: their body is optimised once
-# per device instead of as part of a step graph holding every tower's copy of it.
+# (_optimised_once) instead of as part of a step graph holding every tower's copy of it.
 _NOT_INLINED = dict(autograph=False, experimental_attributes={'_noinline': True})
 
 
@@ -568,11 +568,12 @@ def _graph_optimisation(enabled):
     """TensorFlow's graph optimiser (Grappler) on or off for the functions called inside the
     block, and for the function calls traced inside it; then as it was.
 
-    A function is optimised when it is instantiated, for the device it runs on: the towers'
-    forward and backward pass, which Grappler makes faster (fused convolutions, common
-    subexpressions, on GPUs the cuDNN layout), once per device. The step that calls them
-    and the update gain nothing from it (reads, the all-reduce, calls; elementwise Adam)
-    but cost the most to optimise: the step's graph holds every tower's variables.
+    A function is optimised when it is instantiated, once per device it runs on. The
+    towers' forward and backward pass, which Grappler makes faster (fused convolutions,
+    common subexpressions, on GPUs the cuDNN layout), is optimised once beforehand instead
+    (`_optimised_once`; with XLA, per device). The step that calls them and the update gain
+    nothing from it (reads, the all-reduce, calls; elementwise Adam) but cost the most to
+    optimise: the step's graph holds every tower's variables.
     """
     before = tf.config.optimizer.get_experimental_options().get('disable_meta_optimizer', False)
     tf.config.optimizer.set_experimental_options({'disable_meta_optimizer': not enabled})
@@ -583,19 +584,22 @@ def _graph_optimisation(enabled):
 
 
 def _optimised_once(traced, specs, device):
-    """The ConcreteFunction `traced` optimised by Grappler once, as TensorFlow would optimise
-    it when instantiating it on `device`, then with no device, so that every tower calls the
-    optimised body with Grappler off; None if this TensorFlow lacks the internal APIs used
-    (tf_optimizer: then each device optimises it, as before).
+    """The ConcreteFunction `traced` optimised by Grappler once, as TensorFlow optimises a
+    function when it instantiates it on `device`, then as a function with no device, which
+    every tower calls with Grappler off and runs on its own device; None where this
+    TensorFlow lacks the internal APIs used (`tf_optimizer.OptimizeGraph`, a grappler
+    `cluster` of named devices): then each device optimises it, as before.
 
     Optimised for `device`'s type (its nodes placed there meanwhile) so that the rewrites
     that depend on it happen: the remapper's fused convolutions, on GPUs the layout optimiser.
+    specs: what `traced` was traced for (its arguments' structure, None where absent).
     """
     try:
         from tensorflow.core.protobuf import device_properties_pb2, meta_graph_pb2
         from tensorflow.python.eager import context
         from tensorflow.python.grappler import cluster, tf_optimizer
-    except ImportError:
+        optimise, virtual_cluster = tf_optimizer.OptimizeGraph, cluster.Cluster
+    except (ImportError, AttributeError):
         return None
     if traced.captured_inputs:
         return None  # not a pure function of its arguments
@@ -613,7 +617,7 @@ def _optimised_once(traced, specs, device):
     named = device_properties_pb2.NamedDevice(
         name=device, properties=device_properties_pb2.DeviceProperties(
             type=kind, environment=_device_environment(kind)))
-    graph = tf_optimizer.OptimizeGraph(config, meta, cluster=cluster.Cluster(devices=[named]))
+    graph = optimise(config, meta, cluster=virtual_cluster(devices=[named]))
     for node in list(graph.node) + [n for f in graph.library.function for n in f.node_def]:
         node.device = ''
 
