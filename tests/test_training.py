@@ -4,6 +4,7 @@ Polyak update, step by step from the golden checkpoint (tests/golden/README.md,
 
 import json
 import os
+import sys
 
 import numpy as np
 import tensorflow as tf
@@ -55,6 +56,24 @@ def _tiny_trainer():
     return Trainer(tf.distribute.OneDeviceStrategy('/cpu:0'),
                    ModelConfig((4, 4, 3), nr_resnet=1, nr_filters=4, nr_logistic_mix=1),
                    batch_size=2)
+
+
+def test_without_tensorflows_internal_optimiser_api_each_device_optimises_as_before(
+        monkeypatch):
+    from pixel_cnn_pp.training import _optimised_once
+    from tensorflow.python import grappler
+
+    spec = [tf.TensorSpec((2, 3), tf.float32)]
+    traced = tf.function(lambda x: (tf.nn.relu(x) * 2.0, [x])).get_concrete_function(*spec)
+    x = tf.constant([[-1.0, 2.0, 3.0], [4.0, -5.0, 6.0]])
+    once = _optimised_once(traced, spec, '/job:localhost/replica:0/task:0/device:CPU:0')
+    want = traced(x)
+    got = once(x)  # the same structure and numbers
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1][0], want[1][0])
+    monkeypatch.delattr(grappler, 'tf_optimizer')
+    monkeypatch.setitem(sys.modules, 'tensorflow.python.grappler.tf_optimizer', None)
+    assert _optimised_once(traced, spec, '/job:localhost/replica:0/task:0/device:CPU:0') is None
 
 
 def _files(folder):
@@ -141,9 +160,12 @@ _PER_REPLICA = """
                               device=t.device) for t, u in zip(xs, ys)])
         trainer.train_step(x, y)
     split = trainer.strategy.experimental_local_results(trainer._split(images[0]))
+    # Per tower function: Grappler on at its calls, fused convolutions in its body.
+    passes = [[optimise, any(op.type == '_FusedConv2D' for op in f.graph.get_operations())]
+              for f, optimise in trainer._traced.values()]
     towers = [[list(a.shape) for a in f.structured_input_signature[0][1:3]
-               if isinstance(a, tf.TensorSpec)] for f in trainer._traced.values()]
-    print(json.dumps(dict(received=received, devices=devices, towers=towers,
+               if isinstance(a, tf.TensorSpec)] for f, _ in trainer._traced.values()]
+    print(json.dumps(dict(received=received, devices=devices, towers=towers, passes=passes,
                           split=[t.numpy()[:, 0, 0, 0].tolist() for t in split],
                           split_devices=[t.device for t in split])))
 """
@@ -180,6 +202,10 @@ def test_each_tower_receives_only_its_own_images_on_its_device():
     assert all(on(d, i) for i, d in enumerate(out["split_devices"])), out["split_devices"]
     # What each tower computes is traced for its 2 images (and labels), not the 4 of the step.
     assert [[2, 4, 4, 3], [2]] in out['towers']
+    # The forward and backward pass was optimised by Grappler once (its fused convolutions are
+    # in the body every tower calls) and each tower's device instantiates it with Grappler
+    # off; the update is never optimised.
+    assert sorted(out['passes']) == [[False, False], [False, True]]
 
 
 def test_resumes_across_precisions_write_the_next_number_and_keep_every_older_checkpoint(
