@@ -598,7 +598,8 @@ def _optimised_once(traced, specs, device):
     function when it instantiates it on `device`, then as a function with no device, which
     every tower calls with Grappler off and runs on its own device; None where this
     TensorFlow lacks the internal APIs used (`tf_optimizer.OptimizeGraph`, a grappler
-    `cluster` of named devices): then each device optimises it, as before.
+    `cluster` of named devices), and for a pass in bfloat16 or float16: then each device
+    optimises it, as before.
 
     Optimised for `device`'s type (its nodes placed there meanwhile) so that the rewrites
     that depend on it happen: the remapper's fused convolutions, on GPUs the layout optimiser.
@@ -613,6 +614,11 @@ def _optimised_once(traced, specs, device):
         return None
     if traced.captured_inputs:
         return None  # not a pure function of its arguments
+    if any(t.dtype in (tf.bfloat16, tf.float16)
+           for op in traced.graph.get_operations() for t in op.outputs):
+        # Reduced precision: optimised away from its device, the remapper fuses ops that
+        # have no kernel in that precision there (a bfloat16 _FusedConv2D on a CPU).
+        return None
     graph = traced.graph.as_graph_def()
     for node in graph.node:
         node.device = device

@@ -71,6 +71,10 @@ def test_without_tensorflows_internal_optimiser_api_each_device_optimises_as_bef
     got = once(x)  # the same structure and numbers
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1][0], want[1][0])
+    # A pass in bfloat16 is optimised on each device (a bfloat16 fusion has no CPU kernel).
+    half = tf.function(lambda x: tf.cast(tf.nn.relu(tf.cast(x, tf.bfloat16)), tf.float32))
+    assert _optimised_once(half.get_concrete_function(*spec), spec,
+                           '/job:localhost/replica:0/task:0/device:CPU:0') is None
     monkeypatch.delattr(grappler, 'tf_optimizer')
     monkeypatch.setitem(sys.modules, 'tensorflow.python.grappler.tf_optimizer', None)
     assert _optimised_once(traced, spec, '/job:localhost/replica:0/task:0/device:CPU:0') is None
