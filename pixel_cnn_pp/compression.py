@@ -122,7 +122,7 @@ def _forward(model, with_nll):
         out = model.forward(x, h)
         if not with_nll:
             return out, tf.zeros([tf.shape(x)[0]], tf.float64)
-        log_prob = mixture.log_prob(mixture.unpack(out, model.nr_logistic_mix, x.shape[-1]), x)
+        log_prob = model.log_prob_of_output(out, x)
         return out, -tf.reduce_sum(tf.cast(log_prob, tf.float64), axis=[1, 2])
 
     return model.compiled(('coding_forward', with_nll), lambda: tf.function(

@@ -402,8 +402,12 @@ class PixelCNN(tf.Module):
         the likelihood in float32.
         """
         self.require_likelihood()
-        out = self.forward(x, h, get=get, dropout_p=dropout_p, seed=seed,
-                           compute_dtype=compute_dtype)
+        return self.log_prob_of_output(self.forward(x, h, get=get, dropout_p=dropout_p,
+                                                    seed=seed, compute_dtype=compute_dtype), x)
+
+    def log_prob_of_output(self, out, x):
+        """Per-pixel log-probabilities (B, H, W) of scaled images x under the network's
+        output `out` for them (the mixtures it gives every pixel)."""
         return mixture.log_prob(mixture.unpack(out, self.nr_logistic_mix, x.shape[-1]), x)
 
     def train_objective(self, x, h=None, get=nn.identity, dropout_p=0.0, seed=None,
